@@ -1,0 +1,409 @@
+"""Throwaway PostgreSQL and pgbouncer processes for tests and benchmarks.
+
+Kept apart from the pytest plugin so a benchmark script can start the same
+servers without pytest. Standard library only, except pytest-postgresql's
+executor (imported lazily) for the PostgreSQL side.
+
+Measured pitfalls this module handles:
+
+* ``initdb``, ``pg_ctl`` and pgbouncer refuse to run as root. As root, the
+  servers run as an unprivileged user (``postgres`` when it exists, else
+  ``nobody``); pg_ctl goes through a tiny generated wrapper script that drops
+  privileges, because pytest-postgresql runs its ``executable`` as the
+  current user.
+* pytest's temp dirs are mode 0700 and root-owned: the wrapper hands the data
+  dir's parent to the server user and adds search (``o+x``) permission to its
+  ancestors, nothing more.
+* pgbouncer drops to ``user=`` before it opens its log and pid files, so its
+  dir belongs to that user; with ``auth_type = trust`` it still needs the user
+  in ``auth_file``.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import os
+import pwd
+import re
+import shutil
+import signal
+import socket
+import stat
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+__all__ = [
+    "BinaryMissingError",
+    "PgBouncer",
+    "PostgresServer",
+    "find_binary",
+    "free_port",
+    "pg_ctl_executable",
+    "server_user",
+]
+
+
+class BinaryMissingError(RuntimeError):
+    """A server binary (pg_ctl, initdb, pgbouncer) is not installed."""
+
+
+def _version_key(path: Path) -> tuple[int, ...]:
+    # /usr/lib/postgresql/<version>/bin: highest version wins.
+    digits = re.findall(r"\d+", path.parent.name)
+    return tuple(int(d) for d in digits) or (0,)
+
+
+def find_binary(name: str) -> str:
+    """Locate a PostgreSQL or pgbouncer binary.
+
+    Looks on ``PATH``, then ``/usr/lib/postgresql/*/bin`` (highest version),
+    then ``/usr/sbin`` and ``/usr/local/sbin`` (Debian puts pgbouncer there).
+
+    Raises:
+        BinaryMissingError: with a one-line reason naming what to install.
+    """
+    found = shutil.which(name)
+    if found:
+        return found
+    candidates = sorted(
+        (p.parent for p in Path("/usr/lib/postgresql").glob(f"*/bin/{name}")),
+        key=_version_key,
+        reverse=True,
+    )
+    candidates += [Path("/usr/sbin"), Path("/usr/local/sbin"), Path("/usr/local/bin")]
+    for directory in candidates:
+        path = directory / name
+        if path.is_file() and os.access(path, os.X_OK):
+            return str(path)
+    package = "pgbouncer" if name == "pgbouncer" else "postgresql"
+    raise BinaryMissingError(f"{name} not found on PATH or under /usr/lib/postgresql/*/bin (install {package})")
+
+
+def server_user() -> pwd.struct_passwd | None:
+    """The unprivileged user servers run as, or None when not running as root."""
+    if os.geteuid() != 0:
+        return None
+    for name in ("postgres", "nobody"):
+        with contextlib.suppress(KeyError):
+            return pwd.getpwnam(name)
+    raise BinaryMissingError("running as root and neither a 'postgres' nor a 'nobody' user exists")
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that was free a moment ago."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def wait_for_port(port: int, timeout: float, proc: subprocess.Popen[bytes] | None = None) -> None:
+    """Poll until something accepts TCP connections on 127.0.0.1:port."""
+    deadline = time.monotonic() + timeout
+    while True:
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=0.5):
+            return
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"process exited with code {proc.returncode} before listening on {port}")
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"nothing listening on 127.0.0.1:{port} after {timeout:.1f}s")
+        time.sleep(0.02)
+
+
+def make_reachable(path: Path, user: pwd.struct_passwd) -> None:
+    """Give ``user`` ownership of ``path`` and search permission on its ancestors."""
+    os.chown(path, user.pw_uid, user.pw_gid)
+    for parent in path.resolve().parents:
+        mode = parent.stat().st_mode
+        if not mode & stat.S_IXOTH:
+            os.chmod(parent, mode | stat.S_IXOTH)
+
+
+# The wrapper runs as root (pytest-postgresql calls its executable directly),
+# prepares the directories pg_ctl will write to, then drops to the server user.
+_WRAPPER = '''\
+import os, pwd, stat, sys
+from pathlib import Path
+REAL = {real!r}
+USER = {user!r}
+args = sys.argv[1:]
+pw = pwd.getpwnam(USER)
+
+def reachable(path):
+    os.chown(path, pw.pw_uid, pw.pw_gid)
+    for parent in path.resolve().parents:
+        mode = parent.stat().st_mode
+        if not mode & stat.S_IXOTH:
+            os.chmod(parent, mode | stat.S_IXOTH)
+
+if args and args[0] in ("initdb", "start"):
+    for i, arg in enumerate(args[:-1]):
+        if arg in ("-D", "--pgdata", "-l", "--log"):
+            target = Path(args[i + 1]).absolute()
+            parent = target.parent
+            if parent.stat().st_uid == 0:
+                reachable(parent)
+            if target.exists() and target.stat().st_uid == 0:
+                reachable(target)
+os.chdir("/")
+os.setgroups([])
+os.setgid(pw.pw_gid)
+os.setuid(pw.pw_uid)
+os.environ["HOME"] = pw.pw_dir
+os.execv(REAL, [REAL, *args])
+'''
+
+_wrapper_dir: Path | None = None
+
+
+def pg_ctl_executable() -> str:
+    """The ``pg_ctl`` to give pytest-postgresql (``postgresql_proc(executable=...)``).
+
+    Not root: the installed ``pg_ctl``. Root: a wrapper script, generated in a
+    private temp dir for this process and removed at exit, that runs the real
+    ``pg_ctl`` as the unprivileged server user.
+
+    Raises:
+        BinaryMissingError: pg_ctl is not installed.
+    """
+    global _wrapper_dir
+    real = find_binary("pg_ctl")
+    user = server_user()
+    if user is None:
+        return real
+    if _wrapper_dir is None:
+        _wrapper_dir = Path(tempfile.mkdtemp(prefix="session-runtime-pg_ctl-"))
+        atexit.register(shutil.rmtree, _wrapper_dir, True)
+    script = _wrapper_dir / "pg_ctl.py"
+    script.write_text(_WRAPPER.format(real=real, user=user.pw_name))
+    launcher = _wrapper_dir / "pg_ctl"
+    # A shell launcher, so the interpreter path can contain anything.
+    launcher.write_text(f'#!/bin/sh\nexec "{sys.executable}" "{script}" "$@"\n')
+    launcher.chmod(0o700)
+    return str(launcher)
+
+
+class PostgresServer:
+    """A throwaway PostgreSQL cluster on a free port (pytest-postgresql's executor).
+
+    For use outside pytest (benchmarks); the pytest plugin uses
+    pytest-postgresql's ``postgresql_proc`` factory instead.
+    """
+
+    def __init__(self, basedir: Path, *, user: str = "postgres") -> None:
+        from pytest_postgresql.executors import PostgreSQLExecutor
+
+        self.port = free_port()
+        self.host = "127.0.0.1"
+        self.user = user
+        workdir = basedir / f"postgresql-{self.port}"
+        workdir.mkdir(parents=True)
+        self._executor = PostgreSQLExecutor(
+            executable=pg_ctl_executable(),
+            host=self.host,
+            port=self.port,
+            datadir=str(workdir / "data"),
+            unixsocketdir=tempfile.gettempdir(),
+            logfile=str(workdir / "postgresql.log"),
+            startparams="-w",
+            dbname="postgres",
+            user=user,
+        )
+
+    def start(self) -> PostgresServer:
+        self._executor.start()
+        _started.append(self)
+        return self
+
+    def stop(self) -> None:
+        with contextlib.suppress(Exception):
+            self._executor.stop()
+        with contextlib.suppress(Exception):
+            self._executor.clean_directory()
+        with contextlib.suppress(ValueError):
+            _started.remove(self)
+
+    def url(self, dbname: str = "postgres", driver: str = "asyncpg") -> str:
+        return f"postgresql+{driver}://{self.user}@{self.host}:{self.port}/{dbname}"
+
+
+class PgBouncer:
+    """pgbouncer in front of one PostgreSQL server, in its own temp dir.
+
+    Args:
+        server_host, server_port: the PostgreSQL server to pool.
+        pool_mode: ``transaction`` (the point of this class) or ``session``.
+        pool_size: ``default_pool_size``; small so clients share server
+            connections, which is what makes transaction mode bite.
+        user: the database user clients log in as (listed in ``auth_file``
+            and ``admin_users``, so it can also query the admin console).
+        max_client_conn: clients pgbouncer accepts.
+        extra: more ``[pgbouncer]`` settings.
+    """
+
+    def __init__(
+        self,
+        server_host: str,
+        server_port: int,
+        *,
+        pool_mode: str = "transaction",
+        pool_size: int = 3,
+        user: str = "postgres",
+        max_client_conn: int = 500,
+        extra: dict[str, str] | None = None,
+    ) -> None:
+        self.binary = find_binary("pgbouncer")
+        self.server_host = server_host
+        self.server_port = server_port
+        self.pool_mode = pool_mode
+        self.pool_size = pool_size
+        self.user = user
+        self.host = "127.0.0.1"
+        self.port = free_port()
+        self._run_as = server_user()
+        self.dir = Path(tempfile.mkdtemp(prefix="session-runtime-pgbouncer-"))
+        if self._run_as is not None:
+            make_reachable(self.dir, self._run_as)
+        settings = {
+            "listen_addr": self.host,
+            "listen_port": str(self.port),
+            "unix_socket_dir": "",
+            "auth_type": "trust",
+            "auth_file": str(self.dir / "userlist.txt"),
+            "admin_users": user,
+            "pool_mode": pool_mode,
+            "default_pool_size": str(pool_size),
+            "max_client_conn": str(max_client_conn),
+            # asyncpg sends extra_float_digits at startup; pgbouncer refuses
+            # unknown startup parameters unless told to ignore them.
+            "ignore_startup_parameters": "extra_float_digits",
+            "logfile": str(self.dir / "pgbouncer.log"),
+            "pidfile": str(self.dir / "pgbouncer.pid"),
+            "server_login_retry": "1",
+        }
+        if self._run_as is not None:
+            settings["user"] = self._run_as.pw_name
+        settings.update(extra or {})
+        ini = "[databases]\n"
+        ini += f"* = host={server_host} port={server_port}\n\n[pgbouncer]\n"
+        ini += "".join(f"{k} = {v}\n" for k, v in settings.items())
+        (self.dir / "pgbouncer.ini").write_text(ini)
+        (self.dir / "userlist.txt").write_text(f'"{user}" ""\n')
+        if self._run_as is not None:
+            for name in ("pgbouncer.ini", "userlist.txt"):
+                os.chown(self.dir / name, self._run_as.pw_uid, self._run_as.pw_gid)
+        self._proc: subprocess.Popen[bytes] | None = None
+
+    def start(self, timeout: float = 10.0) -> PgBouncer:
+        """Start pgbouncer and wait until it accepts connections."""
+        # Own session: a Ctrl-C in the terminal reaches pytest, which stops
+        # pgbouncer in teardown, instead of killing it mid-test.
+        self._proc = subprocess.Popen(
+            [self.binary, str(self.dir / "pgbouncer.ini")],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            start_new_session=True,
+        )
+        if self not in _started:
+            _started.append(self)
+        try:
+            wait_for_port(self.port, timeout, self._proc)
+        except Exception as exc:
+            self.stop()
+            raise RuntimeError(f"pgbouncer did not start: {exc}\n{self.log_tail()}") from exc
+        return self
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Stop pgbouncer (SIGTERM: immediate shutdown, clients are disconnected)."""
+        proc, self._proc = self._proc, None
+        if proc is not None and proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        if proc is not None and proc.stderr is not None:
+            proc.stderr.close()
+        with contextlib.suppress(ValueError):
+            _started.remove(self)
+
+    def restart(self) -> None:
+        """Stop and start again on the same port, like a pooler deploy or crash."""
+        self.stop()
+        self.start()
+
+    def close(self) -> None:
+        """Stop and remove the temp dir."""
+        self.stop()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+    @property
+    def running(self) -> bool:
+        return self._proc is not None and self._proc.poll() is None
+
+    def url(self, dbname: str = "postgres", driver: str = "asyncpg") -> str:
+        """A SQLAlchemy URL through this pgbouncer."""
+        return f"postgresql+{driver}://{self.user}@{self.host}:{self.port}/{dbname}"
+
+    def admin(self, command: str) -> list[dict[str, Any]]:
+        """Run a command on the admin console (``SHOW SERVERS``, ``SHOW POOLS``…).
+
+        The console speaks only the simple query protocol, so this uses
+        psycopg's client-side-binding cursor, which sends plain queries.
+        """
+        import psycopg
+
+        with (
+            psycopg.connect(
+                host=self.host,
+                port=self.port,
+                user=self.user,
+                dbname="pgbouncer",
+                autocommit=True,
+                cursor_factory=psycopg.ClientCursor,
+                connect_timeout=5,
+            ) as conn,
+            conn.cursor() as cur,
+        ):
+            cur.execute(command)
+            if cur.description is None:
+                return []
+            names = [col.name for col in cur.description]
+            return [dict(zip(names, row)) for row in cur.fetchall()]
+
+    def log_tail(self, lines: int = 20) -> str:
+        try:
+            text = (self.dir / "pgbouncer.log").read_text(errors="replace")
+        except OSError:
+            return ""
+        return "\n".join(text.splitlines()[-lines:])
+
+
+# Backstop for anything a crashed test run leaves behind: fixtures stop their
+# servers in teardown; this only runs for what is still up at interpreter exit.
+_started: list[PgBouncer | PostgresServer] = []
+
+
+@atexit.register
+def _stop_all() -> None:
+    for server in list(_started):
+        with contextlib.suppress(Exception):
+            server.stop()
+
+
+@contextlib.contextmanager
+def running(servers: Sequence[PgBouncer]) -> Iterator[None]:
+    """Stop and clean up ``servers`` on exit, whatever happens."""
+    try:
+        yield
+    finally:
+        for server in servers:
+            server.close()

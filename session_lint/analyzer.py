@@ -1,0 +1,265 @@
+"""One parse, one walk, all enabled rules; positions only for what is reported.
+
+The pipeline for a file:
+1. prefilter: a file holding none of the enabled rules' tokens is not parsed;
+2. ``libcst.parse_module`` once (a parse failure is one SL000 finding);
+3. one :class:`~session_lint.walker.Dispatcher` walk: the scope tracker, then every rule;
+4. only if something was reported: one ``PositionProvider`` pass over the same,
+   uncopied tree, looked up by node identity;
+5. ``# noqa`` and per-file-ignores filtering.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import libcst as cst
+from libcst.metadata import CodeRange, MetadataWrapper, PositionProvider
+
+from session_lint.config import Config
+from session_lint.context import FileContext, Report
+from session_lint.finding import Finding
+from session_lint.rules import ALL_RULES, Rule, SyntaxErrorRule
+from session_lint.semantics.scopes import (
+    class_scope,
+    function_scope,
+    lambda_scope,
+    module_scope,
+)
+from session_lint.walker import Dispatcher
+
+_ONLY_AST = 0x400  # ast.PyCF_ONLY_AST, without importing ast
+
+
+@dataclass
+class Analysis:
+    path: str
+    findings: list[Finding] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)  # internal errors (exit code 2)
+    module: cst.Module | None = None
+    parsed: bool = False
+
+
+class ScopeTracker:
+    """Keeps ``ctx.scope`` on the innermost scope; runs before rules on the way in
+    and after them on the way out."""
+
+    def __init__(self, ctx: FileContext) -> None:
+        self.ctx = ctx
+
+    def visit_FunctionDef(self, node: cst.FunctionDef) -> None:
+        self.ctx.scope = function_scope(node, self.ctx.scope)
+
+    def visit_ClassDef(self, node: cst.ClassDef) -> None:
+        self.ctx.scope = class_scope(node, self.ctx.scope)
+
+    def visit_Lambda(self, node: cst.Lambda) -> None:
+        self.ctx.scope = lambda_scope(node, self.ctx.scope)
+
+    def _pop(self, node: cst.CSTNode) -> None:
+        parent = self.ctx.scope.parent
+        assert parent is not None and self.ctx.scope.node is node
+        self.ctx.scope = parent
+
+    leave_FunctionDef = leave_ClassDef = leave_Lambda = _pop
+
+
+def enabled_rules(
+    config: Config, path: str, rules: Sequence[type[Rule]] = ALL_RULES
+) -> list[type[Rule]]:
+    ignored = config.ignored_for(path)
+    return [
+        r for r in rules if config.is_enabled(r.code) and not r.code.startswith(ignored or ("\0",))
+    ]
+
+
+def prefilter_tokens(rules: Sequence[type[Rule]], config: Config) -> tuple[bytes, ...]:
+    tokens: set[bytes] = set()
+    for rule in rules:
+        tokens.update(t.encode() for t in rule.prefilter_tokens(config))
+    return tuple(sorted(tokens))
+
+
+def may_fire(source: bytes, tokens: Sequence[bytes]) -> bool:
+    return any(token in source for token in tokens)
+
+
+def parse(source: bytes) -> cst.Module | Finding:
+    """Parse, or an SL000 finding saying why not (path filled in by the caller)."""
+    line, column = 1, 1
+    try:
+        return cst.parse_module(source)
+    except cst.ParserSyntaxError as exc:
+        line, column = exc.raw_line, exc.raw_column + 1
+        message = f"file does not parse: {exc.message}"
+        # Python's own compiler points at the error more precisely than libcst does.
+        try:
+            compile(source, "<source>", "exec", dont_inherit=True, flags=_ONLY_AST)
+        except SyntaxError as py_exc:
+            line, column = py_exc.lineno or line, py_exc.offset or column
+            message = f"file does not parse: SyntaxError: {py_exc.msg}"
+        except (ValueError, RecursionError, MemoryError):
+            pass
+    except (SyntaxError, UnicodeDecodeError, LookupError) as exc:
+        # Encoding problems surface as one of these from libcst's decoding step.
+        message = f"file cannot be decoded: {exc}"
+    except RecursionError:
+        message = "file is nested too deeply to analyse"
+    except ValueError as exc:  # e.g. NUL bytes
+        message = f"file is not Python source: {exc}"
+    return Finding(
+        "", line, column, line, column, SyntaxErrorRule.code, SyntaxErrorRule.name, message
+    )
+
+
+def analyze(
+    source: bytes,
+    path: str,
+    config: Config,
+    rules: Sequence[type[Rule]] | None = None,
+    *,
+    apply_noqa: bool = True,
+) -> Analysis:
+    """Every finding of the enabled rules on one file's bytes."""
+    result = Analysis(path)
+    active = enabled_rules(config, path, ALL_RULES if rules is None else rules)
+    walkers = [r for r in active if r is not SyntaxErrorRule]
+    report_syntax = SyntaxErrorRule in active
+    tokens = prefilter_tokens(walkers, config)
+    if not walkers or not may_fire(source, tokens):
+        if report_syntax and not _compiles_cheaply(source):
+            _parse_into(result, source, path, report_syntax)
+        return result
+    module = _parse_into(result, source, path, report_syntax)
+    if module is None:
+        return result
+
+    ctx = FileContext(path, config, module, module_scope(module), [], config.is_engine_module(path))
+    errors: list[str] = []
+
+    def on_error(owner: object, exc: BaseException) -> None:
+        code = getattr(owner, "code", type(owner).__name__)
+        errors.append(f"{path}: internal error in {code}: {type(exc).__name__}: {exc}")
+
+    dispatcher = Dispatcher(on_error)
+    ctx.ancestors = dispatcher.ancestors
+    tracker = ScopeTracker(ctx)
+    dispatcher.add(tracker, leaves=False)
+    for rule in walkers:
+        dispatcher.add(rule(ctx))
+    dispatcher.add(tracker, visits=False)
+    try:
+        dispatcher.walk(module)
+    except RecursionError:
+        errors.append(f"{path}: internal error: file is nested too deeply to analyse")
+    result.errors.extend(errors)
+    if ctx.reports:
+        result.findings.extend(_positioned(ctx.reports, module, path, result))
+    if apply_noqa:
+        result.findings = filter_noqa(result.findings, source)
+    result.findings.sort(key=Finding.sort_key)
+    return result
+
+
+def _compiles_cheaply(source: bytes) -> bool:
+    """For prefiltered files: Python's own compiler is ~10x faster than libcst, so
+    use it to decide whether SL000 needs the full parse."""
+    try:
+        compile(source, "<prefilter>", "exec", dont_inherit=True, flags=_ONLY_AST)
+    except (SyntaxError, ValueError, UnicodeDecodeError, RecursionError, MemoryError):
+        return False
+    return True
+
+
+def _parse_into(
+    result: Analysis, source: bytes, path: str, report_syntax: bool
+) -> cst.Module | None:
+    parsed = parse(source)
+    if isinstance(parsed, Finding):
+        if report_syntax:
+            result.findings.append(
+                Finding(
+                    path,
+                    parsed.line,
+                    parsed.column,
+                    parsed.end_line,
+                    parsed.end_column,
+                    parsed.code,
+                    parsed.name,
+                    parsed.message,
+                )
+            )
+        return None
+    result.module = parsed
+    result.parsed = True
+    return parsed
+
+
+def _positioned(
+    reports: list[Report], module: cst.Module, path: str, result: Analysis
+) -> list[Finding]:
+    try:
+        positions = MetadataWrapper(module, unsafe_skip_copy=True).resolve(PositionProvider)
+    except RecursionError:
+        result.errors.append(
+            f"{path}: internal error: file is nested too deeply to locate findings"
+        )
+        return []
+    findings: list[Finding] = []
+    seen: set[tuple[str, int, int]] = set()
+    for report in reports:
+        where: CodeRange | None = positions.get(report.node)
+        if where is None:  # a rule reported a node that is not in the tree: a rule bug
+            result.errors.append(
+                f"{path}: internal error in {report.rule.code}: reported a detached node"
+            )
+            continue
+        key = (report.rule.code, where.start.line, where.start.column)
+        if key in seen:
+            continue
+        seen.add(key)
+        findings.append(
+            Finding(
+                path,
+                where.start.line,
+                where.start.column + 1,
+                where.end.line,
+                where.end.column + 1,
+                report.rule.code,
+                report.rule.name,
+                report.message,
+                report.fix,
+            )
+        )
+    return findings
+
+
+NOQA = re.compile(r"#\s*noqa(?::[\s]?(?P<codes>[A-Z]+[0-9]*(?:[,\s]+[A-Z]+[0-9]*)*))?", re.I)
+_CODE = re.compile(r"[A-Z]+[0-9]+", re.I)
+
+
+def filter_noqa(findings: list[Finding], source: bytes) -> list[Finding]:
+    """flake8's grammar: ``# noqa`` silences every code on the line, ``# noqa: SL101,SL2``
+    the listed codes (prefixes allowed)."""
+    if not findings or b"noqa" not in source.lower():
+        return findings
+    lines = source.decode("utf-8", "replace").splitlines()
+    kept: list[Finding] = []
+    for finding in findings:
+        text = lines[finding.line - 1] if 0 < finding.line <= len(lines) else ""
+        if _suppressed(text, finding.code):
+            continue
+        kept.append(finding)
+    return kept
+
+
+def _suppressed(line: str, code: str) -> bool:
+    for match in NOQA.finditer(line):
+        codes = match.group("codes")
+        if codes is None:
+            return True
+        if any(code.upper().startswith(c.upper()) for c in _CODE.findall(codes)):
+            return True
+    return False

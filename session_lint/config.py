@@ -1,0 +1,244 @@
+"""``[tool.session-lint]`` in pyproject.toml -> :class:`Config`.
+
+Unknown keys are an error naming the key: a misspelt option silently ignored is a
+linter that quietly checks less than its user believes.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import hashlib
+import json
+import sys
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - exercised on 3.10 only
+    import tomli as tomllib
+
+POOLER_MODES = ("auto", "transaction", "session", "none")
+
+DEFAULT_ENGINE_MODULES = (
+    "engine.py",
+    "session.py",
+    "database.py",
+    "db.py",
+    "async_session.py",
+    "**/db/**",
+    "**/session/**",
+)
+
+DEFAULT_SLOW_CALLS = (
+    "asyncio.sleep",
+    "time.sleep",
+    "httpx.AsyncClient.get",
+    "httpx.AsyncClient.post",
+    "httpx.AsyncClient.put",
+    "httpx.AsyncClient.patch",
+    "httpx.AsyncClient.delete",
+    "httpx.AsyncClient.request",
+    "httpx.AsyncClient.send",
+    "aiohttp.ClientSession.get",
+    "aiohttp.ClientSession.post",
+    "aiohttp.ClientSession.put",
+    "aiohttp.ClientSession.patch",
+    "aiohttp.ClientSession.delete",
+    "aiohttp.ClientSession.request",
+)
+
+
+class ConfigError(Exception):
+    """A configuration problem the user must fix (exit code 2)."""
+
+
+@dataclass(frozen=True)
+class Config:
+    select: tuple[str, ...] = ("SL",)
+    ignore: tuple[str, ...] = ()
+    extend_select: tuple[str, ...] = ()
+    per_file_ignores: tuple[tuple[str, tuple[str, ...]], ...] = ()
+    exclude: tuple[str, ...] = ()
+    extend_exclude: tuple[str, ...] = ()
+    session_factory: str = "session_runtime:get_session"
+    background_session_factory: str = "session_runtime:get_background_session"
+    engine_factory: str = "session_runtime:make_engine"
+    engine_modules: tuple[str, ...] = DEFAULT_ENGINE_MODULES
+    session_names: tuple[str, ...] = ("session", "db", "db_session")
+    pooler: str = "auto"
+    extra_execution_options: tuple[str, ...] = ()
+    slow_calls: tuple[str, ...] = DEFAULT_SLOW_CALLS
+    # Where the config file lives; globs in the file are relative to it.
+    root: str = field(default=".", compare=False)
+    source: str | None = field(default=None, compare=False)
+
+    # -- rule selection -------------------------------------------------
+    def is_enabled(self, code: str) -> bool:
+        selected = _matches(code, self.select) or _matches(code, self.extend_select)
+        return selected and not _matches(code, self.ignore)
+
+    def ignored_for(self, path: str) -> tuple[str, ...]:
+        """Code prefixes that per-file-ignores switches off for ``path``."""
+        rel = self.relative(path)
+        out: list[str] = []
+        for pattern, codes in self.per_file_ignores:
+            negate = pattern.startswith("!")
+            hit = glob_match(rel, pattern[1:] if negate else pattern)
+            if hit != negate:
+                out.extend(codes)
+        return tuple(out)
+
+    def is_engine_module(self, path: str) -> bool:
+        rel = self.relative(path)
+        return any(glob_match(rel, pattern) for pattern in self.engine_modules)
+
+    def is_excluded(self, path: str) -> bool:
+        rel = self.relative(path)
+        return any(glob_match(rel, p) for p in (*self.exclude, *self.extend_exclude))
+
+    def relative(self, path: str) -> str:
+        if path == "-":
+            return path
+        p = Path(path)
+        try:
+            rel = p.resolve().relative_to(Path(self.root).resolve())
+        except (ValueError, OSError):
+            rel = p
+        return rel.as_posix()
+
+    def fingerprint(self) -> str:
+        """A stable hash of everything that can change findings (for the cache)."""
+        data = {f.name: getattr(self, f.name) for f in fields(self) if f.compare}
+        return hashlib.sha256(json.dumps(data, sort_keys=True, default=list).encode()).hexdigest()
+
+    def with_overrides(self, **changes: Any) -> Config:
+        return replace(self, **changes)
+
+
+def _matches(code: str, prefixes: Iterable[str]) -> bool:
+    return any(code.startswith(p) for p in prefixes) or "ALL" in prefixes
+
+
+def glob_match(rel_path: str, pattern: str) -> bool:
+    """gitignore-flavoured glob: a pattern without '/' matches any file name or
+    directory component; ``**/`` matches any number of leading directories."""
+    if rel_path.startswith("./"):
+        rel_path = rel_path[2:]
+    parts = PurePosixPath(rel_path).parts
+    pattern = pattern.rstrip("/")
+    if "/" not in pattern:
+        return any(fnmatch.fnmatchcase(part, pattern) for part in parts)
+    candidates = [pattern]
+    if pattern.startswith("**/"):
+        candidates.append(pattern[3:])
+    for pat in candidates:
+        if fnmatch.fnmatchcase(rel_path, pat):
+            return True
+        if pat.endswith("/**") and fnmatch.fnmatchcase(rel_path, pat[:-3]):
+            return True
+        # A directory pattern also matches everything below it.
+        for i in range(1, len(parts)):
+            if fnmatch.fnmatchcase("/".join(parts[:i]), pat):
+                return True
+    return False
+
+
+# -- loading ---------------------------------------------------------------
+
+_LIST_KEYS = {
+    "select",
+    "ignore",
+    "extend-select",
+    "exclude",
+    "extend-exclude",
+    "engine-modules",
+    "session-names",
+    "extra-execution-options",
+    "slow-calls",
+}
+_STR_KEYS = {"session-factory", "background-session-factory", "engine-factory", "pooler"}
+_TABLE_KEYS = {"per-file-ignores"}
+KNOWN_KEYS = _LIST_KEYS | _STR_KEYS | _TABLE_KEYS
+
+
+def config_from_mapping(
+    data: Mapping[str, Any], *, root: str = ".", source: str | None = None
+) -> Config:
+    where = source or "configuration"
+    unknown = sorted(set(data) - KNOWN_KEYS)
+    if unknown:
+        raise ConfigError(f"{where}: unknown [tool.session-lint] key {unknown[0]!r}")
+    values: dict[str, Any] = {"root": root, "source": source}
+    for key, value in data.items():
+        attr = key.replace("-", "_")
+        if key in _LIST_KEYS:
+            if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+                raise ConfigError(f"{where}: {key!r} must be a list of strings")
+            values[attr] = tuple(value)
+        elif key in _STR_KEYS:
+            if not isinstance(value, str):
+                raise ConfigError(f"{where}: {key!r} must be a string")
+            values[attr] = value
+        else:  # per-file-ignores
+            if not isinstance(value, dict) or not all(
+                isinstance(v, list) and all(isinstance(c, str) for c in v) for v in value.values()
+            ):
+                raise ConfigError(f"{where}: {key!r} must map globs to lists of codes")
+            values[attr] = tuple((str(k), tuple(v)) for k, v in value.items())
+    if values.get("pooler", "auto") not in POOLER_MODES:
+        raise ConfigError(f"{where}: 'pooler' must be one of {', '.join(POOLER_MODES)}")
+    for key in ("session_factory", "background_session_factory", "engine_factory"):
+        target = values.get(key)
+        if target is not None and (":" not in target or not all(target.partition(":")[::2])):
+            raise ConfigError(
+                f"{where}: {key.replace('_', '-')!r} must look like 'package.module:name'"
+            )
+    return Config(**values)
+
+
+def load_config_file(path: Path) -> Config:
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read: {exc}") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: invalid TOML: {exc}") from exc
+    if path.name == "pyproject.toml":
+        section = raw.get("tool", {}).get("session-lint", {})
+    else:  # a dedicated file holds the table at top level or under [tool.session-lint]
+        section = raw.get("tool", {}).get("session-lint", raw)
+    if not isinstance(section, dict):
+        raise ConfigError(f"{path}: [tool.session-lint] must be a table")
+    return config_from_mapping(section, root=str(path.parent), source=str(path))
+
+
+def find_config_file(paths: Sequence[str]) -> Path | None:
+    """The nearest pyproject.toml with a [tool.session-lint] table, walking up from
+    the first linted path (or the working directory)."""
+    start = Path(paths[0]) if paths and paths[0] != "-" else Path.cwd()
+    start = start.resolve()
+    if not start.is_dir():
+        start = start.parent
+    for directory in (start, *start.parents):
+        candidate = directory / "pyproject.toml"
+        if candidate.is_file():
+            try:
+                raw = tomllib.loads(candidate.read_text(encoding="utf-8"))
+            except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+                raise ConfigError(f"{candidate}: invalid TOML: {exc}") from exc
+            if "session-lint" in raw.get("tool", {}):
+                return candidate
+    return None
+
+
+def load_config(paths: Sequence[str], explicit: str | None = None) -> Config:
+    if explicit:
+        path = Path(explicit)
+        if not path.is_file():
+            raise ConfigError(f"{explicit}: config file not found")
+        return load_config_file(path)
+    found = find_config_file(paths)
+    return load_config_file(found) if found else Config(root=str(Path.cwd()))

@@ -1,0 +1,111 @@
+"""What a rule reports: a finding, and optionally a fix with its safety level."""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import libcst as cst
+
+
+class Applicability(enum.Enum):
+    """How sure we are that a fix keeps the program's meaning (ruff's levels)."""
+
+    SAFE = "safe"  # cannot change behaviour; applied by --fix
+    UNSAFE = "unsafe"  # valid code, may change behaviour; needs --unsafe-fixes too
+
+    def allowed(self, *, unsafe_fixes: bool) -> bool:
+        return self is Applicability.SAFE or unsafe_fixes
+
+
+class FixAvailability(enum.Enum):
+    """What a rule's docs say about fixes: whether every finding, some, or none carry one."""
+
+    NONE = "none"
+    SOMETIMES = "sometimes"
+    ALWAYS = "always"
+
+
+@dataclass(frozen=True)
+class Import:
+    """An import a fix needs: ``from module import name`` (or ``import module`` when name is None)."""
+
+    module: str
+    name: str | None = None
+
+    @classmethod
+    def from_target(cls, target: str) -> Import:
+        """``"pkg.mod:attr"`` (config style) or ``"pkg.mod.attr"`` -> Import."""
+        if ":" in target:
+            module, _, name = target.partition(":")
+        else:
+            module, _, name = target.rpartition(".")
+        if not module or not name:
+            raise ValueError(f"not an importable 'module:name' target: {target!r}")
+        return cls(module, name)
+
+
+# A replacement gets the original node and returns the node to put in its place,
+# or ``cst.RemovalSentinel.REMOVE`` / ``cst.FlattenSentinel`` for statements.
+Replacement = cst.CSTNode | cst.RemovalSentinel | cst.FlattenSentinel[cst.CSTNode]
+
+
+@dataclass(frozen=True)
+class Fix:
+    """Node replacements computed from the *original* tree, applied after the walk.
+
+    ``edits`` maps an original node (by identity) to its replacement. ``imports``
+    lists what the new code needs; the fix layer adds each once, merged with the
+    file's existing imports.
+    """
+
+    applicability: Applicability
+    edits: tuple[tuple[cst.CSTNode, Replacement], ...]
+    imports: tuple[Import, ...] = ()
+    description: str = ""
+
+    @classmethod
+    def replace(
+        cls,
+        node: cst.CSTNode,
+        new: Replacement,
+        applicability: Applicability,
+        *,
+        imports: tuple[Import, ...] = (),
+        description: str = "",
+    ) -> Fix:
+        return cls(applicability, ((node, new),), imports, description)
+
+
+@dataclass(frozen=True)
+class Position:
+    line: int  # 1-based
+    column: int  # 1-based
+    end_line: int
+    end_column: int
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One reported problem. Lines and columns are 1-based (columns count characters)."""
+
+    path: str
+    line: int
+    column: int
+    end_line: int
+    end_column: int
+    code: str
+    name: str
+    message: str
+    fix: Fix | None = field(default=None, compare=False, hash=False)
+
+    @property
+    def fix_applicability(self) -> Applicability | None:
+        return self.fix.applicability if self.fix else None
+
+    def sort_key(self) -> tuple[str, int, int, str]:
+        return (self.path, self.line, self.column, self.code)
+
+
+FixBuilder = Callable[[], Fix | None]

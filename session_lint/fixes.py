@@ -1,0 +1,191 @@
+"""Applying fixes: by safety level, conflict-free, re-parsed, repeated until stable,
+written atomically with the file's encoding, BOM and line endings intact."""
+
+from __future__ import annotations
+
+import os
+import stat
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import libcst as cst
+from libcst.codemod import CodemodContext
+from libcst.codemod.visitors import AddImportsVisitor
+
+from session_lint.analyzer import Analysis, analyze
+from session_lint.config import Config
+from session_lint.finding import Finding, Fix, Import, Replacement
+from session_lint.rules import Rule
+from session_lint.walker import children
+
+MAX_PASSES = 10
+
+
+@dataclass
+class FixOutcome:
+    original: bytes
+    source: bytes  # the fixed bytes; equal to ``original`` when nothing applied
+    applied: int = 0
+    analysis: Analysis | None = None  # findings that remain, on ``source``
+    errors: list[str] = field(default_factory=list)
+
+    @property
+    def changed(self) -> bool:
+        return self.source != self.original
+
+
+def fixable(findings: Sequence[Finding], *, unsafe: bool) -> list[Finding]:
+    return [
+        f
+        for f in findings
+        if f.fix is not None and f.fix.applicability.allowed(unsafe_fixes=unsafe)
+    ]
+
+
+def fix_source(
+    source: bytes,
+    path: str,
+    config: Config,
+    rules: Sequence[type[Rule]] | None = None,
+    *,
+    unsafe: bool = False,
+) -> FixOutcome:
+    """Apply every allowed fix, re-analysing after each pass, until none applies."""
+    outcome = FixOutcome(source, source)
+    current = source
+    analysis = analyze(current, path, config, rules)
+    for _ in range(MAX_PASSES):
+        todo = fixable(analysis.findings, unsafe=unsafe)
+        if not todo or analysis.module is None:
+            break
+        module, applied = apply_fixes(analysis.module, [f.fix for f in todo if f.fix is not None])
+        new = module.bytes
+        if applied == 0 or new == current:
+            break
+        try:
+            cst.parse_module(new)
+        except Exception as exc:
+            codes = ", ".join(sorted({f.code for f in todo}))
+            outcome.errors.append(
+                f"{path}: fix for {codes} produced code that does not parse ({type(exc).__name__}); "
+                "file left unchanged"
+            )
+            outcome.analysis = analyze(source, path, config, rules)
+            return outcome
+        outcome.applied += applied
+        current = new
+        analysis = analyze(current, path, config, rules)
+    else:
+        if fixable(analysis.findings, unsafe=unsafe):
+            outcome.errors.append(f"{path}: fixes did not settle after {MAX_PASSES} passes")
+    outcome.source = current
+    outcome.analysis = analysis
+    return outcome
+
+
+class _Replacer(cst.CSTTransformer):
+    def __init__(self, edits: dict[int, Replacement]) -> None:
+        super().__init__()
+        self.edits = edits
+
+    def on_leave(self, original_node: cst.CSTNode, updated_node: cst.CSTNode) -> Replacement:  # type: ignore[override]
+        replacement = self.edits.get(id(original_node))
+        return updated_node if replacement is None else replacement
+
+
+def apply_fixes(module: cst.Module, fixes: Sequence[Fix]) -> tuple[cst.Module, int]:
+    """Apply the fixes whose edits do not overlap an earlier fix's; the rest wait
+    for the next pass (they are found again on the fixed tree)."""
+    chosen: list[Fix] = []
+    taken: set[int] = set()  # ids of edited nodes and everything below them
+    for fix in fixes:
+        covered: set[int] = set()
+        for node, _ in fix.edits:
+            covered.update(_subtree_ids(node))
+        if covered & taken:
+            continue
+        # An edit above an already-taken node would also overlap.
+        if any(_contains_any(node, taken) for node, _ in fix.edits):
+            continue
+        chosen.append(fix)
+        taken |= covered
+    if not chosen:
+        return module, 0
+    edits = {id(node): new for fix in chosen for node, new in fix.edits}
+    new_module = module.visit(_Replacer(edits))
+    assert isinstance(new_module, cst.Module)
+    imports = _unique(imp for fix in chosen for imp in fix.imports)
+    if imports:
+        new_module = add_imports(new_module, imports)
+    return new_module, len(chosen)
+
+
+def _subtree_ids(node: cst.CSTNode) -> set[int]:
+    out: set[int] = set()
+    stack = [node]
+    while stack:
+        current = stack.pop()
+        out.add(id(current))
+        stack.extend(children(current))
+    return out
+
+
+def _contains_any(node: cst.CSTNode, ids: set[int]) -> bool:
+    return not _subtree_ids(node).isdisjoint(ids)
+
+
+def _unique(imports: object) -> list[Import]:
+    seen: list[Import] = []
+    for imp in imports:  # type: ignore[attr-defined]
+        if imp not in seen:
+            seen.append(imp)
+    return seen
+
+
+def add_imports(module: cst.Module, imports: Sequence[Import]) -> cst.Module:
+    """Add each import once, merged into an existing ``from x import …`` when there is one."""
+    context = CodemodContext()
+    for imp in imports:
+        AddImportsVisitor.add_needed_import(context, imp.module, imp.name)
+    return AddImportsVisitor(context).transform_module(module)
+
+
+# -- writing -----------------------------------------------------------------------
+
+
+class WriteError(Exception):
+    pass
+
+
+def write_atomically(path: str, data: bytes, expected_old: bytes) -> None:
+    """Replace ``path``'s bytes with ``data`` via a temp file and rename.
+
+    Refuses when the file changed since it was read, or is not writable; writes
+    through a symlink to its target (replacing the link itself would break it).
+    """
+    target = Path(os.path.realpath(path))
+    try:
+        current = target.read_bytes()
+    except OSError as exc:
+        raise WriteError(f"{path}: cannot re-read before writing: {exc.strerror}") from exc
+    if current != expected_old:
+        raise WriteError(f"{path}: changed on disk during the run; not fixed")
+    if not os.access(target, os.W_OK):
+        raise WriteError(f"{path}: not writable; not fixed")
+    mode = stat.S_IMODE(target.stat().st_mode)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".session-lint", dir=target.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.chmod(tmp, mode)
+        os.replace(tmp, target)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise

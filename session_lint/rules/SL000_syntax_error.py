@@ -1,0 +1,31 @@
+from __future__ import annotations
+
+from session_lint.rules.base import Rule
+
+
+class SyntaxErrorRule(Rule):
+    """
+    ## What it does
+    Reports a file that cannot be parsed or decoded: a syntax error, an encoding
+    declaration that does not match the bytes, binary content in a `.py` file.
+
+    ## Why is this bad?
+    Nothing in the file can be checked, and nothing is fixed: `--fix` never writes a
+    file it could not parse. The other files of the run are still linted.
+
+    ## Example
+    ```python
+    async def handler(:
+        ...
+    ```
+
+    Use instead:
+    ```python
+    async def handler():
+        ...
+    ```
+    """
+
+    code = "SL000"
+    name = "syntax-error"
+    message = "file does not parse"

@@ -1,0 +1,114 @@
+from __future__ import annotations
+
+import libcst as cst
+
+from session_lint.finding import Applicability, Fix, FixAvailability, Import
+from session_lint.rules.base import Rule
+from session_lint.semantics.known import (
+    ASYNC_SESSION_CLASSES,
+    ASYNC_SESSIONMAKERS,
+    SESSION_CLASSES,
+    SESSIONMAKERS,
+)
+from session_lint.semantics.scopes import BindingKind
+
+
+class DirectSession(Rule):
+    """
+    ## What it does
+    Finds sessions built by hand — `AsyncSession(...)`, `Session(...)`,
+    `async_sessionmaker(...)()` or `sessionmaker(...)()` — outside the engine modules
+    (`engine.py`, `session.py`, `database.py`, `db.py`, `async_session.py`, a `db/` or
+    `session/` package; configurable with `engine-modules`).
+
+    ## Why is this bad?
+    Every hand-built session picks its own engine, pool and options. One forgets
+    `expire_on_commit=False` and raises `MissingGreenlet: greenlet_spawn has not been
+    called` on the first attribute read after `commit()`; another binds an engine
+    without `statement_cache_size=0` and fails behind pgbouncer with
+    `prepared statement "__asyncpg_stmt_1__" does not exist`. One factory, configured
+    once, is the only way to fix such settings everywhere at once.
+
+    ## Example
+    ```python
+    from sqlalchemy.ext.asyncio import AsyncSession
+
+    async def list_users(engine):
+        async with AsyncSession(engine) as session:
+            return await session.scalars(select(User))
+    ```
+
+    Use instead:
+    ```python
+    from session_runtime import get_session
+
+    async def list_users():
+        async with get_session() as session:
+            return await session.scalars(select(User))
+    ```
+
+    ## Fix safety
+    The fix rewrites `async with AsyncSession(...) as s:` (or
+    `async with async_sessionmaker(...)() as s:`) to `async with get_session() as s:`
+    and imports the configured `session-factory`. It is unsafe: the session then
+    uses the factory's engine and options instead of the arguments it was built
+    with. Sessions built outside `async with`, and synchronous sessions, are not
+    fixed.
+
+    ## Options
+    - `engine-modules`
+    - `session-factory`
+    """
+
+    code = "SL101"
+    name = "direct-session"
+    message = "session built by hand; open it from the one session factory (`async with {factory}() as session:`)"
+    fix_availability = FixAvailability.SOMETIMES
+    tokens = ("Session", "sessionmaker")
+
+    def visit_Call(self, node: cst.Call) -> None:
+        if self.ctx.is_engine_module:
+            return
+        func = node.func
+        if self.ctx.resolves_to(func, SESSION_CLASSES):
+            is_async = self.ctx.resolves_to(func, ASYNC_SESSION_CLASSES)
+        elif isinstance(func, cst.Call) and self.ctx.resolves_to(func.func, SESSIONMAKERS):
+            is_async = self.ctx.resolves_to(func.func, ASYNC_SESSIONMAKERS)
+        else:
+            return
+        factory = Import.from_target(self.ctx.config.session_factory)
+        message = self.message.format(factory=factory.name)
+        self.report(node, message, fix=self._fix(node, factory) if is_async else None)
+
+    def _fix(self, node: cst.Call, factory: Import) -> Fix | None:
+        ancestors = self.ctx.ancestor_chain()
+        if len(ancestors) < 2:
+            return None
+        item, statement = ancestors[-1], ancestors[-2]
+        if not (
+            isinstance(item, cst.WithItem)
+            and item.item is node
+            and isinstance(statement, cst.With)
+            and statement.asynchronous is not None
+        ):
+            return None
+        assert factory.name is not None
+        # Importing the factory must not shadow or clash with a module-level name.
+        for binding in self.ctx.scope.module.bindings.get(factory.name, ()):
+            if (
+                binding.kind is not BindingKind.IMPORT
+                or binding.qualified_name != f"{factory.module}.{factory.name}"
+            ):
+                return None
+        if self.ctx.scope.lookup(factory.name) and not self.ctx.scope.module.bindings.get(
+            factory.name
+        ):
+            return None  # a local name of that spelling would shadow the import
+        call = cst.Call(func=cst.Name(factory.name))
+        return Fix.replace(
+            node,
+            call,
+            Applicability.UNSAFE,
+            imports=(factory,),
+            description=f"open the session with `{factory.name}()`",
+        )

@@ -1,0 +1,19 @@
+"""The rule registry: an explicit tuple, in code order.
+
+A test checks that every ``SLxxx_*.py`` module here is listed, has a fixture and docs.
+"""
+
+from __future__ import annotations
+
+from session_lint.rules.base import Rule
+from session_lint.rules.SL000_syntax_error import SyntaxErrorRule
+from session_lint.rules.SL101_direct_session import DirectSession
+
+ALL_RULES: tuple[type[Rule], ...] = (
+    SyntaxErrorRule,
+    DirectSession,
+)
+
+RULES_BY_CODE: dict[str, type[Rule]] = {rule.code: rule for rule in ALL_RULES}
+
+__all__ = ["ALL_RULES", "RULES_BY_CODE", "Rule", "SyntaxErrorRule"]

@@ -1,0 +1,57 @@
+"""The base class every rule derives from.
+
+A rule is one class in one module: its code, name, message, docs (the class
+docstring, in ruff's section order), fix availability, the tokens it can never
+fire without (for the prefilter), and ``visit_<Node>``/``leave_<Node>`` methods
+that only look and ``report``. Fixes are built from the original nodes and
+applied by the fix layer after the walk.
+"""
+
+from __future__ import annotations
+
+import inspect
+import re
+from typing import ClassVar
+
+import libcst as cst
+
+from session_lint.config import Config
+from session_lint.context import FileContext, Report
+from session_lint.finding import Fix, FixAvailability
+
+
+class Rule:
+    code: ClassVar[str]
+    name: ClassVar[str]  # kebab-case, names the bad pattern
+    message: ClassVar[str]  # default message; a report may pass a more specific one
+    fix_availability: ClassVar[FixAvailability] = FixAvailability.NONE
+    # The rule cannot fire on a file that contains none of these strings.
+    tokens: ClassVar[tuple[str, ...]] = ()
+
+    def __init__(self, ctx: FileContext) -> None:
+        self.ctx = ctx
+
+    @classmethod
+    def prefilter_tokens(cls, config: Config) -> tuple[str, ...]:
+        """Tokens for the prefilter; rules whose triggers depend on config extend this."""
+        return cls.tokens
+
+    def report(
+        self, node: cst.CSTNode, message: str | None = None, *, fix: Fix | None = None
+    ) -> None:
+        self.ctx.reports.append(Report(type(self), node, message or self.message, fix))
+
+    # -- docs --------------------------------------------------------------------
+    @classmethod
+    def docs(cls) -> str:
+        return inspect.cleandoc(cls.__doc__ or "")
+
+    @classmethod
+    def doc_section(cls, title: str) -> str:
+        """The text under ``## title`` in the docs, without the heading."""
+        match = re.search(rf"^## {re.escape(title)}\n(.*?)(?=^## |\Z)", cls.docs(), re.M | re.S)
+        return match.group(1).strip() if match else ""
+
+    @classmethod
+    def summary(cls) -> str:
+        return cls.doc_section("What it does").split("\n\n")[0].replace("\n", " ")

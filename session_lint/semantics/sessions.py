@@ -1,0 +1,249 @@
+"""Which expressions are sessions, session factories and engines.
+
+Answers are computed from bindings (see ``scopes``), never from spelling alone,
+except where DESIGN §3 says so: a parameter that cannot be resolved is a session
+when annotated ``AsyncSession``/``Session`` or, failing an annotation, when named
+as configured in ``session-names``.
+"""
+
+from __future__ import annotations
+
+import enum
+
+import libcst as cst
+
+from session_lint.context import FileContext
+from session_lint.finding import Import
+from session_lint.semantics.known import (
+    ASYNC_ENGINE_CONSTRUCTORS,
+    ASYNC_SESSION_CLASSES,
+    ASYNC_SESSIONMAKERS,
+    ENGINE_CONSTRUCTORS,
+    SESSION_CLASSES,
+    SESSIONMAKERS,
+)
+from session_lint.semantics.scopes import Binding, BindingKind, Scope
+
+
+class Origin(enum.Enum):
+    """How a function came to hold a session."""
+
+    OPENED = "opened"  # built or opened here: the function owns it
+    PARAMETER = "parameter"  # received: borrowed, unless a route handler's dependency
+
+
+_MAX_DEPTH = 8  # bound on following ``a = b`` chains
+
+
+def _strip_await(expr: cst.BaseExpression) -> cst.BaseExpression:
+    return expr.expression if isinstance(expr, cst.Await) else expr
+
+
+def configured_factories(ctx: FileContext) -> frozenset[str]:
+    """Qualified names of the configured session factories (``get_session`` …)."""
+    out: set[str] = set()
+    for target in (ctx.config.session_factory, ctx.config.background_session_factory):
+        try:
+            imp = Import.from_target(target)
+        except ValueError:
+            continue
+        out.add(f"{imp.module}.{imp.name}")
+    return frozenset(out)
+
+
+def is_session_factory(
+    ctx: FileContext, expr: cst.BaseExpression, scope: Scope | None = None, depth: int = 0
+) -> bool:
+    """``async_sessionmaker(...)``/``sessionmaker(...)`` results, and names bound to them."""
+    scope = scope or ctx.scope
+    expr = _strip_await(expr)
+    if isinstance(expr, cst.Call):
+        return ctx.resolves_to(expr.func, SESSIONMAKERS, scope)
+    if isinstance(expr, cst.Name) and depth < _MAX_DEPTH:
+        bindings = scope.lookup(expr.value)
+        return bool(bindings) and all(
+            b.kind is BindingKind.ASSIGNMENT
+            and b.value is not None
+            and is_session_factory(ctx, b.value, scope, depth + 1)
+            for b in bindings
+        )
+    return False
+
+
+def is_session_source(
+    ctx: FileContext, expr: cst.BaseExpression, scope: Scope | None = None
+) -> bool:
+    """An expression that *makes* a session: ``AsyncSession(...)``, ``factory()``,
+    ``get_session()`` (the configured factories), ``factory.begin()``."""
+    scope = scope or ctx.scope
+    expr = _strip_await(expr)
+    if not isinstance(expr, cst.Call):
+        return False
+    func = expr.func
+    if ctx.resolves_to(func, SESSION_CLASSES | configured_factories(ctx), scope):
+        return True
+    if isinstance(func, cst.Attribute) and func.attr.value == "begin":
+        return is_session_factory(ctx, func.value, scope)
+    return is_session_factory(ctx, func, scope)
+
+
+def is_async_session_source(
+    ctx: FileContext, expr: cst.BaseExpression, scope: Scope | None = None
+) -> bool:
+    scope = scope or ctx.scope
+    expr = _strip_await(expr)
+    if not isinstance(expr, cst.Call):
+        return False
+    if ctx.resolves_to(expr.func, ASYNC_SESSION_CLASSES | configured_factories(ctx), scope):
+        return True
+    target = (
+        expr.func.value
+        if isinstance(expr.func, cst.Attribute) and expr.func.attr.value == "begin"
+        else expr.func
+    )
+    target = _strip_await(target)
+    if isinstance(target, cst.Call):
+        return ctx.resolves_to(target.func, ASYNC_SESSIONMAKERS, scope) or _has_async_class_kw(
+            ctx, target, scope
+        )
+    if isinstance(target, cst.Name):
+        for b in scope.lookup(target.value):
+            if (
+                b.kind is BindingKind.ASSIGNMENT
+                and isinstance(b.value, cst.Call)
+                and (
+                    ctx.resolves_to(b.value.func, ASYNC_SESSIONMAKERS, scope)
+                    or _has_async_class_kw(ctx, b.value, scope)
+                )
+            ):
+                return True
+    return False
+
+
+def _has_async_class_kw(ctx: FileContext, call: cst.Call, scope: Scope) -> bool:
+    return any(
+        a.keyword is not None
+        and a.keyword.value == "class_"
+        and ctx.resolves_to(a.value, ASYNC_SESSION_CLASSES, scope)
+        for a in call.args
+    )
+
+
+def is_session_annotation(
+    ctx: FileContext, annotation: cst.BaseExpression, scope: Scope | None = None
+) -> bool:
+    """``AsyncSession``, ``Session``, ``Optional[AsyncSession]``, ``AsyncSession | None``,
+    ``Annotated[AsyncSession, Depends(...)]`` and string forms of these."""
+    scope = scope or ctx.scope
+    if isinstance(annotation, cst.Subscript):
+        head = annotation.value
+        elements = [e.slice.value for e in annotation.slice if isinstance(e.slice, cst.Index)]
+        if elements and (
+            isinstance(head, (cst.Name, cst.Attribute))
+            and head_name(head) in ("Annotated", "Optional")
+        ):
+            return is_session_annotation(ctx, elements[0], scope)
+        return False
+    if isinstance(annotation, cst.BinaryOperation) and isinstance(annotation.operator, cst.BitOr):
+        return is_session_annotation(ctx, annotation.left, scope) or is_session_annotation(
+            ctx, annotation.right, scope
+        )
+    if isinstance(annotation, cst.SimpleString):
+        text = annotation.evaluated_value
+        if isinstance(text, bytes):
+            return False
+        try:
+            parsed = cst.parse_expression(text)
+        except cst.ParserSyntaxError:
+            return False
+        return is_session_annotation(ctx, parsed, scope)
+    return ctx.resolves_to(annotation, SESSION_CLASSES, scope)
+
+
+def head_name(expr: cst.BaseExpression) -> str | None:
+    if isinstance(expr, cst.Name):
+        return expr.value
+    if isinstance(expr, cst.Attribute):
+        return expr.attr.value
+    return None
+
+
+def session_binding(
+    ctx: FileContext, name: str, scope: Scope | None = None
+) -> tuple[Binding, Origin] | None:
+    """The binding that makes ``name`` a session here, and whether it was opened
+    here or received as a parameter; None when ``name`` is not a session."""
+    scope = scope or ctx.scope
+    bindings = scope.lookup(name)
+    if not bindings:
+        return None
+    for binding in bindings:
+        if (
+            binding.kind is BindingKind.WITH
+            and binding.value is not None
+            and is_session_source(ctx, binding.value, scope)
+        ):
+            return binding, Origin.OPENED
+        if (
+            binding.kind is BindingKind.ASSIGNMENT
+            and binding.value is not None
+            and is_session_source(ctx, binding.value, scope)
+        ):
+            return binding, Origin.OPENED
+        if binding.kind is BindingKind.PARAM:
+            if binding.annotation is not None:
+                if is_session_annotation(ctx, binding.annotation, scope):
+                    return binding, Origin.PARAMETER
+                continue  # annotated as something else: not a session
+            if name in ctx.config.session_names:
+                return binding, Origin.PARAMETER
+    return None
+
+
+def is_session(ctx: FileContext, expr: cst.BaseExpression, scope: Scope | None = None) -> bool:
+    """A name bound to a session, or ``self.<session-name>`` (a service's session)."""
+    scope = scope or ctx.scope
+    if isinstance(expr, cst.Name):
+        return session_binding(ctx, expr.value, scope) is not None
+    if (
+        isinstance(expr, cst.Attribute)
+        and isinstance(expr.value, cst.Name)
+        and expr.value.value in ("self", "cls")
+        and expr.attr.value in ctx.config.session_names
+    ):
+        return True
+    return False
+
+
+def is_engine_constructor(
+    ctx: FileContext, func: cst.BaseExpression, scope: Scope | None = None
+) -> bool:
+    return ctx.resolves_to(func, ENGINE_CONSTRUCTORS, scope)
+
+
+def is_async_engine_call(
+    ctx: FileContext, expr: cst.BaseExpression, scope: Scope | None = None
+) -> bool:
+    expr = _strip_await(expr)
+    return isinstance(expr, cst.Call) and ctx.resolves_to(
+        expr.func, ASYNC_ENGINE_CONSTRUCTORS, scope
+    )
+
+
+def is_engine(
+    ctx: FileContext, expr: cst.BaseExpression, scope: Scope | None = None, depth: int = 0
+) -> bool:
+    """``create_async_engine(...)``/``create_engine(...)`` results and names bound to them."""
+    scope = scope or ctx.scope
+    expr = _strip_await(expr)
+    if isinstance(expr, cst.Call):
+        return is_engine_constructor(ctx, expr.func, scope)
+    if isinstance(expr, cst.Name) and depth < _MAX_DEPTH:
+        bindings = scope.lookup(expr.value)
+        return bool(bindings) and all(
+            b.kind is BindingKind.ASSIGNMENT
+            and b.value is not None
+            and is_engine(ctx, b.value, scope, depth + 1)
+            for b in bindings
+        )
+    return False
