@@ -172,10 +172,19 @@ def write_atomically(path: str, data: bytes, expected_old: bytes) -> None:
         raise WriteError(f"{path}: cannot re-read before writing: {exc.strerror}") from exc
     if current != expected_old:
         raise WriteError(f"{path}: changed on disk during the run; not fixed")
-    if not os.access(target, os.W_OK):
-        raise WriteError(f"{path}: not writable; not fixed")
     mode = stat.S_IMODE(target.stat().st_mode)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".session-lint", dir=target.parent)
+    # root passes os.access on any file, but a file without a write bit is still
+    # meant to be read-only (and rename would replace it regardless).
+    if not os.access(target, os.W_OK) or not mode & (stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH):
+        raise WriteError(f"{path}: not writable; not fixed")
+    try:
+        fd, tmp = tempfile.mkstemp(
+            prefix=f".{target.name}.", suffix=".session-lint", dir=target.parent
+        )
+    except OSError as exc:
+        raise WriteError(
+            f"{path}: cannot write next to the file: {exc.strerror}; not fixed"
+        ) from exc
     try:
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)

@@ -1,0 +1,8 @@
+"""``python -m session_lint``: the same as the ``session-lint`` command."""
+
+from __future__ import annotations
+
+from session_lint.cli import main
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,168 @@
+"""A per-file result cache in ``.session_lint_cache/`` beside the config file.
+
+An entry is keyed by everything that can change a file's findings: the file's
+bytes, the path it is analysed as (engine modules and per-file-ignores depend on
+it), :meth:`Config.fingerprint`, whether ``# noqa`` is applied, and the tool
+itself — its version *and* a fingerprint of its installed source files, so an
+edited rule never serves an old answer even before the version is bumped.
+
+Entries are written to a temp file and renamed into place, so concurrent runs
+only ever see whole entries; a damaged or unreadable entry is a miss. Only runs
+without internal errors are stored. Fixing never uses the cache.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from collections.abc import Sequence
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+from session_lint import __version__
+from session_lint.config import Config
+from session_lint.finding import Applicability, Finding, Fix
+
+CACHE_DIR_NAME = ".session_lint_cache"
+_FORMAT = 1  # bump when the entry layout changes
+
+
+@cache
+def tool_fingerprint() -> str:
+    """The version plus (name, size, mtime) of every module of the installed tool."""
+    package = Path(__file__).resolve().parent
+    digest = hashlib.sha256(f"{__version__}:{_FORMAT}".encode())
+    for file in sorted(package.rglob("*.py")):
+        try:
+            info = file.stat()
+        except OSError:
+            continue
+        rel = file.relative_to(package).as_posix()
+        digest.update(f"{rel}:{info.st_size}:{info.st_mtime_ns}\n".encode())
+    return digest.hexdigest()
+
+
+def light(finding: Finding) -> Finding:
+    """The finding without its fix's syntax-tree edits (only the applicability
+    survives): what a report needs, cheap to pickle and to store."""
+    if finding.fix is None or not finding.fix.edits:
+        return finding
+    stub = Fix(finding.fix.applicability, (), (), finding.fix.description)
+    return Finding(
+        finding.path,
+        finding.line,
+        finding.column,
+        finding.end_line,
+        finding.end_column,
+        finding.code,
+        finding.name,
+        finding.message,
+        stub,
+    )
+
+
+class Cache:
+    def __init__(self, directory: Path, config: Config, *, apply_noqa: bool = True) -> None:
+        self.directory = directory
+        self._salt = f"{tool_fingerprint()}:{config.fingerprint()}:{int(apply_noqa)}"
+        self._config = config
+        self._ready = False
+
+    @classmethod
+    def for_config(cls, config: Config, *, apply_noqa: bool = True) -> Cache:
+        return cls(Path(config.root) / CACHE_DIR_NAME, config, apply_noqa=apply_noqa)
+
+    def key(self, source: bytes, path: str) -> str:
+        digest = hashlib.sha256(self._salt.encode())
+        digest.update(b"\0" + self._config.relative(path).encode("utf-8", "surrogateescape"))
+        digest.update(b"\0" + source)
+        return digest.hexdigest()
+
+    def _entry(self, key: str) -> Path:
+        return self.directory / key[:2] / f"{key}.json"
+
+    def get(self, key: str, path: str) -> list[Finding] | None:
+        """The stored findings, with ``path`` as their display path, or None."""
+        try:
+            raw = json.loads(self._entry(key).read_text(encoding="utf-8"))
+            return [_decode(item, path) for item in raw["findings"]]
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+
+    def put(self, key: str, findings: Sequence[Finding]) -> None:
+        """Store best-effort: a cache that cannot be written only costs time."""
+        entry = self._entry(key)
+        try:
+            self._prepare()
+            entry.parent.mkdir(exist_ok=True)
+            data = json.dumps({"findings": [_encode(f) for f in findings]})
+            fd, tmp = tempfile.mkstemp(dir=entry.parent, prefix=".tmp-", suffix=".json")
+            try:
+                with os.fdopen(fd, "w", encoding="utf-8") as handle:
+                    handle.write(data)
+                os.replace(tmp, entry)
+            except BaseException:
+                _unlink(tmp)
+                raise
+        except OSError:
+            pass
+
+    def _prepare(self) -> None:
+        if self._ready:
+            return
+        self.directory.mkdir(parents=True, exist_ok=True)
+        # Keep the cache out of version control and out of backups, as ruff does.
+        for name, text in (
+            (".gitignore", "# Automatically created by session-lint.\n*\n"),
+            (
+                "CACHEDIR.TAG",
+                "Signature: 8a477f597d28d172789f06886806bc55\n"
+                "# This file is a cache directory tag created by session-lint.\n",
+            ),
+        ):
+            marker = self.directory / name
+            if not marker.exists():
+                try:
+                    marker.write_text(text, encoding="utf-8")
+                except OSError:
+                    pass
+        self._ready = True
+
+
+def _unlink(path: str) -> None:
+    try:
+        os.unlink(path)
+    except OSError:
+        pass
+
+
+def _encode(finding: Finding) -> dict[str, Any]:
+    applicability = finding.fix_applicability
+    return {
+        "line": finding.line,
+        "column": finding.column,
+        "end_line": finding.end_line,
+        "end_column": finding.end_column,
+        "code": finding.code,
+        "name": finding.name,
+        "message": finding.message,
+        "fix": None if applicability is None else applicability.value,
+    }
+
+
+def _decode(item: dict[str, Any], path: str) -> Finding:
+    fix = None if item["fix"] is None else Fix(Applicability(item["fix"]), ())
+    return Finding(
+        path,
+        int(item["line"]),
+        int(item["column"]),
+        int(item["end_line"]),
+        int(item["end_column"]),
+        str(item["code"]),
+        str(item["name"]),
+        str(item["message"]),
+        fix,
+    )

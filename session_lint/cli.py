@@ -1,0 +1,263 @@
+"""``session-lint``: argument parsing, output selection, exit codes (DESIGN §4).
+
+Exit codes: 0 nothing left to report, 1 findings remain (or, with ``--diff``, there
+is a diff), 2 usage, configuration or internal error. Internal errors of single
+files are printed to stderr and the run goes on; the exit code is 2 at the end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import traceback
+from collections.abc import Sequence
+from typing import TextIO
+
+from session_lint import __version__
+from session_lint.config import Config, ConfigError, load_config
+from session_lint.discovery import STDIN, discover
+from session_lint.finding import Finding
+from session_lint.report import FORMATS
+from session_lint.report import github as github_report
+from session_lint.report import json as json_report
+from session_lint.report import sarif as sarif_report
+from session_lint.report import text as text_report
+from session_lint.rules import ALL_RULES, RULES_BY_CODE
+from session_lint.runner import (
+    FileResult,
+    Options,
+    default_jobs,
+    ensure_recursion_limit,
+    process_source,
+    run,
+)
+
+USAGE_ERROR = 2
+
+
+class UsageError(Exception):
+    pass
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="session-lint",
+        description="Lint SQLAlchemy asyncio session hygiene behind transaction-mode poolers.",
+    )
+    parser.add_argument(
+        "paths", nargs="*", metavar="PATHS", help="files or directories (default: .; - = stdin)"
+    )
+    parser.add_argument("--fix", action="store_true", help="apply safe fixes and write files")
+    parser.add_argument(
+        "--unsafe-fixes", action="store_true", help="also apply (or count) unsafe fixes"
+    )
+    parser.add_argument(
+        "--diff", action="store_true", help="print the diff --fix would make; write nothing"
+    )
+    parser.add_argument("--select", metavar="CODES", help="comma-separated codes or prefixes")
+    parser.add_argument("--ignore", metavar="CODES", help="comma-separated codes or prefixes")
+    parser.add_argument("--format", choices=FORMATS, default="text", help="output format")
+    parser.add_argument("--statistics", action="store_true", help="print counts per code")
+    parser.add_argument("--exit-zero", action="store_true", help="exit 0 even when findings remain")
+    parser.add_argument("--no-cache", action="store_true", help="do not read or write the cache")
+    parser.add_argument(
+        "--jobs", type=_positive_int, metavar="N", help="worker processes (default: CPU count)"
+    )
+    parser.add_argument("--config", metavar="FILE", help="pyproject.toml (or TOML file) to use")
+    parser.add_argument(
+        "--stdin-filename",
+        metavar="PATH",
+        help="the path of the source read from stdin (for config and per-file decisions)",
+    )
+    parser.add_argument("--list-rules", action="store_true", help="list every rule")
+    parser.add_argument("--explain", metavar="CODE", help="print a rule's documentation")
+    parser.add_argument("--version", action="version", version=f"session-lint {__version__}")
+    return parser
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    ensure_recursion_limit()
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as exc:  # --help, --version, or a usage error (argparse printed it)
+        return exc.code if isinstance(exc.code, int) else USAGE_ERROR
+    try:
+        return _main(args)
+    except (UsageError, ConfigError) as exc:
+        _error(str(exc))
+        return USAGE_ERROR
+    except BrokenPipeError:  # e.g. `session-lint … | head`
+        return 0
+    except Exception:
+        _error("internal error:\n" + traceback.format_exc().rstrip())
+        return USAGE_ERROR
+
+
+def _main(args: argparse.Namespace) -> int:
+    if args.list_rules:
+        _write(sys.stdout, list_rules(args.format))
+        return 0
+    if args.explain is not None:
+        rule = RULES_BY_CODE.get(args.explain.strip().upper())
+        if rule is None:
+            raise UsageError(f"unknown rule code {args.explain!r} (see --list-rules)")
+        _write(sys.stdout, explain(rule.code))
+        return 0
+    paths: list[str] = list(args.paths) or ["."]
+    if STDIN in paths and len(paths) > 1:
+        raise UsageError("'-' (standard input) cannot be combined with other paths")
+    if args.stdin_filename and paths != [STDIN]:
+        raise UsageError("--stdin-filename is only used with '-' (standard input)")
+    if args.statistics and args.format not in ("text", "json"):
+        raise UsageError("--statistics works with --format text or json")
+    select = _codes(args.select, "--select")
+    ignore = _codes(args.ignore, "--ignore")
+    config = load_config([args.stdin_filename or p for p in paths], args.config)
+    config = _override(config, select, ignore)
+    options = Options(
+        fix=args.fix and not args.diff,
+        diff=args.diff,
+        unsafe_fixes=args.unsafe_fixes,
+        use_cache=not args.no_cache,
+        jobs=args.jobs or default_jobs(),
+    )
+    if paths == [STDIN]:
+        return _lint_stdin(args, config, options)
+    discovery = discover(paths, config)
+    result = run(discovery.files, config, options)
+    errors = [*discovery.errors, *result.errors]
+    return _finish(args, options, result.findings, result.fixed, result.diffs, errors)
+
+
+def _lint_stdin(args: argparse.Namespace, config: Config, options: Options) -> int:
+    source = sys.stdin.buffer.read()
+    result: FileResult = process_source(source, args.stdin_filename or STDIN, config, options)
+    if options.fix:
+        # The fixed source is the output; what remains is reported on stderr.
+        sys.stdout.buffer.write(result.fixed_source if result.fixed_source is not None else source)
+        sys.stdout.flush()
+    diffs = [result.diff] if result.diff else []
+    out = sys.stderr if options.fix else sys.stdout
+    return _finish(args, options, result.findings, result.fixed, diffs, result.errors, out)
+
+
+def _finish(
+    args: argparse.Namespace,
+    options: Options,
+    findings: list[Finding],
+    fixed: int,
+    diffs: list[str],
+    errors: list[str],
+    out: TextIO | None = None,
+) -> int:
+    out = out or sys.stdout
+    findings = sorted(findings, key=Finding.sort_key)
+    if options.diff:
+        _write(out, "".join(diffs))
+        if fixed:
+            print(f"Would fix {text_report.plural(fixed, 'problem')}", file=sys.stderr)
+        else:
+            print("No fixes available", file=sys.stderr)
+    else:
+        _write(out, render(args, findings, fixed if options.fix else None))
+    for message in errors:
+        _error(message)
+    if errors:
+        return USAGE_ERROR
+    if options.diff:
+        return 1 if diffs else 0
+    return 1 if findings and not args.exit_zero else 0
+
+
+def render(args: argparse.Namespace, findings: list[Finding], fixed: int | None) -> str:
+    if args.format == "json":
+        if args.statistics:
+            return json_report.render_statistics(findings, unsafe_fixes=args.unsafe_fixes)
+        return json_report.render(findings)
+    if args.format == "github":
+        return github_report.render(findings)
+    if args.format == "sarif":
+        return sarif_report.render(findings, ALL_RULES)
+    return text_report.render(
+        findings, unsafe_fixes=args.unsafe_fixes, fixed=fixed, show_statistics=args.statistics
+    )
+
+
+def _codes(value: str | None, option: str) -> tuple[str, ...] | None:
+    """``"SL101, sl2"`` -> ``("SL101", "SL2")``; every entry must match a rule."""
+    if value is None:
+        return None
+    codes = tuple(c.strip().upper() for c in value.split(",") if c.strip())
+    if not codes:
+        raise UsageError(f"{option} expects comma-separated rule codes or prefixes")
+    for code in codes:
+        if code != "ALL" and not any(rule.code.startswith(code) for rule in ALL_RULES):
+            raise UsageError(f"{option}: unknown rule code or prefix {code!r} (see --list-rules)")
+    return codes
+
+
+def _override(
+    config: Config, select: tuple[str, ...] | None, ignore: tuple[str, ...] | None
+) -> Config:
+    # --select replaces the configured selection (extend-select included): the user
+    # named exactly what to run. --ignore adds to the configured ignores.
+    if select is not None:
+        config = config.with_overrides(select=select, extend_select=())
+    if ignore is not None:
+        config = config.with_overrides(ignore=(*config.ignore, *ignore))
+    return config
+
+
+def list_rules(fmt: str = "text") -> str:
+    if fmt == "json":
+        rows = [
+            {
+                "code": r.code,
+                "name": r.name,
+                "fix": r.fix_availability.value,
+                "summary": r.summary(),
+            }
+            for r in ALL_RULES
+        ]
+        return json.dumps(rows, indent=2, ensure_ascii=False) + "\n"
+    width = max(len(r.name) for r in ALL_RULES)
+    lines = [
+        f"{r.code}  {r.name:<{width}}  fix: {r.fix_availability.value:<9}  {r.summary()}"
+        for r in ALL_RULES
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def explain(code: str) -> str:
+    rule = RULES_BY_CODE[code]
+    availability = {
+        "always": "Fix is always available.",
+        "sometimes": "Fix is sometimes available.",
+        "none": "Fix is not available.",
+    }[rule.fix_availability.value]
+    return f"# {rule.code} {rule.name}\n\n{availability}\n\n{rule.docs()}\n"
+
+
+def _write(stream: TextIO, text: str) -> None:
+    if text:
+        stream.write(text)
+        stream.flush()
+
+
+def _error(message: str) -> None:
+    print(f"session-lint: error: {message}", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,149 @@
+"""Which files to lint, from the paths on the command line.
+
+- A directory is walked for ``*.py`` and ``*.pyi`` files, in sorted order, skipping
+  what the config's ``exclude``/``extend-exclude`` globs match and the directories
+  no project wants linted (``.git``, ``.venv``, ``__pycache__`` …, see
+  :data:`ALWAYS_SKIPPED`).
+- A file named explicitly is linted even when an exclude glob matches it, and
+  whatever its extension (ruff's behaviour without ``--force-exclude``): the user
+  asked for that file. pre-commit passes files explicitly; its own ``exclude:``
+  keeps them out of a hook.
+- Symlinked directories are followed, but each real directory is walked once, so
+  a symlink loop ends; a file reached twice (two paths, or a symlink) is linted once.
+- ``-`` stands for standard input and is passed through as is.
+- A path that does not exist or cannot be read gives one message each; the other
+  files are still linted (the caller exits 2 at the end).
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+
+from session_lint.config import Config
+
+STDIN = "-"
+
+PYTHON_SUFFIXES = (".py", ".pyi")
+
+# Directories that are never project source: tool caches, virtual environments,
+# build output and VCS metadata. Skipped by name when walking a directory.
+ALWAYS_SKIPPED = frozenset(
+    {
+        ".git",
+        ".hg",
+        ".svn",
+        ".bzr",
+        ".venv",
+        "venv",
+        ".direnv",
+        "__pycache__",
+        "__pypackages__",
+        "build",
+        "dist",
+        "_build",
+        "buck-out",
+        ".eggs",
+        ".tox",
+        ".nox",
+        ".mypy_cache",
+        ".pytest_cache",
+        ".ruff_cache",
+        ".hypothesis",
+        "node_modules",
+        "site-packages",
+        ".session_lint_cache",
+    }
+)
+
+
+@dataclass
+class Discovery:
+    files: list[str] = field(default_factory=list)  # display paths, in lint order
+    errors: list[str] = field(default_factory=list)
+
+
+def discover(paths: Sequence[str], config: Config) -> Discovery:
+    """The files to lint for ``paths`` (``["."]`` when empty), deduplicated, in order."""
+    result = Discovery()
+    seen_files: set[tuple[int, int]] = set()
+    seen_dirs: set[tuple[int, int]] = set()
+    for given in paths or ["."]:
+        if given == STDIN:
+            result.files.append(STDIN)
+            continue
+        try:
+            info = os.stat(given)
+        except FileNotFoundError:
+            result.errors.append(f"{given}: No such file or directory")
+            continue
+        except OSError as exc:
+            result.errors.append(f"{given}: cannot access: {exc.strerror or exc}")
+            continue
+        if stat.S_ISDIR(info.st_mode):
+            for path in _walk(given, config, seen_dirs, result.errors):
+                _add(result, path, seen_files)
+        else:
+            _add(result, given, seen_files, info)
+    return result
+
+
+def _add(
+    result: Discovery,
+    path: str,
+    seen: set[tuple[int, int]],
+    info: os.stat_result | None = None,
+) -> None:
+    try:
+        info = info or os.stat(path)
+    except OSError as exc:
+        result.errors.append(f"{path}: cannot access: {exc.strerror or exc}")
+        return
+    key = (info.st_dev, info.st_ino)
+    if key in seen:
+        return
+    seen.add(key)
+    result.files.append(path)
+
+
+def _walk(
+    root: str,
+    config: Config,
+    seen_dirs: set[tuple[int, int]],
+    errors: list[str],
+) -> Iterator[str]:
+    try:
+        info = os.stat(root)
+    except OSError as exc:
+        errors.append(f"{root}: cannot access: {exc.strerror or exc}")
+        return
+    key = (info.st_dev, info.st_ino)
+    if key in seen_dirs:  # a symlink loop, or the same directory named twice
+        return
+    seen_dirs.add(key)
+    try:
+        with os.scandir(root) as it:
+            entries = sorted(it, key=lambda e: e.name)
+    except OSError as exc:
+        errors.append(f"{root}: cannot read directory: {exc.strerror or exc}")
+        return
+    for entry in entries:
+        path = _join(root, entry.name)
+        try:
+            is_dir = entry.is_dir()  # follows symlinks
+            is_file = not is_dir and entry.is_file()
+        except OSError:
+            continue
+        if is_dir:
+            if entry.name in ALWAYS_SKIPPED or config.is_excluded(path):
+                continue
+            yield from _walk(path, config, seen_dirs, errors)
+        elif is_file and entry.name.endswith(PYTHON_SUFFIXES) and not config.is_excluded(path):
+            yield path
+
+
+def _join(root: str, name: str) -> str:
+    # Paths stay as the user gave them (relative stays relative), without "./".
+    return name if root in (".", "./") else os.path.join(root, name)

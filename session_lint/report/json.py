@@ -1,0 +1,42 @@
+"""One JSON array of findings; paths exactly as given on the command line."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from collections.abc import Sequence
+from typing import Any
+
+from session_lint.finding import Finding
+from session_lint.report import fixable_now
+
+
+def as_dict(finding: Finding) -> dict[str, Any]:
+    applicability = finding.fix_applicability
+    return {
+        "path": finding.path,
+        "line": finding.line,
+        "column": finding.column,
+        "end_line": finding.end_line,
+        "end_column": finding.end_column,
+        "code": finding.code,
+        "name": finding.name,
+        "message": finding.message,
+        "fix": None if applicability is None else {"applicability": applicability.value},
+    }
+
+
+def render(findings: Sequence[Finding]) -> str:
+    return json.dumps([as_dict(f) for f in findings], indent=2, ensure_ascii=False) + "\n"
+
+
+def render_statistics(findings: Sequence[Finding], *, unsafe_fixes: bool = False) -> str:
+    """``--statistics --format json``: per-code counts."""
+    counts = Counter(f.code for f in findings)
+    names = {f.code: f.name for f in findings}
+    fixable = Counter(f.code for f in findings if fixable_now(f, unsafe_fixes=unsafe_fixes))
+    rows = [
+        {"code": code, "name": names[code], "count": counts[code], "fixable": fixable[code]}
+        for code in sorted(counts)
+    ]
+    return json.dumps(rows, indent=2, ensure_ascii=False) + "\n"

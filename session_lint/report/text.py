@@ -1,0 +1,66 @@
+"""``path:line:col: CODE message`` lines (flake8/ruff shape), then a summary."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Sequence
+
+from session_lint.finding import Finding
+from session_lint.report import count_fixable, fixable_now
+
+
+def plural(count: int, word: str) -> str:
+    return f"{count} {word}{'' if count == 1 else 's'}"
+
+
+def render_line(finding: Finding) -> str:
+    return f"{finding.path}:{finding.line}:{finding.column}: {finding.code} {finding.message}"
+
+
+def summary(findings: Sequence[Finding], *, unsafe_fixes: bool) -> str:
+    """``Found 12 problems (7 fixable with --fix, 3 more with --unsafe-fixes)``."""
+    if not findings:
+        return "All checks passed!"
+    safe, unsafe = count_fixable(findings)
+    if unsafe_fixes:  # already asked for: --fix alone would apply them
+        hint = f"{safe + unsafe} fixable with --fix" if safe + unsafe else ""
+    elif safe and unsafe:
+        hint = f"{safe} fixable with --fix, {unsafe} more with --unsafe-fixes"
+    elif safe:
+        hint = f"{safe} fixable with --fix"
+    elif unsafe:
+        hint = f"{unsafe} fixable with --fix --unsafe-fixes"
+    else:
+        hint = ""
+    found = f"Found {plural(len(findings), 'problem')}"
+    return f"{found} ({hint})" if hint else found
+
+
+def statistics(findings: Sequence[Finding], *, unsafe_fixes: bool) -> list[str]:
+    """One line per code: count, code, ``[*]`` when --fix would fix some, rule name."""
+    counts = Counter(f.code for f in findings)
+    names = {f.code: f.name for f in findings}
+    fixable = {f.code for f in findings if fixable_now(f, unsafe_fixes=unsafe_fixes)}
+    width = max((len(str(n)) for n in counts.values()), default=1)
+    return [
+        f"{counts[code]:>{width}}\t{code}\t{'[*] ' if code in fixable else ''}{names[code]}"
+        for code in sorted(counts)
+    ]
+
+
+def render(
+    findings: Sequence[Finding],
+    *,
+    unsafe_fixes: bool = False,
+    fixed: int | None = None,
+    show_statistics: bool = False,
+) -> str:
+    """The whole text report; ``fixed`` is the number of fixes applied under --fix."""
+    if show_statistics:
+        lines = statistics(findings, unsafe_fixes=unsafe_fixes)
+    else:
+        lines = [render_line(f) for f in findings]
+    if fixed:
+        lines.append(f"Fixed {plural(fixed, 'problem')}")
+    lines.append(summary(findings, unsafe_fixes=unsafe_fixes))
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,251 @@
+"""Lint or fix many files with one config: cache, prefilter, process pool.
+
+Every file is read once here. Cached results are served without parsing. The
+remaining files that contain none of the enabled rules' tokens are analysed in
+this process (that costs one ``compile()`` for SL000, no libcst). Only the
+files left after that go to a process pool, and only when there are enough of
+them to pay for starting it. Results come back in input order whatever the
+pool does. A failure on one file becomes an error of that file, never the end
+of the run.
+"""
+
+from __future__ import annotations
+
+import difflib
+import io
+import multiprocessing
+import os
+import sys
+import tokenize
+from collections.abc import Sequence
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass, field
+
+from session_lint.analyzer import analyze, may_fire, prefilter_tokens
+from session_lint.cache import Cache, light
+from session_lint.config import Config
+from session_lint.finding import Finding
+from session_lint.fixes import WriteError, fix_source, write_atomically
+from session_lint.rules import ALL_RULES, SyntaxErrorRule
+
+# Below this many files to parse, a pool costs more to start than it saves.
+POOL_THRESHOLD = 8
+RECURSION_LIMIT = 10_000  # libcst recurses per nesting level; deep files need more
+
+
+@dataclass(frozen=True)
+class Options:
+    fix: bool = False  # write fixed files
+    diff: bool = False  # compute the fixes, write nothing, return diffs
+    unsafe_fixes: bool = False
+    use_cache: bool = True
+    jobs: int = 1
+    apply_noqa: bool = True
+
+    @property
+    def fixing(self) -> bool:
+        return self.fix or self.diff
+
+
+@dataclass
+class FileResult:
+    path: str  # the display path
+    findings: list[Finding] = field(default_factory=list)  # what remains to report
+    errors: list[str] = field(default_factory=list)
+    fixed: int = 0  # fixes applied (or that --diff would apply)
+    diff: str = ""
+    fixed_source: bytes | None = None  # only when fixing and something changed
+
+
+@dataclass
+class RunResult:
+    files: list[FileResult] = field(default_factory=list)
+
+    @property
+    def findings(self) -> list[Finding]:
+        out = [f for r in self.files for f in r.findings]
+        out.sort(key=Finding.sort_key)
+        return out
+
+    @property
+    def errors(self) -> list[str]:
+        return [e for r in self.files for e in r.errors]
+
+    @property
+    def fixed(self) -> int:
+        return sum(r.fixed for r in self.files)
+
+    @property
+    def diffs(self) -> list[str]:
+        return [r.diff for r in self.files if r.diff]
+
+
+def default_jobs() -> int:
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        return max(1, os.cpu_count() or 1)
+
+
+def ensure_recursion_limit() -> None:
+    if sys.getrecursionlimit() < RECURSION_LIMIT:
+        sys.setrecursionlimit(RECURSION_LIMIT)
+
+
+# -- one file ----------------------------------------------------------------------
+
+
+def process_source(source: bytes, path: str, config: Config, options: Options) -> FileResult:
+    """Analyse (or fix, without writing) one file's bytes; never raises."""
+    try:
+        if options.fixing:
+            return _fix_one(source, path, config, options)
+        analysis = analyze(source, path, config, apply_noqa=options.apply_noqa)
+        return FileResult(path, [light(f) for f in analysis.findings], list(analysis.errors))
+    except Exception as exc:  # one broken file must not end the run
+        return FileResult(path, errors=[f"{path}: internal error: {type(exc).__name__}: {exc}"])
+
+
+def _fix_one(source: bytes, path: str, config: Config, options: Options) -> FileResult:
+    outcome = fix_source(source, path, config, unsafe=options.unsafe_fixes)
+    analysis = outcome.analysis
+    result = FileResult(path, errors=list(outcome.errors))
+    if analysis is not None:
+        result.findings = [light(f) for f in analysis.findings]
+        result.errors.extend(analysis.errors)
+    if outcome.changed:
+        result.fixed = outcome.applied
+        result.fixed_source = outcome.source
+        if options.diff:
+            result.diff = unified_diff(source, outcome.source, path)
+    return result
+
+
+def unified_diff(old: bytes, new: bytes, path: str) -> str:
+    a = _decode(old).splitlines(keepends=True)
+    b = _decode(new).splitlines(keepends=True)
+    out: list[str] = []
+    for line in difflib.unified_diff(a, b, fromfile=path, tofile=path):
+        out.append(line if line.endswith("\n") else line + "\n\\ No newline at end of file\n")
+    return "".join(out)
+
+
+def _decode(source: bytes) -> str:
+    try:
+        encoding, _ = tokenize.detect_encoding(io.BytesIO(source).readline)
+    except SyntaxError:
+        encoding = "utf-8"
+    return source.decode(encoding, "replace")
+
+
+# -- the pool ------------------------------------------------------------------------
+
+_worker_config: Config | None = None
+_worker_options: Options | None = None
+
+
+def _init_worker(config: Config, options: Options) -> None:
+    global _worker_config, _worker_options
+    ensure_recursion_limit()
+    _worker_config, _worker_options = config, options
+
+
+def _work(task: tuple[str, bytes]) -> FileResult:
+    assert _worker_config is not None and _worker_options is not None
+    path, source = task
+    return process_source(source, path, _worker_config, _worker_options)
+
+
+def _pool_context() -> multiprocessing.context.BaseContext:
+    # fork starts workers without re-importing libcst; elsewhere it is unsafe or absent.
+    if sys.platform.startswith("linux"):
+        return multiprocessing.get_context("fork")
+    return multiprocessing.get_context("spawn")
+
+
+def _run_many(tasks: list[tuple[str, bytes]], config: Config, options: Options) -> list[FileResult]:
+    jobs = min(options.jobs, len(tasks))
+    if jobs > 1 and len(tasks) >= POOL_THRESHOLD:
+        chunksize = max(1, len(tasks) // (jobs * 4))
+        try:
+            with ProcessPoolExecutor(
+                jobs, _pool_context(), initializer=_init_worker, initargs=(config, options)
+            ) as pool:
+                return list(pool.map(_work, tasks, chunksize=chunksize))
+        except (BrokenProcessPool, OSError):
+            pass  # a worker died (e.g. out of memory): redo the batch in this process
+    return [process_source(source, path, config, options) for path, source in tasks]
+
+
+# -- many files ---------------------------------------------------------------------
+
+
+def run(paths: Sequence[str], config: Config, options: Options) -> RunResult:
+    """Lint (or fix) ``paths`` — display paths of existing files — in order.
+
+    With ``options.fix`` the fixed files are written here, atomically, refusing a
+    file that changed on disk since it was read.
+    """
+    results: list[FileResult | None] = [None] * len(paths)
+    sources: dict[int, bytes] = {}
+    cache = Cache.for_config(config, apply_noqa=options.apply_noqa) if _caching(options) else None
+    keys: dict[int, str] = {}
+    rules = [r for r in ALL_RULES if r is not SyntaxErrorRule and config.is_enabled(r.code)]
+    tokens = prefilter_tokens(rules, config)
+    heavy: list[int] = []
+    for index, path in enumerate(paths):
+        try:
+            with open(path, "rb") as handle:
+                source = handle.read()
+        except OSError as exc:
+            results[index] = FileResult(path, errors=[f"{path}: cannot read: {_reason(exc)}"])
+            continue
+        sources[index] = source
+        if cache is not None:
+            keys[index] = cache.key(source, path)
+            hit = cache.get(keys[index], path)
+            if hit is not None:
+                results[index] = FileResult(path, hit)
+                del keys[index]  # nothing new to store
+                continue
+        if rules and may_fire(source, tokens):
+            heavy.append(index)
+        else:  # cheap: no libcst parse unless the file fails to compile
+            results[index] = process_source(source, path, config, options)
+    done = _run_many([(paths[i], sources[i]) for i in heavy], config, options)
+    for index, done_result in zip(heavy, done, strict=True):
+        results[index] = done_result
+    final = [r for r in results if r is not None]
+    for index, result in enumerate(results):
+        if result is None:
+            continue
+        if cache is not None and index in keys and not result.errors:
+            cache.put(keys[index], result.findings)
+        if options.fix and result.fixed_source is not None:
+            _write(result, sources[index], config, options)
+    return RunResult(final)
+
+
+def _caching(options: Options) -> bool:
+    return options.use_cache and not options.fixing
+
+
+def _write(result: FileResult, original: bytes, config: Config, options: Options) -> None:
+    assert result.fixed_source is not None
+    try:
+        write_atomically(result.path, result.fixed_source, original)
+    except (WriteError, OSError) as exc:
+        message = str(exc) if isinstance(exc, WriteError) else _reason(exc)
+        result.errors.append(
+            message if message.startswith(result.path) else f"{result.path}: {message}"
+        )
+        # Nothing was written: what remains is what the file had.
+        again = process_source(
+            original, result.path, config, Options(apply_noqa=options.apply_noqa)
+        )
+        result.findings, result.fixed, result.fixed_source = again.findings, 0, None
+
+
+def _reason(exc: OSError) -> str:
+    return exc.strerror or str(exc)
