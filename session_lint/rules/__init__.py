@@ -8,10 +8,12 @@ from __future__ import annotations
 from session_lint.rules.base import Rule
 from session_lint.rules.SL000_syntax_error import SyntaxErrorRule
 from session_lint.rules.SL101_direct_session import DirectSession
+from session_lint.rules.SL501_string_sql import StringSql
 
 ALL_RULES: tuple[type[Rule], ...] = (
     SyntaxErrorRule,
     DirectSession,
+    StringSql,
 )
 
 RULES_BY_CODE: dict[str, type[Rule]] = {rule.code: rule for rule in ALL_RULES}

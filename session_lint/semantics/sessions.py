@@ -130,11 +130,19 @@ def _has_async_class_kw(ctx: FileContext, call: cst.Call, scope: Scope) -> bool:
 
 
 def is_session_annotation(
-    ctx: FileContext, annotation: cst.BaseExpression, scope: Scope | None = None
+    ctx: FileContext,
+    annotation: cst.BaseExpression,
+    scope: Scope | None = None,
+    classes: frozenset[str] = SESSION_CLASSES,
+    _depth: int = 0,
 ) -> bool:
     """``AsyncSession``, ``Session``, ``Optional[AsyncSession]``, ``AsyncSession | None``,
-    ``Annotated[AsyncSession, Depends(...)]`` and string forms of these."""
+    ``Annotated[AsyncSession, Depends(...)]``, string forms of these, and names bound
+    to one (``DbSession = Annotated[AsyncSession, Depends(get_db)]``). ``classes``
+    narrows the session classes (e.g. to the async ones)."""
     scope = scope or ctx.scope
+    if _depth > _MAX_DEPTH:
+        return False
     if isinstance(annotation, cst.Subscript):
         head = annotation.value
         elements = [e.slice.value for e in annotation.slice if isinstance(e.slice, cst.Index)]
@@ -142,12 +150,12 @@ def is_session_annotation(
             isinstance(head, (cst.Name, cst.Attribute))
             and head_name(head) in ("Annotated", "Optional")
         ):
-            return is_session_annotation(ctx, elements[0], scope)
+            return is_session_annotation(ctx, elements[0], scope, classes, _depth + 1)
         return False
     if isinstance(annotation, cst.BinaryOperation) and isinstance(annotation.operator, cst.BitOr):
-        return is_session_annotation(ctx, annotation.left, scope) or is_session_annotation(
-            ctx, annotation.right, scope
-        )
+        return is_session_annotation(
+            ctx, annotation.left, scope, classes, _depth + 1
+        ) or is_session_annotation(ctx, annotation.right, scope, classes, _depth + 1)
     if isinstance(annotation, cst.SimpleString):
         text = annotation.evaluated_value
         if isinstance(text, bytes):
@@ -156,8 +164,19 @@ def is_session_annotation(
             parsed = cst.parse_expression(text)
         except cst.ParserSyntaxError:
             return False
-        return is_session_annotation(ctx, parsed, scope)
-    return ctx.resolves_to(annotation, SESSION_CLASSES, scope)
+        return is_session_annotation(ctx, parsed, scope, classes, _depth + 1)
+    if ctx.resolves_to(annotation, classes, scope):
+        return True
+    if isinstance(annotation, cst.Name):
+        # A type alias: ``DbSession = Annotated[AsyncSession, Depends(get_db)]``.
+        return any(
+            b.kind is BindingKind.ASSIGNMENT
+            and b.value is not None
+            and isinstance(b.value, (cst.Subscript, cst.Name, cst.Attribute, cst.BinaryOperation))
+            and is_session_annotation(ctx, b.value, scope, classes, _depth + 1)
+            for b in scope.lookup(annotation.value)
+        )
+    return False
 
 
 def head_name(expr: cst.BaseExpression) -> str | None:
@@ -246,4 +265,84 @@ def is_engine(
             and is_engine(ctx, b.value, scope, depth + 1)
             for b in bindings
         )
+    return False
+
+
+# -- connections and async sessions (flow rules) ---------------------------------
+
+CONNECTION_CLASSES = frozenset(
+    {
+        "sqlalchemy.Connection",
+        "sqlalchemy.engine.Connection",
+        "sqlalchemy.engine.base.Connection",
+        "sqlalchemy.ext.asyncio.AsyncConnection",
+        "sqlalchemy.ext.asyncio.engine.AsyncConnection",
+    }
+)
+
+
+def _is_engine_like(ctx: FileContext, expr: cst.BaseExpression, scope: Scope) -> bool:
+    """An engine by binding, or an unresolvable name spelled ``engine``/``*_engine``
+    (engines are usually imported from the engine module, which we cannot see)."""
+    if is_engine(ctx, expr, scope):
+        return True
+    name = head_name(expr)
+    if name is None or not name.lower().endswith("engine"):
+        return False
+    if isinstance(expr, cst.Name):
+        return all(b.kind in (BindingKind.IMPORT, BindingKind.PARAM) for b in scope.lookup(name))
+    return True
+
+
+def is_connection_source(
+    ctx: FileContext, expr: cst.BaseExpression, scope: Scope | None = None
+) -> bool:
+    """``engine.connect()``, ``engine.begin()`` and ``session.connection()``."""
+    scope = scope or ctx.scope
+    expr = _strip_await(expr)
+    if not isinstance(expr, cst.Call) or not isinstance(expr.func, cst.Attribute):
+        return False
+    method, receiver = expr.func.attr.value, expr.func.value
+    if method in ("connect", "begin"):
+        return _is_engine_like(ctx, receiver, scope)
+    if method == "connection":
+        return is_session(ctx, receiver, scope)
+    return False
+
+
+def is_connection(ctx: FileContext, expr: cst.BaseExpression, scope: Scope | None = None) -> bool:
+    """A name bound to a SQLAlchemy connection (not a DB-API or asyncpg one)."""
+    scope = scope or ctx.scope
+    if not isinstance(expr, cst.Name):
+        return False
+    for b in scope.lookup(expr.value):
+        if b.kind in (BindingKind.WITH, BindingKind.ASSIGNMENT) and b.value is not None:
+            if is_connection_source(ctx, b.value, scope):
+                return True
+        elif b.kind is BindingKind.PARAM and b.annotation is not None:
+            if ctx.resolves_to(b.annotation, CONNECTION_CLASSES, scope):
+                return True
+    return False
+
+
+def is_async_session(
+    ctx: FileContext, expr: cst.BaseExpression, scope: Scope | None = None
+) -> bool:
+    """A session known to be an ``AsyncSession``: opened with ``async with``, built by
+    an async factory, or a parameter annotated ``AsyncSession``."""
+    scope = scope or ctx.scope
+    if not isinstance(expr, cst.Name):
+        return False
+    found = session_binding(ctx, expr.value, scope)
+    if found is None:
+        return False
+    binding, _ = found
+    if binding.kind is BindingKind.WITH:
+        return binding.is_async_with or (
+            binding.value is not None and is_async_session_source(ctx, binding.value, scope)
+        )
+    if binding.kind is BindingKind.ASSIGNMENT:
+        return binding.value is not None and is_async_session_source(ctx, binding.value, scope)
+    if binding.kind is BindingKind.PARAM and binding.annotation is not None:
+        return is_session_annotation(ctx, binding.annotation, scope, ASYNC_SESSION_CLASSES)
     return False
