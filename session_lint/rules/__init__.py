@@ -8,11 +8,17 @@ from __future__ import annotations
 from session_lint.rules.base import Rule
 from session_lint.rules.SL000_syntax_error import SyntaxErrorRule
 from session_lint.rules.SL101_direct_session import DirectSession
+from session_lint.rules.SL102_stray_engine import StrayEngine
+from session_lint.rules.SL103_engine_per_call import EnginePerCall
+from session_lint.rules.SL104_raw_driver_connection import RawDriverConnection
 from session_lint.rules.SL501_string_sql import StringSql
 
 ALL_RULES: tuple[type[Rule], ...] = (
     SyntaxErrorRule,
     DirectSession,
+    StrayEngine,
+    EnginePerCall,
+    RawDriverConnection,
     StringSql,
 )
 

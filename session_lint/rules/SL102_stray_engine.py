@@ -1,0 +1,168 @@
+from __future__ import annotations
+
+import libcst as cst
+
+from session_lint.finding import Applicability, Fix, FixAvailability, Import
+from session_lint.rules.base import Rule
+from session_lint.semantics.known import (
+    ASYNC_ENGINE_CONSTRUCTORS,
+    ENGINE_CONSTRUCTORS,
+    SESSIONMAKERS,
+)
+from session_lint.semantics.scopes import BindingKind
+
+# Keywords make_engine() hands to create_async_engine() unchanged. Anything else
+# (connect_args, poolclass, execution_options, **kwargs…) is merged, checked or
+# refused by make_engine, so a rewrite could change behaviour or raise: no fix.
+PASSTHROUGH_KEYWORDS = frozenset(
+    {
+        "echo",
+        "echo_pool",
+        "pool_size",
+        "max_overflow",
+        "pool_timeout",
+        "pool_recycle",
+        "pool_pre_ping",
+        "pool_use_lifo",
+        "hide_parameters",
+        "logging_name",
+    }
+)
+
+
+class StrayEngine(Rule):
+    """
+    ## What it does
+    Finds engines and session factories — `create_async_engine(...)`,
+    `create_engine(...)`, `async_sessionmaker(...)`, `sessionmaker(...)` — created
+    outside the engine modules (`engine.py`, `session.py`, `database.py`, `db.py`,
+    `async_session.py`, a `db/` or `session/` package; configurable with
+    `engine-modules`).
+
+    ## Why is this bad?
+    Every engine has its own pool and its own settings. An engine created next to
+    the code that uses it rarely carries the settings a transaction pooler needs:
+    with the defaults, asyncpg behind pgbouncer in transaction mode fails most
+    transactions with `InvalidSQLStatementNameError: prepared statement
+    "__asyncpg_stmt_5__" does not exist`, and with two processes some queries
+    silently return another process's result. Each extra engine also opens its own
+    pool of connections against the pooler's limit. Creating engines and session
+    factories in one module keeps one pool and one set of settings to get right.
+
+    A `sessionmaker(...)()` called on the spot is reported by SL101
+    (direct-session) instead.
+
+    ## Example
+    ```python
+    from sqlalchemy.ext.asyncio import create_async_engine
+
+    engine = create_async_engine("postgresql+asyncpg://app@db:6543/app", pool_size=5)
+    ```
+
+    Use instead:
+    ```python
+    from session_runtime import make_engine
+
+    engine = make_engine("postgresql+asyncpg://app@db:6543/app", pool_size=5)
+    ```
+
+    Or import the engine (or session factory) from the engine module.
+
+    ## Fix safety
+    The fix rewrites `name = create_async_engine(url, ...)` at module level to
+    `name = make_engine(url, ...)` and imports the configured `engine-factory`.
+    It is unsafe: the factory adds pooler settings, a connect timeout and its own
+    pool class, which changes how the engine behaves. It is offered only when every
+    keyword is one the factory passes through unchanged (`echo`, `pool_size`,
+    `max_overflow`, `pool_timeout`, `pool_recycle`, `pool_pre_ping`, …) and the
+    factory's name is free in the module. Engines created elsewhere, synchronous
+    engines and session factories are not fixed.
+
+    ## Options
+    - `engine-modules`
+    - `engine-factory`
+    """
+
+    code = "SL102"
+    name = "stray-engine"
+    message = (
+        "engine created outside the engine modules: its pool and settings are not the app's "
+        "(with asyncpg's defaults behind a transaction pooler, queries fail with "
+        '`prepared statement "__asyncpg_stmt_1__" does not exist`); create it once in an '
+        "engine module, e.g. with `{factory}(url)`"
+    )
+    factory_message = (
+        "session factory created outside the engine modules: each one carries its own "
+        "engine and options; create it once in an engine module and import it"
+    )
+    fix_availability = FixAvailability.SOMETIMES
+    tokens = ("create_engine", "create_async_engine", "sessionmaker")
+
+    def visit_Call(self, node: cst.Call) -> None:
+        if self.ctx.is_engine_module:
+            return
+        names = self.ctx.qualified_names(node.func)
+        if not names.isdisjoint(SESSIONMAKERS):
+            parent = self.ctx.parent
+            if isinstance(parent, cst.Call) and parent.func is node:
+                return  # ``sessionmaker(...)()`` builds a session: SL101 reports it
+            self.report(node, self.factory_message)
+            return
+        if names.isdisjoint(ENGINE_CONSTRUCTORS):
+            return
+        factory = Import.from_target(self.ctx.config.engine_factory)
+        fix = self._fix(node, factory) if not names.isdisjoint(ASYNC_ENGINE_CONSTRUCTORS) else None
+        self.report(node, self.message.format(factory=factory.name), fix=fix)
+
+    def _fix(self, node: cst.Call, factory: Import) -> Fix | None:
+        ancestors = self.ctx.ancestor_chain()
+        if len(ancestors) < 3:
+            return None
+        assignment, line, module = ancestors[-1], ancestors[-2], ancestors[-3]
+        if not (isinstance(line, cst.SimpleStatementLine) and isinstance(module, cst.Module)):
+            return None
+        if isinstance(assignment, cst.Assign):
+            if len(assignment.targets) != 1 or not isinstance(
+                assignment.targets[0].target, cst.Name
+            ):
+                return None
+        elif not (
+            isinstance(assignment, cst.AnnAssign) and isinstance(assignment.target, cst.Name)
+        ):
+            return None
+        if assignment.value is not node or not _passes_through(node):
+            return None
+        assert factory.name is not None
+        if not self._name_is_free(factory):
+            return None
+        return Fix.replace(
+            node,
+            node.with_changes(func=cst.Name(factory.name)),
+            Applicability.UNSAFE,
+            imports=(factory,),
+            description=f"create the engine with `{factory.name}()`",
+        )
+
+    def _name_is_free(self, factory: Import) -> bool:
+        """Importing the factory must not shadow or clash with a module-level name."""
+        assert factory.name is not None
+        target = f"{factory.module}.{factory.name}"
+        return all(
+            b.kind is BindingKind.IMPORT and b.qualified_name == target
+            for b in self.ctx.scope.module.bindings.get(factory.name, ())
+        )
+
+
+def _passes_through(call: cst.Call) -> bool:
+    """One URL (positional or ``url=``) and only keywords the factory passes through."""
+    urls = 0
+    for arg in call.args:
+        if arg.star:
+            return False
+        if arg.keyword is None:
+            urls += 1
+        elif arg.keyword.value == "url":
+            urls += 1
+        elif arg.keyword.value not in PASSTHROUGH_KEYWORDS:
+            return False
+    return urls == 1

@@ -1,0 +1,243 @@
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import libcst as cst
+
+from session_lint.rules.base import Rule
+from session_lint.semantics.known import (
+    CACHE_DECORATORS,
+    ENGINE_CONSTRUCTORS,
+    SESSION_CLASSES,
+    SESSIONMAKERS,
+)
+from session_lint.semantics.scopes import Scope, ScopeKind
+from session_lint.walker import children
+
+# Calls that run a coroutine function once, as a program's entry point.
+_ENTRY_RUNNERS = frozenset({"asyncio.run", "anyio.run", "trio.run", "uvloop.run"})
+# Conventional one-shot entry points: run once per process, not per request.
+_ENTRY_NAMES = frozenset({"main", "async_main"})
+
+
+class EnginePerCall(Rule):
+    """
+    ## What it does
+    Finds an engine (`create_async_engine(...)`, `create_engine(...)`) created
+    inside a function or method and used there — connected to, handed to a session,
+    or thrown away — so that every call builds a new engine with a new pool.
+
+    A function that hands the engine back (`return`/`yield` it, or a name bound to
+    it) is a factory, not a finding: lifespans, fixtures and `get_engine()`
+    helpers are called once. An engine stored in a `global`/`nonlocal` name or an
+    attribute (`self.engine`, `app.state.engine`) is a lazy singleton, and a
+    function cached with `functools.cache`, `functools.lru_cache`,
+    `functools.cached_property` or `async_lru.alru_cache` builds it once.
+
+    ## Why is this bad?
+    An engine is a connection pool. Building one per call opens fresh connections
+    (a TCP and authentication round trip, through the pooler too) on every call
+    and throws the pool away afterwards; an engine that is never disposed keeps
+    its connections open until the garbage collector finds it, and under load the
+    process runs into the pooler's or server's connection limit
+    (`QueuePool limit of size 5 overflow 10 reached` on the shared engine,
+    `too many connections` on the server).
+
+    ## Known problems
+    A function that really runs once — a script's entry point — looks the same as
+    a request handler. Functions named `main`/`async_main`, functions passed to
+    `asyncio.run(...)` in the same module and `test_*` functions are not reported;
+    other one-shot functions need a `# noqa: SL103`.
+
+    ## Example
+    ```python
+    from sqlalchemy import text
+    from sqlalchemy.ext.asyncio import create_async_engine
+
+    async def count_users(url: str) -> int:
+        engine = create_async_engine(url)
+        async with engine.connect() as conn:
+            return await conn.scalar(text("SELECT count(*) FROM users"))
+    ```
+
+    Use instead:
+    ```python
+    from sqlalchemy import text
+    from app.db import engine
+
+    async def count_users() -> int:
+        async with engine.connect() as conn:
+            return await conn.scalar(text("SELECT count(*) FROM users"))
+    ```
+    """
+
+    code = "SL103"
+    name = "engine-per-call"
+    message = (
+        "engine created on every call: each call builds a new connection pool and opens "
+        "new connections; create the engine once (module level, an engine module, or a "
+        "cached factory) and reuse it"
+    )
+    tokens = ("create_engine", "create_async_engine")
+
+    def visit_Call(self, node: cst.Call) -> None:
+        scope = self.ctx.scope
+        if scope.kind is not ScopeKind.FUNCTION or not isinstance(scope.node, cst.FunctionDef):
+            return  # module level, a class body or a lambda (which returns its value)
+        if not self.ctx.resolves_to(node.func, ENGINE_CONSTRUCTORS):
+            return
+        function = scope.node
+        if self._runs_once(function, scope) or not self._used_locally(node, scope):
+            return
+        self.report(node)
+
+    # -- once-only functions ---------------------------------------------------------
+    def _runs_once(self, function: cst.FunctionDef, scope: Scope) -> bool:
+        name = function.name.value
+        if name in _ENTRY_NAMES or name.startswith("test_"):
+            return True
+        outer = scope.parent
+        assert outer is not None
+        for decorator in function.decorators:
+            expr = decorator.decorator
+            if isinstance(expr, cst.Call):
+                expr = expr.func
+            # Decorators are evaluated in the enclosing scope, not the function's.
+            if self.ctx.resolves_to(expr, CACHE_DECORATORS, outer):
+                return True
+        return name in self._entry_functions()
+
+    def _entry_functions(self) -> frozenset[str]:
+        """Names passed to ``asyncio.run(f())``/``anyio.run(f)`` anywhere in the module
+        (computed once per file, only when a candidate is found)."""
+        cached: frozenset[str] | None = getattr(self, "_entries", None)
+        if cached is not None:
+            return cached
+        found: set[str] = set()
+        for call in _calls(self.ctx.module):
+            if not call.args:
+                continue
+            # The module scope is right for the usual ``if __name__ == "__main__"`` block.
+            if not self.ctx.resolves_to(call.func, _ENTRY_RUNNERS, self.ctx.scope.module):
+                continue
+            target = call.args[0].value
+            if isinstance(target, cst.Call):
+                target = target.func
+            if isinstance(target, cst.Name):
+                found.add(target.value)
+        self._entries = frozenset(found)
+        return self._entries
+
+    # -- where the engine goes ----------------------------------------------------------
+    def _used_locally(self, node: cst.Call, scope: Scope) -> bool:
+        assert isinstance(scope.node, cst.FunctionDef)
+        return self._stays_local(
+            node, list(self.ctx.ancestor_chain()), scope, scope.node, _ENGINE, 0
+        )
+
+    def _stays_local(
+        self,
+        value: cst.BaseExpression,
+        parents: list[cst.CSTNode],
+        scope: Scope,
+        function: cst.FunctionDef,
+        kind: str,
+        depth: int,
+    ) -> bool:
+        """Whether ``value`` (an engine, or a session factory built on it) stays inside
+        this call of the function. Precision first: any use we cannot account for
+        counts as an escape."""
+        if depth > _MAX_DEPTH or not parents or parents[-1] is _NESTED:
+            return False
+        parent = parents[-1]
+        grandparent = parents[-2] if len(parents) > 1 else None
+        if isinstance(parent, cst.Attribute) and parent.value is value:
+            # ``engine.connect()``, ``engine.dispose()``, ``factory.begin()``
+            return grandparent is not None and _is_method_call(parent, grandparent)
+        if isinstance(parent, cst.Expr):
+            return True  # created and thrown away
+        if kind == _FACTORY and isinstance(parent, cst.Call) and parent.func is value:
+            return True  # ``factory()`` makes a session: sessions are per call anyway
+        if kind == _ENGINE and isinstance(parent, cst.Arg) and parent.value is value:
+            if not isinstance(grandparent, cst.Call):
+                return False
+            if self.ctx.resolves_to(grandparent.func, SESSION_CLASSES, scope):
+                return True
+            if self.ctx.resolves_to(grandparent.func, SESSIONMAKERS, scope):
+                # ``async_sessionmaker(engine)``: local if the factory is.
+                return self._stays_local(
+                    grandparent, parents[:-2], scope, function, _FACTORY, depth + 1
+                )
+            return False
+        if isinstance(parent, (cst.Assign, cst.AnnAssign)) and parent.value is value:
+            targets = (
+                [t.target for t in parent.targets]
+                if isinstance(parent, cst.Assign)
+                else [parent.target]
+            )
+            if len(targets) != 1 or not isinstance(targets[0], cst.Name):
+                return False  # an attribute, a subscript, several names: stored somewhere
+            name = targets[0].value
+            if name in scope.global_names or name in scope.nonlocal_names:
+                return False  # a lazy singleton
+            return all(
+                self._stays_local(use, chain, scope, function, kind, depth + 1)
+                for use, chain in _name_uses(function.body, name)
+            )
+        return False
+
+
+_ENGINE = "engine"
+_FACTORY = "factory"
+_MAX_DEPTH = 6
+
+
+def _is_method_call(attribute: cst.Attribute, grandparent: cst.CSTNode) -> bool:
+    return isinstance(grandparent, cst.Call) and grandparent.func is attribute
+
+
+# Stands in for "inside a nested function, class or lambda" in a parent chain.
+_NESTED = cst.Pass()
+
+
+def _name_uses(body: cst.CSTNode, name: str) -> Iterator[tuple[cst.Name, list[cst.CSTNode]]]:
+    """Every ``Name`` spelled ``name`` that reads the variable (not an attribute name,
+    keyword, import alias, or an assignment/``del`` target), with its parent chain.
+    Uses inside a nested scope end their chain with ``_NESTED``."""
+    stack: list[tuple[cst.CSTNode, list[cst.CSTNode], bool]] = [(body, [], False)]
+    while stack:
+        node, parents, nested = stack.pop()
+        if isinstance(node, cst.Name):
+            if node.value == name and not _is_not_a_read(node, parents):
+                yield node, [*parents, _NESTED] if nested else parents
+            continue
+        inner = nested or isinstance(node, (cst.FunctionDef, cst.ClassDef, cst.Lambda))
+        chain = [*parents, node]
+        stack.extend((child, chain, inner) for child in reversed(children(node)))
+
+
+def _is_not_a_read(node: cst.Name, parents: list[cst.CSTNode]) -> bool:
+    """``x.<name>``, ``f(<name>=…)``, ``def <name>``, ``<name> = …``, ``del <name>``…"""
+    if not parents:
+        return False
+    parent = parents[-1]
+    if isinstance(parent, cst.Attribute):
+        return parent.attr is node
+    if isinstance(parent, cst.Arg):
+        return parent.keyword is node
+    if isinstance(parent, (cst.FunctionDef, cst.ClassDef)):
+        return parent.name is node
+    if isinstance(parent, (cst.AssignTarget, cst.Del)):
+        return parent.target is node
+    if isinstance(parent, cst.AnnAssign):
+        return parent.target is node
+    return isinstance(parent, (cst.ImportAlias, cst.AsName, cst.NameItem))
+
+
+def _calls(root: cst.CSTNode) -> Iterator[cst.Call]:
+    stack = [root]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, cst.Call):
+            yield node
+        stack.extend(children(node))

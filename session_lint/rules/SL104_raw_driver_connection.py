@@ -1,0 +1,68 @@
+from __future__ import annotations
+
+import libcst as cst
+
+from session_lint.rules.base import Rule
+from session_lint.semantics.known import RAW_DRIVER_CONNECTS
+
+
+class RawDriverConnection(Rule):
+    """
+    ## What it does
+    Finds connections and pools opened with the database driver directly —
+    `asyncpg.connect(...)`, `asyncpg.create_pool(...)`, `psycopg2.connect(...)`,
+    `psycopg.connect(...)`, `psycopg.AsyncConnection.connect(...)`,
+    `psycopg_pool.ConnectionPool(...)` — outside the engine modules (`engine.py`,
+    `session.py`, `database.py`, `db.py`, `async_session.py`, a `db/` or `session/`
+    package; configurable with `engine-modules`).
+
+    ## Why is this bad?
+    A raw connection bypasses the app's engine: its pool limits, its connect
+    timeout and the settings a transaction pooler needs. asyncpg's defaults behind
+    pgbouncer in transaction mode fail with `InvalidSQLStatementNameError: prepared
+    statement "__asyncpg_stmt_1__" does not exist`; every raw pool is one more set
+    of server connections counted against the pooler's limit; and nothing resets or
+    closes the connection when the code forgets to.
+
+    ## Example
+    ```python
+    import asyncpg
+
+    async def count_users(dsn: str) -> int:
+        conn = await asyncpg.connect(dsn)
+        try:
+            return await conn.fetchval("SELECT count(*) FROM users")
+        finally:
+            await conn.close()
+    ```
+
+    Use instead:
+    ```python
+    from sqlalchemy import text
+    from session_runtime import get_session
+
+    async def count_users() -> int:
+        async with get_session() as session:
+            return await session.scalar(text("SELECT count(*) FROM users"))
+    ```
+
+    When driver-level access is really needed, get it through the engine
+    (`await conn.get_raw_connection()`) or keep it in an engine module.
+
+    ## Options
+    - `engine-modules`
+    """
+
+    code = "SL104"
+    name = "raw-driver-connection"
+    message = (
+        "database driver connection opened directly: it bypasses the app's engine, pool and "
+        "pooler settings (asyncpg's defaults behind a transaction pooler fail with "
+        '`prepared statement "__asyncpg_stmt_1__" does not exist`); use a session or a '
+        "connection from the engine"
+    )
+    tokens = ("asyncpg", "psycopg")
+
+    def visit_Call(self, node: cst.Call) -> None:
+        if not self.ctx.is_engine_module and self.ctx.resolves_to(node.func, RAW_DRIVER_CONNECTS):
+            self.report(node)
