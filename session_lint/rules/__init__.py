@@ -11,6 +11,7 @@ from session_lint.rules.SL101_direct_session import DirectSession
 from session_lint.rules.SL102_stray_engine import StrayEngine
 from session_lint.rules.SL103_engine_per_call import EnginePerCall
 from session_lint.rules.SL104_raw_driver_connection import RawDriverConnection
+from session_lint.rules.SL105_async_expire_on_commit import AsyncExpireOnCommit
 from session_lint.rules.SL501_string_sql import StringSql
 
 ALL_RULES: tuple[type[Rule], ...] = (
@@ -19,6 +20,7 @@ ALL_RULES: tuple[type[Rule], ...] = (
     StrayEngine,
     EnginePerCall,
     RawDriverConnection,
+    AsyncExpireOnCommit,
     StringSql,
 )
 

@@ -1,0 +1,226 @@
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import libcst as cst
+
+from session_lint.finding import Applicability, Fix, FixAvailability
+from session_lint.rules.base import Rule
+from session_lint.semantics.known import (
+    ASYNC_SESSION_CLASSES,
+    ASYNC_SESSIONMAKERS,
+    SYNC_SESSIONMAKERS,
+)
+from session_lint.semantics.scopes import dotted_name
+from session_lint.walker import children
+
+_KEYWORD = "expire_on_commit"
+
+
+class AsyncExpireOnCommit(Rule):
+    """
+    ## What it does
+    Finds async session factories — `async_sessionmaker(...)`, or
+    `sessionmaker(class_=AsyncSession, ...)` — created without
+    `expire_on_commit=False` (left out, or set to `True`), in any module, the
+    engine modules included.
+
+    A session built by hand (`AsyncSession(...)`) is reported by SL101
+    (direct-session) instead, and a factory called with `**kwargs` is skipped (the
+    keyword may be in there).
+
+    ## Why is this bad?
+    By default `commit()` expires every object the session loaded. Reading an
+    attribute of such an object afterwards loads it again, with IO that an async
+    session cannot do implicitly: the read raises `MissingGreenlet: greenlet_spawn
+    has not been called; can't call await_only() here` (`await_()` on SQLAlchemy
+    2.1) — typically when a route handler returns the object it just committed.
+    With `expire_on_commit=False` the objects keep the values they had, and a fresh
+    read is explicit (`await session.refresh(obj)`).
+
+    ## Example
+    ```python
+    from sqlalchemy.ext.asyncio import async_sessionmaker
+
+    from app.db.engine import engine
+
+    SessionLocal = async_sessionmaker(engine)
+    ```
+
+    Use instead:
+    ```python
+    from sqlalchemy.ext.asyncio import async_sessionmaker
+
+    from app.db.engine import engine
+
+    SessionLocal = async_sessionmaker(engine, expire_on_commit=False)
+    ```
+
+    ## Fix safety
+    The fix adds `expire_on_commit=False` (or turns `True` into `False`), keeping
+    the call's layout and comments. It is unsafe: objects then keep their values
+    after `commit()` instead of being loaded again, so code that relied on seeing
+    values changed by the database (triggers, defaults computed on the server, other
+    transactions) must call `await session.refresh(obj)`.
+    """
+
+    code = "SL105"
+    name = "async-expire-on-commit"
+    message = (
+        "async session factory without `expire_on_commit=False`: reading an attribute "
+        "after `commit()` does implicit IO and raises `MissingGreenlet: greenlet_spawn has "
+        "not been called; can't call await_only() here`; pass `expire_on_commit=False`"
+    )
+    fix_availability = FixAvailability.ALWAYS
+    tokens = ("sessionmaker",)
+
+    def visit_Call(self, node: cst.Call) -> None:
+        if not self._is_async_factory(node):
+            return
+        if any(arg.star for arg in node.args):
+            return  # ``**options`` may hold the keyword: unknown
+        current = next(
+            (a for a in node.args if a.keyword is not None and a.keyword.value == _KEYWORD), None
+        )
+        if current is None:
+            if self._configured_later():
+                return
+            fix = Fix.replace(
+                node,
+                node.with_changes(args=_append_keyword(node, _KEYWORD, cst.Name("False"))),
+                Applicability.UNSAFE,
+                description="pass `expire_on_commit=False`",
+            )
+        elif isinstance(current.value, cst.Name) and current.value.value == "True":
+            fix = Fix.replace(
+                current.value,
+                cst.Name("False"),
+                Applicability.UNSAFE,
+                description="set `expire_on_commit=False`",
+            )
+        else:
+            return  # ``False``, or a value we cannot see: not ours to judge
+        self.report(node, fix=fix)
+
+    def _is_async_factory(self, node: cst.Call) -> bool:
+        if self.ctx.resolves_to(node.func, ASYNC_SESSIONMAKERS):
+            return True
+        return self.ctx.resolves_to(node.func, SYNC_SESSIONMAKERS) and any(
+            a.keyword is not None
+            and a.keyword.value == "class_"
+            and self.ctx.resolves_to(a.value, ASYNC_SESSION_CLASSES)
+            for a in node.args
+        )
+
+    def _configured_later(self) -> bool:
+        """``Factory = async_sessionmaker(); Factory.configure(expire_on_commit=...)``:
+        the keyword is set elsewhere in the file."""
+        ancestors = self.ctx.ancestor_chain()
+        parent = ancestors[-1] if ancestors else None
+        if isinstance(parent, cst.Assign) and len(parent.targets) == 1:
+            target = dotted_name(parent.targets[0].target)
+        elif isinstance(parent, cst.AnnAssign):
+            target = dotted_name(parent.target)
+        else:
+            return False
+        return target is not None and target in self._configured_names()
+
+    def _configured_names(self) -> frozenset[str]:
+        cached: frozenset[str] | None = getattr(self, "_configured", None)
+        if cached is None:
+            found: set[str] = set()
+            stack: list[cst.CSTNode] = [self.ctx.module]
+            while stack:
+                node = stack.pop()
+                if (
+                    isinstance(node, cst.Call)
+                    and isinstance(node.func, cst.Attribute)
+                    and node.func.attr.value == "configure"
+                    and any(
+                        a.keyword is not None and a.keyword.value == _KEYWORD for a in node.args
+                    )
+                ):
+                    name = dotted_name(node.func.value)
+                    if name is not None:
+                        found.add(name)
+                stack.extend(children(node))
+            cached = self._configured = frozenset(found)
+        return cached
+
+
+def _append_keyword(call: cst.Call, keyword: str, value: cst.BaseExpression) -> Sequence[cst.Arg]:
+    """The call's arguments plus ``keyword=value``, laid out like the others: on its
+    own line when the arguments are one per line, with the trailing comma kept."""
+    new = cst.Arg(
+        value=value,
+        keyword=cst.Name(keyword),
+        equal=cst.AssignEqual(
+            whitespace_before=cst.SimpleWhitespace(""), whitespace_after=cst.SimpleWhitespace("")
+        ),
+    )
+    args = list(call.args)
+    if not args:
+        return [new]
+    last = args[-1]
+    # The whitespace that leads into the last argument shows the layout.
+    before_last = (
+        args[-2].comma.whitespace_after
+        if len(args) > 1 and isinstance(args[-2].comma, cst.Comma)
+        else call.whitespace_before_args
+    )
+    one_per_line = isinstance(before_last, cst.ParenthesizedWhitespace)
+    separator = (
+        cst.ParenthesizedWhitespace(
+            first_line=cst.TrailingWhitespace(),
+            indent=before_last.indent,
+            last_line=before_last.last_line,
+        )
+        if isinstance(before_last, cst.ParenthesizedWhitespace)
+        else cst.SimpleWhitespace(" ")
+    )
+    if isinstance(last.comma, cst.Comma):
+        # ``f(\n    a,  # note\n)``: the old comma keeps its comment but now leads
+        # into the new argument; the new one takes over the line break before ``)``.
+        old = last.comma
+        closing = old.whitespace_after
+        if isinstance(closing, cst.ParenthesizedWhitespace) and one_per_line:
+            assert isinstance(separator, cst.ParenthesizedWhitespace)
+            args[-1] = last.with_changes(
+                comma=old.with_changes(
+                    whitespace_after=closing.with_changes(
+                        indent=separator.indent, last_line=separator.last_line
+                    )
+                )
+            )
+            new = new.with_changes(
+                comma=cst.Comma(
+                    whitespace_after=cst.ParenthesizedWhitespace(
+                        first_line=cst.TrailingWhitespace(),
+                        indent=closing.indent,
+                        last_line=closing.last_line,
+                    )
+                )
+            )
+        else:
+            args[-1] = last.with_changes(comma=old.with_changes(whitespace_after=separator))
+        return [*args, new]
+    moved = last.whitespace_after_arg
+    if isinstance(moved, cst.ParenthesizedWhitespace):
+        # ``f(\n    a  # note\n)``: the comma goes right after the argument, before
+        # the comment, and the new argument gets the line break before ``)``.
+        lead = (
+            moved.with_changes(indent=separator.indent, last_line=separator.last_line)
+            if isinstance(separator, cst.ParenthesizedWhitespace)
+            else moved
+        )
+        args[-1] = last.with_changes(
+            whitespace_after_arg=cst.SimpleWhitespace(""), comma=cst.Comma(whitespace_after=lead)
+        )
+        new = new.with_changes(
+            whitespace_after_arg=cst.ParenthesizedWhitespace(
+                first_line=cst.TrailingWhitespace(), indent=moved.indent, last_line=moved.last_line
+            )
+        )
+        return [*args, new]
+    args[-1] = last.with_changes(comma=cst.Comma(whitespace_after=separator))
+    return [*args, new]
