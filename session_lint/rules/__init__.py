@@ -13,6 +13,7 @@ from session_lint.rules.SL103_engine_per_call import EnginePerCall
 from session_lint.rules.SL104_raw_driver_connection import RawDriverConnection
 from session_lint.rules.SL105_async_expire_on_commit import AsyncExpireOnCommit
 from session_lint.rules.SL501_string_sql import StringSql
+from session_lint.rules.SL502_interpolated_sql import InterpolatedSql
 
 ALL_RULES: tuple[type[Rule], ...] = (
     SyntaxErrorRule,
@@ -22,6 +23,7 @@ ALL_RULES: tuple[type[Rule], ...] = (
     RawDriverConnection,
     AsyncExpireOnCommit,
     StringSql,
+    InterpolatedSql,
 )
 
 RULES_BY_CODE: dict[str, type[Rule]] = {rule.code: rule for rule in ALL_RULES}

@@ -103,7 +103,8 @@ class Built:
 
     how: Interpolation
     values: tuple[cst.BaseExpression, ...]
-    template: cst.BaseExpression  # the literal part, for the message
+    # The literal template (`%`, `.format()`), or the whole expression (f-string, `+`).
+    template: cst.BaseExpression
 
 
 def _is_string_like(expr: cst.BaseExpression) -> bool:
@@ -154,8 +155,7 @@ def built_string(expr: cst.BaseExpression) -> Built | None:
                     elif literal_string(p) is None:
                         pieces.append(p)
                 if pieces:
-                    template = next(p for p in parts if _is_string_like(p))
-                    return Built(Interpolation.CONCAT, tuple(pieces), template)
+                    return Built(Interpolation.CONCAT, tuple(pieces), expr)
         return None
     if (
         isinstance(expr, cst.Call)
