@@ -47,6 +47,10 @@ class DirectSession(Rule):
             return await session.scalars(select(User))
     ```
 
+    ## Options
+    - `engine-modules`
+    - `session-factory`
+
     ## Fix safety
     The fix rewrites `async with AsyncSession(...) as s:` (or
     `async with async_sessionmaker(...)() as s:`) to `async with get_session() as s:`
@@ -54,10 +58,6 @@ class DirectSession(Rule):
     uses the factory's engine and options instead of the arguments it was built
     with. Sessions built outside `async with`, and synchronous sessions, are not
     fixed.
-
-    ## Options
-    - `engine-modules`
-    - `session-factory`
     """
 
     code = "SL101"

@@ -68,6 +68,10 @@ class StrayEngine(Rule):
 
     Or import the engine (or session factory) from the engine module.
 
+    ## Options
+    - `engine-modules`
+    - `engine-factory`
+
     ## Fix safety
     The fix rewrites `name = create_async_engine(url, ...)` at module level to
     `name = make_engine(url, ...)` and imports the configured `engine-factory`.
@@ -77,10 +81,6 @@ class StrayEngine(Rule):
     `max_overflow`, `pool_timeout`, `pool_recycle`, `pool_pre_ping`, …) and the
     factory's name is free in the module. Engines created elsewhere, synchronous
     engines and session factories are not fixed.
-
-    ## Options
-    - `engine-modules`
-    - `engine-factory`
     """
 
     code = "SL102"

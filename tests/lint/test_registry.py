@@ -1,0 +1,173 @@
+"""The registry, the rule modules, their fixtures and their docs agree (STYLE.md).
+
+Docs are tests: each rule's ``## Example`` block fires the rule and its
+``Use instead:`` block does not, analysed as ``app/example.py``.
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+from pathlib import Path
+
+import pytest
+
+from session_lint.analyzer import analyze
+from session_lint.config import KNOWN_KEYS, Config, config_from_mapping
+from session_lint.finding import FixAvailability
+from session_lint.rules import ALL_RULES, RULES_BY_CODE, Rule
+from tests.lint.fixture_files import RULE_FIXTURES, all_fixtures
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+RULES_DIR = Path(__file__).resolve().parents[2] / "session_lint" / "rules"
+# ruff's order; Known problems, Options, Fix safety and References are optional.
+SECTIONS = (
+    "What it does",
+    "Why is this bad?",
+    "Known problems",
+    "Example",
+    "Options",
+    "Fix safety",
+    "References",
+)
+# A file that does not parse cannot silence its error with a noqa comment (as in
+# ruff), so the fixture harness's noqa run cannot apply to SL000.
+NO_FIXTURE = frozenset({"SL000"})
+_BLOCK = re.compile(r"```python\n(.*?)```", re.S)
+_IDS = [r.code for r in ALL_RULES]
+
+
+def _module_files() -> list[Path]:
+    return sorted(RULES_DIR.glob("SL[0-9][0-9][0-9]_*.py"))
+
+
+# -- registry ---------------------------------------------------------------------
+def test_every_rule_module_is_registered_once() -> None:
+    registered = [rule.__module__.rsplit(".", 1)[1] for rule in ALL_RULES]
+    assert len(registered) == len(set(registered)), "a module registered twice"
+    assert sorted(registered) == [p.stem for p in _module_files()]
+
+
+def test_codes_unique_and_sorted() -> None:
+    codes = [rule.code for rule in ALL_RULES]
+    assert len(codes) == len(set(codes))
+    assert codes == sorted(codes)
+    assert all(re.fullmatch(r"SL\d{3}", code) for code in codes)
+    assert set(RULES_BY_CODE) == set(codes)
+
+
+def test_names_kebab_case_and_unique() -> None:
+    names = [rule.name for rule in ALL_RULES]
+    assert len(names) == len(set(names))
+    for name in names:
+        assert re.fullmatch(r"[a-z]+(?:-[a-z]+)*", name), name
+
+
+@pytest.mark.parametrize("rule", ALL_RULES, ids=_IDS)
+def test_module_is_named_for_code_and_name(rule: type[Rule]) -> None:
+    module = rule.__module__.rsplit(".", 1)[1]
+    assert module == f"{rule.code}_{rule.name.replace('-', '_')}"
+
+
+@pytest.mark.parametrize("rule", ALL_RULES, ids=_IDS)
+def test_rule_has_message_and_prefilter(rule: type[Rule]) -> None:
+    assert rule.message.strip()
+    if rule.code not in NO_FIXTURE:
+        # The prefilter must name something: an empty tuple would skip every file.
+        assert rule.tokens, f"{rule.code} declares no prefilter tokens"
+
+
+# -- fixtures ------------------------------------------------------------------------
+@pytest.mark.parametrize("rule", ALL_RULES, ids=_IDS)
+def test_rule_has_a_fixture(rule: type[Rule]) -> None:
+    if rule.code in NO_FIXTURE:
+        pytest.skip("no fixture by design")
+    assert (RULE_FIXTURES / f"{rule.code}.py").is_file()
+
+
+@pytest.mark.parametrize("rule", ALL_RULES, ids=_IDS)
+def test_fixed_file_exactly_when_rule_fixes(rule: type[Rule]) -> None:
+    fixes = rule.fix_availability is not FixAvailability.NONE
+    for fixture in all_fixtures():
+        if fixture.name[:5] != rule.code:
+            continue
+        fixed = fixture.with_name(fixture.stem + ".fixed.py")
+        assert fixed.is_file() == fixes, f"{fixed.name} {'missing' if fixes else 'unexpected'}"
+
+
+def test_every_fixture_belongs_to_a_registered_rule() -> None:
+    for path in RULE_FIXTURES.glob("*.py"):
+        assert path.name[:5] in RULES_BY_CODE, f"{path.name}: no such rule"
+        if path.name.endswith(".fixed.py"):
+            source = path.with_name(path.name[: -len(".fixed.py")] + ".py")
+            assert source.is_file(), f"{path.name} without {source.name}"
+
+
+# -- docs ------------------------------------------------------------------------------
+@pytest.mark.parametrize("rule", ALL_RULES, ids=_IDS)
+def test_docs_sections(rule: type[Rule]) -> None:
+    titles = re.findall(r"^## (.+)$", rule.docs(), re.M)
+    assert titles[:2] == ["What it does", "Why is this bad?"]
+    assert "Example" in titles
+    assert all(t in SECTIONS for t in titles), f"unknown section in {titles}"
+    assert len(titles) == len(set(titles)), "a section appears twice"
+    assert titles == sorted(titles, key=SECTIONS.index), "sections out of ruff's order"
+    assert "Use instead:" in rule.doc_section("Example")
+    has_fix = rule.fix_availability is not FixAvailability.NONE
+    assert ("Fix safety" in titles) == has_fix
+    assert rule.summary()
+
+
+@pytest.mark.parametrize("rule", ALL_RULES, ids=_IDS)
+def test_options_are_real_config_keys(rule: type[Rule]) -> None:
+    section = rule.doc_section("Options")
+    entries = [line for line in section.splitlines() if line.startswith("- ")]
+    assert bool(entries) == bool(section), f"{rule.code}: Options entries look like - `key`"
+    for line in entries:
+        match = re.match(r"- `([a-z-]+)`", line)
+        assert match, f"{rule.code}: Options entries look like - `key`: {line!r}"
+        assert match.group(1) in KNOWN_KEYS, f"{rule.code}: no config key {match.group(1)!r}"
+
+
+def _examples(rule: type[Rule]) -> tuple[str, str]:
+    bad, _, good = rule.doc_section("Example").partition("Use instead:")
+    bad_blocks, good_blocks = _BLOCK.findall(bad), _BLOCK.findall(good)
+    assert len(bad_blocks) == 1, f"{rule.code}: one ```python block under ## Example"
+    assert good_blocks, f"{rule.code}: a ```python block after Use instead:"
+    return bad_blocks[0], good_blocks[0]
+
+
+def _config_for(block: str) -> Config:
+    """A block may start with ``# config: <toml line>`` headers, like the fixtures."""
+    lines = [
+        line.strip()[len("# config:") :].strip()
+        for line in block.splitlines()
+        if line.strip().startswith("# config:")
+    ]
+    return config_from_mapping(tomllib.loads("\n".join(lines)), root=".")
+
+
+@pytest.mark.parametrize("rule", ALL_RULES, ids=_IDS)
+def test_example_fires_and_use_instead_does_not(rule: type[Rule]) -> None:
+    bad, good = _examples(rule)
+    fired = analyze(bad.encode(), "app/example.py", _config_for(bad), [rule])
+    assert fired.errors == []
+    assert [f.code for f in fired.findings if f.code == rule.code], "Example does not fire"
+    clean = analyze(good.encode(), "app/example.py", _config_for(good), [rule])
+    assert clean.errors == []
+    assert clean.findings == [], "Use instead fires"
+
+
+# -- engine modules ----------------------------------------------------------------------
+@pytest.mark.parametrize("code", ["SL101", "SL102", "SL104"])
+def test_engine_module_rules_are_silent_in_engine_modules(code: str) -> None:
+    """Everything these fixtures flag is allowed where engines are built."""
+    source = (RULE_FIXTURES / f"{code}.py").read_bytes()
+    assert b"# path:" not in source and b"# config:" not in source
+    for path in ("app/db/engine.py", "app/database.py", "src/app/session/factory.py"):
+        result = analyze(source, path, Config(), [RULES_BY_CODE[code]])
+        assert result.findings == [], path
