@@ -14,6 +14,7 @@ from session_lint.rules.SL104_raw_driver_connection import RawDriverConnection
 from session_lint.rules.SL105_async_expire_on_commit import AsyncExpireOnCommit
 from session_lint.rules.SL501_string_sql import StringSql
 from session_lint.rules.SL502_interpolated_sql import InterpolatedSql
+from session_lint.rules.SL503_session_level_set import SessionLevelSet
 
 ALL_RULES: tuple[type[Rule], ...] = (
     SyntaxErrorRule,
@@ -24,6 +25,7 @@ ALL_RULES: tuple[type[Rule], ...] = (
     AsyncExpireOnCommit,
     StringSql,
     InterpolatedSql,
+    SessionLevelSet,
 )
 
 RULES_BY_CODE: dict[str, type[Rule]] = {rule.code: rule for rule in ALL_RULES}

@@ -1,0 +1,180 @@
+"""Where a transaction is open, and what a session does in straight-line order.
+
+A *transaction block* is the body of ``async with s.begin():`` (or
+``begin_nested()``, ``async with factory.begin() as s:``, ``async with
+engine.begin() as conn:``). Sessions are keyed by their dotted spelling (``s``,
+``self.session``) within one function: the analysis is lexical and never crosses
+a function boundary.
+
+*Straight-line order*: the statements that run before a node on every path
+through the function — the earlier statements of each enclosing block, up to the
+function body. Operations inside an earlier ``if``/``for``/``try`` may not have run,
+so they never count as "has happened"; they do count as "may have reset" (a
+``commit()`` there), so that conclusions stay on the safe side.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+
+import libcst as cst
+
+from session_lint.context import FileContext
+from session_lint.semantics.scopes import dotted_name
+from session_lint.semantics.sessions import (
+    is_connection,
+    is_session,
+    is_session_factory,
+    is_session_source,
+)
+from session_lint.walker import children
+
+BEGIN_METHODS = frozenset({"begin", "begin_nested"})
+# Session methods that start a transaction when none is open (autobegin). Measured on
+# SQLAlchemy 2.1: ``add``/``merge``/``get``/``execute`` all make a following
+# ``begin()`` raise; an empty ``flush()`` does not.
+AUTOBEGIN_METHODS = frozenset(
+    {
+        "execute",
+        "scalar",
+        "scalars",
+        "stream",
+        "stream_scalars",
+        "get",
+        "get_one",
+        "add",
+        "add_all",
+        "merge",
+        "delete",
+        "refresh",
+        "connection",
+    }
+)
+# Methods after which no transaction is open any more.
+ENDING_METHODS = frozenset({"commit", "rollback", "close", "reset", "invalidate"})
+WRITE_METHODS = frozenset({"add", "add_all", "delete", "merge", "flush"})
+
+_SCOPE_NODES = (cst.FunctionDef, cst.ClassDef, cst.Lambda)
+
+
+def strip_await(expr: cst.BaseExpression) -> cst.BaseExpression:
+    return expr.expression if isinstance(expr, cst.Await) else expr
+
+
+def session_key(expr: cst.BaseExpression) -> str | None:
+    return dotted_name(expr)
+
+
+@dataclass(frozen=True)
+class MethodCall:
+    """``<receiver>.<method>(...)``."""
+
+    call: cst.Call
+    receiver: cst.BaseExpression
+    method: str
+
+    @property
+    def key(self) -> str | None:
+        return session_key(self.receiver)
+
+
+def method_call(expr: cst.BaseExpression) -> MethodCall | None:
+    expr = strip_await(expr)
+    if isinstance(expr, cst.Call) and isinstance(expr.func, cst.Attribute):
+        return MethodCall(expr, expr.func.value, expr.func.attr.value)
+    return None
+
+
+def transaction_keys(ctx: FileContext, node: cst.With) -> list[str]:
+    """The sessions/connections whose transaction the ``with`` statement holds open."""
+    keys: list[str] = []
+    for item in node.items:
+        call = method_call(item.item)
+        if call is None or call.method not in BEGIN_METHODS:
+            continue
+        key: str | None = None
+        if is_session(ctx, call.receiver) or is_connection(ctx, call.receiver):
+            key = call.key
+        elif item.asname is not None and isinstance(item.asname.name, cst.Name):
+            # ``factory.begin() as s`` / ``engine.begin() as conn``: the bound name.
+            if is_session_factory(ctx, call.receiver) or is_session_source(ctx, item.item):
+                key = item.asname.name.value
+            elif isinstance(item.asname.name, cst.Name) and is_connection(ctx, item.asname.name):
+                key = item.asname.name.value
+        if key is not None:
+            keys.append(key)
+    return keys
+
+
+def function_ancestors(ctx: FileContext) -> Sequence[cst.CSTNode]:
+    """Ancestors of the node being visited, innermost last, up to (excluding) the
+    innermost function, class or lambda."""
+    chain = ctx.ancestor_chain()
+    for i in range(len(chain) - 1, -1, -1):
+        if isinstance(chain[i], _SCOPE_NODES):
+            return chain[i + 1 :]
+    return chain
+
+
+def enclosing_transactions(ctx: FileContext) -> list[tuple[cst.With, str]]:
+    """Transaction blocks around the node being visited, outermost first, within its
+    function. A node in a ``with`` item (not the body) is not inside that block."""
+    chain = function_ancestors(ctx)
+    out: list[tuple[cst.With, str]] = []
+    for i, node in enumerate(chain):
+        if isinstance(node, cst.With):
+            inner = chain[i + 1] if i + 1 < len(chain) else None
+            if inner is not node.body:
+                continue
+            out.extend((node, key) for key in transaction_keys(ctx, node))
+    return out
+
+
+def in_transaction(ctx: FileContext, key: str | None = None) -> bool:
+    return any(key is None or k == key for _, k in enclosing_transactions(ctx))
+
+
+# -- walking statements --------------------------------------------------------------
+
+
+def iter_nodes(node: cst.CSTNode) -> Iterator[cst.CSTNode]:
+    """Every node under ``node`` in source order, not entering nested scopes."""
+    stack = [node]
+    while stack:
+        current = stack.pop()
+        yield current
+        if current is not node and isinstance(current, _SCOPE_NODES):
+            continue
+        stack.extend(reversed(children(current)))
+
+
+def method_calls(node: cst.CSTNode) -> Iterator[MethodCall]:
+    """Method calls under ``node`` in source order (outer call first)."""
+    for sub in iter_nodes(node):
+        if isinstance(sub, cst.Call) and isinstance(sub.func, cst.Attribute):
+            yield MethodCall(sub, sub.func.value, sub.func.attr.value)
+
+
+def statement_body(node: cst.CSTNode) -> Sequence[cst.BaseStatement] | None:
+    """The statement list a block node holds, if it is one."""
+    if isinstance(node, cst.IndentedBlock):
+        return node.body
+    if isinstance(node, cst.Module):
+        return node.body
+    return None
+
+
+def earlier_statements(chain: Sequence[cst.CSTNode]) -> Iterator[cst.BaseStatement]:
+    """For a node whose ancestors (within one function, innermost last) are
+    ``chain``: the statements before it in each enclosing block, nearest first."""
+    for i in range(len(chain) - 1, 0, -1):
+        body = statement_body(chain[i - 1])
+        if body is None:
+            continue
+        child = chain[i]
+        try:
+            index = next(j for j, stmt in enumerate(body) if stmt is child)
+        except StopIteration:
+            continue
+        yield from reversed(body[:index])
