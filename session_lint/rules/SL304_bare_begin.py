@@ -1,0 +1,71 @@
+from __future__ import annotations
+
+import libcst as cst
+
+from session_lint.rules.base import Rule
+from session_lint.semantics.sessions import is_session
+from session_lint.semantics.transactions import BEGIN_METHODS
+
+
+class BareBegin(Rule):
+    """
+    ## What it does
+    Finds `await session.begin()` (or `session.begin()`, `begin_nested()`) used as a
+    statement or assigned to a name, instead of as a context manager:
+    `async with session.begin():`.
+
+    ## Why is this bad?
+    A transaction begun by hand is ended by hand: every path — including every
+    exception — must reach `commit()` or `rollback()`. One that does not leaves the
+    connection *idle in transaction*, holding its locks and, behind a transaction
+    pooler, pinning a server connection that no other client can use until the
+    session is closed. `async with session.begin():` commits when the block ends
+    and rolls back when it raises, on every path.
+
+    On an `AsyncSession`, `session.begin()` without `await` does not even begin:
+    it builds the context manager and drops it.
+
+    ## Example
+    ```python
+    async def transfer(session, source, target, amount):
+        await session.begin()
+        source.balance -= amount
+        target.balance += amount
+        await session.commit()
+    ```
+
+    Use instead:
+    ```python
+    async def transfer(session, source, target, amount):
+        async with session.begin():
+            source.balance -= amount
+            target.balance += amount
+    ```
+    """
+
+    code = "SL304"
+    name = "bare-begin"
+    message = (
+        "`{call}()` outside `async with`: a failure before `commit()`/`rollback()` leaves "
+        "the transaction open; use `async with {call}():`"
+    )
+    tokens = ("begin",)
+
+    def visit_Call(self, node: cst.Call) -> None:
+        func = node.func
+        if not (isinstance(func, cst.Attribute) and func.attr.value in BEGIN_METHODS):
+            return
+        chain = self.ctx.ancestor_chain()
+        parent = chain[-1] if chain else None
+        awaited = isinstance(parent, cst.Await)
+        holder = chain[-2] if awaited and len(chain) > 1 else parent
+        # A statement of its own, or the awaited result kept in a name.
+        if not (
+            isinstance(holder, cst.Expr)
+            or (awaited and isinstance(holder, (cst.Assign, cst.AnnAssign)))
+        ):
+            return
+        if not is_session(self.ctx, func.value):
+            return
+        call = self.ctx.module.code_for_node(func)
+        self.report(node, self.message.format(call=call))
