@@ -12,6 +12,7 @@ from session_lint.rules.SL102_stray_engine import StrayEngine
 from session_lint.rules.SL103_engine_per_call import EnginePerCall
 from session_lint.rules.SL104_raw_driver_connection import RawDriverConnection
 from session_lint.rules.SL105_async_expire_on_commit import AsyncExpireOnCommit
+from session_lint.rules.SL201_ineffective_execution_option import IneffectiveExecutionOption
 from session_lint.rules.SL304_bare_begin import BareBegin
 from session_lint.rules.SL403_unawaited_session_call import UnawaitedSessionCall
 from session_lint.rules.SL501_string_sql import StringSql
@@ -25,6 +26,7 @@ ALL_RULES: tuple[type[Rule], ...] = (
     EnginePerCall,
     RawDriverConnection,
     AsyncExpireOnCommit,
+    IneffectiveExecutionOption,
     StringSql,
     InterpolatedSql,
     SessionLevelSet,
