@@ -63,10 +63,7 @@ def _receiver_made_by(
         return None
     for b in bindings:
         if b.kind in (BindingKind.WITH, BindingKind.ASSIGNMENT) and isinstance(b.value, cst.Call):
-            value = b.value
-            if isinstance(value, cst.Await):  # pragma: no cover - Call checked above
-                continue
-            if ctx.resolves_to(value.func, makers):
+            if ctx.resolves_to(b.value.func, makers):
                 return True
         elif b.kind is BindingKind.PARAM:
             if b.annotation is None:
@@ -115,7 +112,7 @@ def session_references(ctx: FileContext, node: cst.CSTNode) -> Iterator[cst.Base
     while stack:
         current, attribute_base = stack.pop()
         if isinstance(current, (cst.Name, cst.Attribute)) and not attribute_base:
-            head = current
+            head: cst.BaseExpression = current
             while isinstance(head, cst.Attribute):
                 head = head.value
             if isinstance(head, cst.Name) and head.value not in local and is_session(ctx, current):
