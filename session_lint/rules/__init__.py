@@ -15,6 +15,7 @@ from session_lint.rules.SL105_async_expire_on_commit import AsyncExpireOnCommit
 from session_lint.rules.SL201_ineffective_execution_option import IneffectiveExecutionOption
 from session_lint.rules.SL304_bare_begin import BareBegin
 from session_lint.rules.SL401_session_escapes_to_task import SessionEscapesToTask
+from session_lint.rules.SL402_session_shared_by_gather import SessionSharedByGather
 from session_lint.rules.SL403_unawaited_session_call import UnawaitedSessionCall
 from session_lint.rules.SL501_string_sql import StringSql
 from session_lint.rules.SL502_interpolated_sql import InterpolatedSql
@@ -34,6 +35,7 @@ ALL_RULES: tuple[type[Rule], ...] = (
     UnawaitedSessionCall,
     BareBegin,
     SessionEscapesToTask,
+    SessionSharedByGather,
 )
 
 RULES_BY_CODE: dict[str, type[Rule]] = {rule.code: rule for rule in ALL_RULES}
