@@ -13,6 +13,8 @@ from session_lint.rules.SL103_engine_per_call import EnginePerCall
 from session_lint.rules.SL104_raw_driver_connection import RawDriverConnection
 from session_lint.rules.SL105_async_expire_on_commit import AsyncExpireOnCommit
 from session_lint.rules.SL201_ineffective_execution_option import IneffectiveExecutionOption
+from session_lint.rules.SL202_runtime_engine_mutation import RuntimeEngineMutation
+from session_lint.rules.SL203_bad_server_settings import BadServerSettings
 from session_lint.rules.SL304_bare_begin import BareBegin
 from session_lint.rules.SL401_session_escapes_to_task import SessionEscapesToTask
 from session_lint.rules.SL402_session_shared_by_gather import SessionSharedByGather
@@ -29,6 +31,8 @@ ALL_RULES: tuple[type[Rule], ...] = (
     RawDriverConnection,
     AsyncExpireOnCommit,
     IneffectiveExecutionOption,
+    RuntimeEngineMutation,
+    BadServerSettings,
     StringSql,
     InterpolatedSql,
     SessionLevelSet,
