@@ -19,6 +19,7 @@ from session_lint.rules.SL304_bare_begin import BareBegin
 from session_lint.rules.SL401_session_escapes_to_task import SessionEscapesToTask
 from session_lint.rules.SL402_session_shared_by_gather import SessionSharedByGather
 from session_lint.rules.SL403_unawaited_session_call import UnawaitedSessionCall
+from session_lint.rules.SL404_unclosed_session import UnclosedSession
 from session_lint.rules.SL501_string_sql import StringSql
 from session_lint.rules.SL502_interpolated_sql import InterpolatedSql
 from session_lint.rules.SL503_session_level_set import SessionLevelSet
@@ -40,6 +41,7 @@ ALL_RULES: tuple[type[Rule], ...] = (
     BareBegin,
     SessionEscapesToTask,
     SessionSharedByGather,
+    UnclosedSession,
 )
 
 RULES_BY_CODE: dict[str, type[Rule]] = {rule.code: rule for rule in ALL_RULES}

@@ -1,0 +1,87 @@
+from __future__ import annotations
+
+import libcst as cst
+
+from session_lint.rules.base import Rule
+from session_lint.semantics.known import SESSION_CLASSES
+from session_lint.semantics.ownership import NameUse, name_uses
+from session_lint.semantics.sessions import is_session_factory
+
+
+class UnclosedSession(Rule):
+    """
+    ## What it does
+    Finds a session built from a session factory or class and bound to a name —
+    `session = SessionLocal()`, `session = AsyncSession(engine)` — that is neither
+    used with `async with` nor closed in a `finally` block.
+
+    ## Why is this bad?
+    A session holds a pooled connection from its first query until it is closed. If
+    an exception (or an early `return`) skips `close()`, the connection stays checked
+    out until the garbage collector finds the session; SQLAlchemy then logs `The
+    garbage collector is trying to clean up non-checked-in connection …, which will
+    be terminated`. Until then the pool is one connection short; under errors it
+    runs dry and every request waits `pool_timeout` seconds, then fails with
+    `QueuePool limit of size 5 overflow 10 reached, connection timed out`.
+
+    A session that is returned, stored, or passed to other code is theirs to close
+    and is not reported; a session that is yielded (a FastAPI dependency, a pytest
+    fixture) must be closed in `finally` around the `yield`.
+
+    ## Example
+    ```python
+    from sqlalchemy.ext.asyncio import async_sessionmaker
+
+    factory = async_sessionmaker(expire_on_commit=False)
+
+    async def count_users():
+        session = factory()
+        result = await session.scalar(text("SELECT count(*) FROM users"))
+        await session.close()
+        return result
+    ```
+
+    Use instead:
+    ```python
+    from sqlalchemy.ext.asyncio import async_sessionmaker
+
+    factory = async_sessionmaker(expire_on_commit=False)
+
+    async def count_users():
+        async with factory() as session:
+            return await session.scalar(text("SELECT count(*) FROM users"))
+    ```
+    """
+
+    code = "SL404"
+    name = "unclosed-session"
+    message = (
+        "session `{name}` is not closed on every path: its connection stays checked out until "
+        "garbage collection (`The garbage collector is trying to clean up non-checked-in "
+        "connection`); open it with `async with` or close it in `finally`"
+    )
+    tokens = ("Session", "sessionmaker")
+
+    def visit_Assign(self, node: cst.Assign) -> None:
+        if len(node.targets) == 1:
+            self._check(node.targets[0].target, node.value)
+
+    def visit_AnnAssign(self, node: cst.AnnAssign) -> None:
+        if node.value is not None:
+            self._check(node.target, node.value)
+
+    def _check(self, target: cst.BaseExpression, value: cst.BaseExpression) -> None:
+        function = self.ctx.function
+        if function is None or not isinstance(target, cst.Name):
+            return
+        if not isinstance(value, cst.Call) or not self._makes_session(value):
+            return
+        uses = name_uses(function, target.value)
+        if NameUse.ESCAPES in uses or NameUse.CLOSED in uses:
+            return
+        self.report(value, self.message.format(name=target.value))
+
+    def _makes_session(self, call: cst.Call) -> bool:
+        if self.ctx.resolves_to(call.func, SESSION_CLASSES):
+            return True
+        return is_session_factory(self.ctx, call.func)
