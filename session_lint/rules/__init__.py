@@ -15,6 +15,7 @@ from session_lint.rules.SL105_async_expire_on_commit import AsyncExpireOnCommit
 from session_lint.rules.SL201_ineffective_execution_option import IneffectiveExecutionOption
 from session_lint.rules.SL202_runtime_engine_mutation import RuntimeEngineMutation
 from session_lint.rules.SL203_bad_server_settings import BadServerSettings
+from session_lint.rules.SL302_borrowed_session_transaction import BorrowedSessionTransaction
 from session_lint.rules.SL304_bare_begin import BareBegin
 from session_lint.rules.SL401_session_escapes_to_task import SessionEscapesToTask
 from session_lint.rules.SL402_session_shared_by_gather import SessionSharedByGather
@@ -42,6 +43,7 @@ ALL_RULES: tuple[type[Rule], ...] = (
     SessionEscapesToTask,
     SessionSharedByGather,
     UnclosedSession,
+    BorrowedSessionTransaction,
 )
 
 RULES_BY_CODE: dict[str, type[Rule]] = {rule.code: rule for rule in ALL_RULES}

@@ -197,7 +197,7 @@ def ownership(
     found = session_binding(ctx, expr.value)
     if found is None:
         return None
-    binding, origin = found
+    _, origin = found
     if expr.value not in ctx.scope.bindings:
         return Ownership.BORROWED  # a closure over an outer function's session
     if origin is Origin.OPENED:

@@ -1,0 +1,96 @@
+from __future__ import annotations
+
+import libcst as cst
+
+from session_lint.rules.base import Rule
+from session_lint.semantics.ownership import (
+    Ownership,
+    injected_sessions,
+    is_route_handler,
+    is_test_code,
+    ownership,
+)
+from session_lint.semantics.scopes import ScopeKind
+
+TRANSACTION_METHODS = frozenset({"begin", "commit", "rollback"})
+# Methods that exist to manage a transaction: a unit of work's context manager, or a
+# thin ``commit()`` wrapper, decides nothing of its own.
+_CONTEXT_METHODS = frozenset({"__aenter__", "__aexit__", "__enter__", "__exit__"})
+
+
+class BorrowedSessionTransaction(Rule):
+    """
+    ## What it does
+    Finds `begin()`, `commit()` or `rollback()` called on a session the function
+    received — a parameter annotated `AsyncSession`/`Session` or named as configured
+    in `session-names`, or `self.session` — in a service, repository or helper (any
+    function that is not a route handler, a test or a pytest fixture).
+
+    ## Why is this bad?
+    The caller opened the session and owns its transaction. A helper that commits
+    ends the caller's transaction half-way: the caller's earlier writes are
+    committed even if its later steps fail, and a caller inside `async with
+    session.begin():` finds its transaction closed under it (`InvalidRequestError:
+    Can't operate on closed transaction inside context manager`). A helper that
+    calls `begin()` fails whenever the caller has already begun or autobegun
+    (`InvalidRequestError: A transaction is already begun on this Session.`).
+
+    Keep transaction boundaries where the session is opened — the route handler,
+    the background job — and let services only read and write. A service that needs
+    a unit it can undo on its own uses a savepoint: `async with
+    session.begin_nested():`.
+
+    ## Example
+    ```python
+    from sqlalchemy.ext.asyncio import AsyncSession
+
+    async def create_order(session: AsyncSession, order):
+        session.add(order)
+        await session.commit()
+    ```
+
+    Use instead:
+    ```python
+    from sqlalchemy.ext.asyncio import AsyncSession
+
+    async def create_order(session: AsyncSession, order):
+        session.add(order)
+        await session.flush()
+    ```
+
+    ## Options
+    - `session-names`
+    """
+
+    code = "SL302"
+    name = "borrowed-session-transaction"
+    message = (
+        "`{call}()` on a session this function received: the caller owns the transaction; "
+        "leave begin/commit/rollback to the code that opened the session (use "
+        "`begin_nested()` for a savepoint)"
+    )
+    tokens = ("begin", "commit", "rollback")
+
+    def visit_Call(self, node: cst.Call) -> None:
+        func = node.func
+        if not (isinstance(func, cst.Attribute) and func.attr.value in TRANSACTION_METHODS):
+            return
+        scope = self.ctx.scope
+        function = self.ctx.function
+        if scope.kind is not ScopeKind.FUNCTION or function is None or scope.parent is None:
+            return
+        if ownership(self.ctx, func.value, function) is not Ownership.BORROWED:
+            return
+        name = function.name.value
+        if name in _CONTEXT_METHODS or name == func.attr.value:
+            return
+        if is_route_handler(self.ctx, function, scope.parent) or is_test_code(
+            self.ctx, function, scope.parent
+        ):
+            return
+        if isinstance(func.value, cst.Name) and func.value.value in injected_sessions(
+            self.ctx, function, scope
+        ):
+            return  # a dependency's session: the request's, not a caller's
+        call = self.ctx.module.code_for_node(func)
+        self.report(node, self.message.format(call=call))
