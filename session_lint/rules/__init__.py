@@ -15,6 +15,9 @@ from session_lint.rules.SL105_async_expire_on_commit import AsyncExpireOnCommit
 from session_lint.rules.SL201_ineffective_execution_option import IneffectiveExecutionOption
 from session_lint.rules.SL202_runtime_engine_mutation import RuntimeEngineMutation
 from session_lint.rules.SL203_bad_server_settings import BadServerSettings
+from session_lint.rules.SL204_pooler_unsafe_engine import PoolerUnsafeEngine
+from session_lint.rules.SL205_leaky_statement_names import LeakyStatementNames
+from session_lint.rules.SL206_statement_cache_in_url import StatementCacheInUrl
 from session_lint.rules.SL302_borrowed_session_transaction import BorrowedSessionTransaction
 from session_lint.rules.SL304_bare_begin import BareBegin
 from session_lint.rules.SL401_session_escapes_to_task import SessionEscapesToTask
@@ -35,6 +38,9 @@ ALL_RULES: tuple[type[Rule], ...] = (
     IneffectiveExecutionOption,
     RuntimeEngineMutation,
     BadServerSettings,
+    PoolerUnsafeEngine,
+    LeakyStatementNames,
+    StatementCacheInUrl,
     StringSql,
     InterpolatedSql,
     SessionLevelSet,

@@ -190,8 +190,14 @@ def pooler_expected(ctx: FileContext, call: cst.Call | None = None) -> bool:
         return True
     if mode in ("session", "none"):
         return False
-    if call is not None and call_has_pooler_url(ctx, call):
-        return True
+    if call is not None:
+        url = url_argument(call)
+        if url is not None:
+            text = url_text(ctx, url)
+            if text.pooler_evidence():
+                return True
+            if text.decided:
+                return False  # a literal URL without pooler evidence: a direct connection
     return file_has_pooler_url(ctx)
 
 
