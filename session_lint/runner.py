@@ -26,7 +26,6 @@ from session_lint.analyzer import analyze, may_fire, prefilter_tokens
 from session_lint.cache import Cache, light
 from session_lint.config import Config
 from session_lint.finding import Finding
-from session_lint.fixes import WriteError, fix_source, write_atomically
 from session_lint.rules import ALL_RULES, SyntaxErrorRule
 
 # Below this many files to parse, a pool costs more to start than it saves.
@@ -108,6 +107,9 @@ def process_source(source: bytes, path: str, config: Config, options: Options) -
 
 
 def _fix_one(source: bytes, path: str, config: Config, options: Options) -> FileResult:
+    # The fix layer pulls in libcst.codemod (~0.4 s to import): only when fixing.
+    from session_lint.fixes import fix_source
+
     outcome = fix_source(source, path, config, unsafe=options.unsafe_fixes)
     analysis = outcome.analysis
     result = FileResult(path, errors=list(outcome.errors))
@@ -232,6 +234,8 @@ def _caching(options: Options) -> bool:
 
 
 def _write(result: FileResult, original: bytes, config: Config, options: Options) -> None:
+    from session_lint.fixes import WriteError, write_atomically
+
     assert result.fixed_source is not None
     try:
         write_atomically(result.path, result.fixed_source, original)
