@@ -18,6 +18,7 @@ from session_lint.rules.SL203_bad_server_settings import BadServerSettings
 from session_lint.rules.SL204_pooler_unsafe_engine import PoolerUnsafeEngine
 from session_lint.rules.SL205_leaky_statement_names import LeakyStatementNames
 from session_lint.rules.SL206_statement_cache_in_url import StatementCacheInUrl
+from session_lint.rules.SL301_missing_transaction import MissingTransaction
 from session_lint.rules.SL302_borrowed_session_transaction import BorrowedSessionTransaction
 from session_lint.rules.SL304_bare_begin import BareBegin
 from session_lint.rules.SL401_session_escapes_to_task import SessionEscapesToTask
@@ -50,6 +51,7 @@ ALL_RULES: tuple[type[Rule], ...] = (
     SessionSharedByGather,
     UnclosedSession,
     BorrowedSessionTransaction,
+    MissingTransaction,
 )
 
 RULES_BY_CODE: dict[str, type[Rule]] = {rule.code: rule for rule in ALL_RULES}

@@ -21,13 +21,14 @@ from dataclasses import dataclass
 import libcst as cst
 
 from session_lint.context import FileContext
-from session_lint.semantics.scopes import dotted_name
+from session_lint.semantics.scopes import BindingKind, dotted_name
 from session_lint.semantics.sessions import (
     is_connection,
     is_session,
     is_session_factory,
     is_session_source,
 )
+from session_lint.semantics.sql import TEXT_FUNCTIONS, is_write_sql, literal_string
 from session_lint.walker import children
 
 BEGIN_METHODS = frozenset({"begin", "begin_nested"})
@@ -178,3 +179,76 @@ def earlier_statements(chain: Sequence[cst.CSTNode]) -> Iterator[cst.BaseStateme
         except StopIteration:
             continue
         yield from reversed(body[:index])
+
+
+def walk_with_ancestors(
+    nodes: Sequence[cst.CSTNode],
+) -> Iterator[tuple[cst.CSTNode, Sequence[cst.CSTNode]]]:
+    """Every node under ``nodes`` in source order with its ancestors below them
+    (innermost last), not entering nested scopes."""
+    path: list[cst.CSTNode] = []
+    stack: list[tuple[cst.CSTNode, int]] = [(n, 0) for n in reversed(nodes)]
+    while stack:
+        node, depth = stack.pop()
+        del path[depth:]
+        yield node, path
+        path.append(node)
+        if isinstance(node, _SCOPE_NODES):
+            continue
+        stack.extend((kid, depth + 1) for kid in reversed(children(node)))
+
+
+# -- what a statement writes ----------------------------------------------------------
+
+WRITE_CONSTRUCTORS = frozenset(
+    {
+        f"{module}.{name}"
+        for module in (
+            "sqlalchemy",
+            "sqlalchemy.sql",
+            "sqlalchemy.sql.expression",
+            "sqlalchemy.sql.dml",
+            "sqlalchemy.sql._dml_constructors",
+            "sqlmodel",
+        )
+        for name in ("insert", "update", "delete")
+    }
+    | {
+        f"sqlalchemy.dialects.{dialect}.{name}"
+        for dialect in ("postgresql", "sqlite", "mysql")
+        for name in ("insert", "Insert")
+    }
+    | {"sqlalchemy.dialects.postgresql.dml.insert", "sqlalchemy.dialects.sqlite.dml.insert"}
+)
+_TABLE_WRITE_METHODS = frozenset({"insert", "update", "delete"})
+
+
+def is_write_statement(ctx: FileContext, expr: cst.BaseExpression, depth: int = 0) -> bool:
+    """``insert(User).values(...)``, ``users.update()...``, ``pg_insert(...)
+    .on_conflict_do_nothing()``, ``text("UPDATE ...")``, a literal write SQL string,
+    or a name bound once to one of these."""
+    expr = strip_await(expr)
+    while isinstance(expr, cst.Call):
+        func = expr.func
+        if ctx.resolves_to(func, WRITE_CONSTRUCTORS):
+            return True
+        if ctx.resolves_to(func, TEXT_FUNCTIONS):
+            text = literal_string(expr.args[0].value) if expr.args else None
+            return text is not None and is_write_sql(text)
+        if not isinstance(func, cst.Attribute):
+            return False
+        if func.attr.value in _TABLE_WRITE_METHODS and not isinstance(func.value, cst.Call):
+            return True  # users.insert(), User.__table__.delete()
+        expr = func.value
+    text = literal_string(expr)
+    if text is not None:
+        return is_write_sql(text)
+    if isinstance(expr, cst.Name) and depth < 2:
+        bindings = ctx.scope.lookup(expr.value)
+        if (
+            len(bindings) == 1
+            and bindings[0].kind is BindingKind.ASSIGNMENT
+            and bindings[0].value is not None
+        ):
+            return is_write_statement(ctx, bindings[0].value, depth + 1)
+    return False
