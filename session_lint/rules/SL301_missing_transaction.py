@@ -229,8 +229,10 @@ class MissingTransaction(Rule):
         if self._touches(before, key, any_use=True) or self._touches(region, key):
             return None
         first = region[0]
-        leading = first.leading_lines
-        region[0] = first.with_changes(leading_lines=())
+        # Comments above the first wrapped statement stay above the new block.
+        leading = getattr(first, "leading_lines", ())
+        if leading:
+            region[0] = first.with_changes(leading_lines=())
         wrapped = cst.With(
             items=[
                 cst.WithItem(
