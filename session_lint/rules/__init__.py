@@ -20,6 +20,7 @@ from session_lint.rules.SL205_leaky_statement_names import LeakyStatementNames
 from session_lint.rules.SL206_statement_cache_in_url import StatementCacheInUrl
 from session_lint.rules.SL301_missing_transaction import MissingTransaction
 from session_lint.rules.SL302_borrowed_session_transaction import BorrowedSessionTransaction
+from session_lint.rules.SL303_nested_begin import NestedBegin
 from session_lint.rules.SL304_bare_begin import BareBegin
 from session_lint.rules.SL401_session_escapes_to_task import SessionEscapesToTask
 from session_lint.rules.SL402_session_shared_by_gather import SessionSharedByGather
@@ -52,6 +53,7 @@ ALL_RULES: tuple[type[Rule], ...] = (
     UnclosedSession,
     BorrowedSessionTransaction,
     MissingTransaction,
+    NestedBegin,
 )
 
 RULES_BY_CODE: dict[str, type[Rule]] = {rule.code: rule for rule in ALL_RULES}
