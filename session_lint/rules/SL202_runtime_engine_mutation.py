@@ -136,5 +136,8 @@ class RuntimeEngineMutation(Rule):
 
 
 def _spelt_engine(name: str) -> bool:
-    lowered = name.lower()
-    return lowered == "engine" or lowered.endswith("_engine")
+    """``engine``, ``read_engine``, ``ENGINE``; not the class ``Engine`` (calling
+    ``Engine.update_execution_options(self, ...)`` is an implementation, not a use)."""
+    if name.isupper():
+        name = name.lower()
+    return name == "engine" or name.endswith("_engine")
