@@ -22,6 +22,7 @@ from session_lint.rules.SL301_missing_transaction import MissingTransaction
 from session_lint.rules.SL302_borrowed_session_transaction import BorrowedSessionTransaction
 from session_lint.rules.SL303_nested_begin import NestedBegin
 from session_lint.rules.SL304_bare_begin import BareBegin
+from session_lint.rules.SL305_slow_await_in_transaction import SlowAwaitInTransaction
 from session_lint.rules.SL401_session_escapes_to_task import SessionEscapesToTask
 from session_lint.rules.SL402_session_shared_by_gather import SessionSharedByGather
 from session_lint.rules.SL403_unawaited_session_call import UnawaitedSessionCall
@@ -54,6 +55,7 @@ ALL_RULES: tuple[type[Rule], ...] = (
     BorrowedSessionTransaction,
     MissingTransaction,
     NestedBegin,
+    SlowAwaitInTransaction,
 )
 
 RULES_BY_CODE: dict[str, type[Rule]] = {rule.code: rule for rule in ALL_RULES}
