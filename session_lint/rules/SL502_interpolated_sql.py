@@ -21,10 +21,15 @@ from session_lint.semantics.sql import (
 
 _MAX_SQL = 90
 # SQL text after which a value would be an identifier (table, column, schema, setting).
-_IDENTIFIER_SLOT = re.compile(
-    r"\b(?:FROM|JOIN|INTO|UPDATE|TABLE|ORDER\s+BY|GROUP\s+BY|SCHEMA|INDEX|SET(?:\s+LOCAL|\s+SESSION)?)\s*\"?$",
+# SQL text after which an interpolated piece is a *value* (compared, quoted, counted,
+# listed): the places a bound parameter goes. Identifiers (table and column names,
+# DDL targets) cannot be bound and are not reported.
+_VALUE_SLOT = re.compile(
+    r"(?:=|<>|!=|<|>|\bLIKE|\bILIKE|\bIN\s*\(|\bLIMIT|\bOFFSET|\bVALUES\s*\(|\bBETWEEN"
+    r"|\bWHEN|\bTHEN|\bELSE)\s*$",
     re.I,
 )
+_IN_LIST = re.compile(r"\b(?:IN|VALUES)\s*\([^)]*,\s*$", re.I)
 # ``SET name = <value>``: PostgreSQL's SET takes no bound parameters; set_config() does.
 _SETTING_SLOT = re.compile(
     r"^\s*SET\s+(?:LOCAL\s+|SESSION\s+)?(?P<name>[\w.]+)\s*(?:=|\bTO\b)\s*'?$", re.I
@@ -45,9 +50,12 @@ class InterpolatedSql(Rule):
     passed separately) are sent apart from the statement text and cannot change it.
     A statement whose text changes with every value also defeats statement caching.
 
-    Values that are fixed when the code is written (string and number literals,
-    `UPPER_CASE` constants, `Model.__tablename__`) are not reported: identifiers
-    such as table names cannot be bound parameters.
+    Only pieces in a value position are reported: inside quotes, after a comparison,
+    `LIKE`, `IN (`, `VALUES (`, `LIMIT`/`OFFSET`, or as the value of a `SET`.
+    Identifiers (table and column names, DDL targets) cannot be bound parameters,
+    and values fixed when the code is written (literals, `UPPER_CASE` constants,
+    `Model.__tablename__`, quoting helpers) cannot inject anything; neither is
+    reported.
 
     ## Example
     ```python
@@ -71,10 +79,6 @@ class InterpolatedSql(Rule):
     code = "SL502"
     name = "interpolated-sql"
     message = "SQL built with {how}: injection risk; bind the values instead: {form}"
-    identifier_message = (
-        "SQL built with {how}: injection risk; `{value}` stands where SQL expects an "
-        "identifier, which cannot be a bound parameter: check it against a fixed allow-list"
-    )
     setting_message = (
         "SQL built with {how}: injection risk; bind the value instead: "
         'text("SELECT set_config(\'{name}\', :value, true)"), {{"value": {value}}}'
@@ -94,9 +98,9 @@ class InterpolatedSql(Rule):
         built = self._built(arg.value)
         if built is None or all(is_constant_like(v) for v in built.values):
             return
-        message = self.message.format(how=built.how.value, form=self._bind_form(built))
-        message = self._special_message(built) or message
-        self.report(_interpolated_part(arg.value), message)
+        message = self._value_message(built)
+        if message is not None:
+            self.report(_interpolated_part(arg.value), message)
 
     def _built(self, expr: cst.BaseExpression) -> Built | None:
         built = built_string(expr)
@@ -110,8 +114,9 @@ class InterpolatedSql(Rule):
                 built = built_string(bindings[0].value)
         return built
 
-    def _special_message(self, built: Built) -> str | None:
-        """Where a value cannot be a bound parameter as written: identifiers, and SET."""
+    def _value_message(self, built: Built) -> str | None:
+        """The message when a runtime value sits where SQL takes a value; None when
+        every runtime piece is an identifier or fixed text."""
         segments = self._segments(built)
         if segments is None:
             return None
@@ -120,14 +125,19 @@ class InterpolatedSql(Rule):
             if isinstance(seg, str):
                 before += seg
                 continue
-            code = self.ctx.module.code_for_node(seg)
-            setting = _SETTING_SLOT.match(before)
-            if setting:
-                return self.setting_message.format(
-                    how=built.how.value, name=setting.group("name"), value=code
-                )
-            if _IDENTIFIER_SLOT.search(before):
-                return self.identifier_message.format(how=built.how.value, value=code)
+            if not is_constant_like(seg):
+                code = self.ctx.module.code_for_node(seg)
+                setting = _SETTING_SLOT.match(before)
+                if setting:
+                    return self.setting_message.format(
+                        how=built.how.value, name=setting.group("name"), value=code
+                    )
+                if (
+                    before.count("'") % 2 == 1
+                    or _VALUE_SLOT.search(before)
+                    or _IN_LIST.search(before)
+                ):
+                    return self.message.format(how=built.how.value, form=self._bind_form(built))
             before += "?"
         return None
 

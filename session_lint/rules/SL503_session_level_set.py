@@ -21,6 +21,9 @@ _SESSION_SET = re.compile(
     r"^SET\s+(?!LOCAL\b|TRANSACTION\b|CONSTRAINTS\b)(?P<session>SESSION\s+)?(?P<rest>\S)",
     re.I,
 )
+LISTENS_FOR = frozenset({"sqlalchemy.event.listens_for", "sqlalchemy.event.api.listens_for"})
+# Pool/engine events where per-connection setup is the point (without a pooler).
+_CONNECTION_EVENTS = frozenset({"connect", "first_connect", "engine_connect", "checkout"})
 _CHARACTERISTICS = re.compile(r"^SET\s+SESSION\s+CHARACTERISTICS\b", re.I)
 _SET_CONFIG_SESSION = re.compile(r"\bset_config\s*\((?:[^()]|\([^()]*\))*?,\s*false\s*\)", re.I)
 
@@ -43,6 +46,11 @@ class SessionLevelSet(Rule):
     other clients' transactions, and this client's next transaction may run on a
     server connection that never saw it. Reproduced with pgbouncer in transaction
     mode: a `SET application_name` from one client was visible to another.
+
+    Settings made in a `@event.listens_for(engine, "connect")` (or
+    `"engine_connect"`, `"checkout"`) handler are per-connection setup on purpose
+    and are reported only when `pooler = "transaction"`: behind a transaction pooler
+    the next transaction may run on a server connection that never saw them.
 
     `SET LOCAL` (or `set_config(name, value, true)`) lasts until the end of the
     current transaction, which is exactly what a pooler keeps on one server
@@ -67,6 +75,9 @@ class SessionLevelSet(Rule):
             await session.execute(text("SET LOCAL search_path TO tenant_a"))
             return await session.scalars(text("SELECT * FROM invoices"))
     ```
+
+    ## Options
+    - `pooler`
 
     ## Fix safety
     The fix turns `SET` (or `SET SESSION`) into `SET LOCAL`, and `set_config(…,
@@ -106,6 +117,8 @@ class SessionLevelSet(Rule):
         if found is None:
             return
         value, literal = found
+        if self._in_connection_setup():
+            return
         # A shared constant is not rewritten: changing it would change every use.
         own = literal if literal is arg.value else None
         head = sql_head(value)
@@ -113,6 +126,27 @@ class SessionLevelSet(Rule):
             self.report(arg.value, fix=self._fix(own, value, characteristics=head))
         elif _SET_CONFIG_SESSION.search(value):
             self.report(arg.value, self.config_message, fix=self._fix(own, value))
+
+    def _in_connection_setup(self) -> bool:
+        """A ``@event.listens_for(engine, "connect")`` handler sets up each new connection
+        on purpose; that is only wrong behind a transaction pooler, where the next
+        transaction may run on a server connection that never saw it."""
+        if self.ctx.config.pooler == "transaction":
+            return False
+        function = self.ctx.function
+        if function is None:
+            return False
+        for decorator in function.decorators:
+            expr = decorator.decorator
+            if (
+                isinstance(expr, cst.Call)
+                and self.ctx.resolves_to(expr.func, LISTENS_FOR)
+                and len(expr.args) > 1
+                and isinstance(expr.args[1].value, cst.SimpleString)
+                and expr.args[1].value.evaluated_value in _CONNECTION_EVENTS
+            ):
+                return True
+        return False
 
     def _fix(
         self, literal: cst.BaseExpression | None, value: str, characteristics: str | None = None

@@ -179,6 +179,12 @@ def is_constant_like(expr: cst.BaseExpression) -> bool:
         return True
     if isinstance(expr, cst.Name):
         return bool(_CONSTANT.match(expr.value))
+    if isinstance(expr, cst.Call):
+        # quote_identifier(...), quoted_name(...), dialect quoting helpers
+        name = expr.func.attr.value if isinstance(expr.func, cst.Attribute) else None
+        if isinstance(expr.func, cst.Name):
+            name = expr.func.value
+        return name is not None and "quote" in name.lower()
     if isinstance(expr, cst.Attribute):
         if expr.attr.value in ("__tablename__", "name", "fullname", "key") or _CONSTANT.match(
             expr.attr.value
