@@ -140,13 +140,20 @@ class SessionLevelSet(Rule):
             expr = decorator.decorator
             if (
                 isinstance(expr, cst.Call)
-                and self.ctx.resolves_to(expr.func, LISTENS_FOR)
+                and self._is_listens_for(expr.func)
                 and len(expr.args) > 1
                 and isinstance(expr.args[1].value, cst.SimpleString)
                 and expr.args[1].value.evaluated_value in _CONNECTION_EVENTS
             ):
                 return True
         return False
+
+    def _is_listens_for(self, func: cst.BaseExpression) -> bool:
+        names = self.ctx.qualified_names(func)
+        # SQLAlchemy's own modules import it relatively (``from .. import event``).
+        return not names.isdisjoint(LISTENS_FOR) or any(
+            n.startswith(".") and n.endswith("event.listens_for") for n in names
+        )
 
     def _fix(
         self, literal: cst.BaseExpression | None, value: str, characteristics: str | None = None
