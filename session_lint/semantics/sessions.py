@@ -84,7 +84,69 @@ def is_session_source(
         return True
     if isinstance(func, cst.Attribute) and func.attr.value == "begin":
         return is_session_factory(ctx, func.value, scope)
-    return is_session_factory(ctx, func, scope)
+    return is_session_factory(ctx, func, scope) or is_project_session_factory(ctx, func, scope)
+
+
+# Libraries whose "sessions" are not SQLAlchemy's (HTTP clients, cloud SDKs, ML runtimes…).
+_NOT_SQLALCHEMY_ROOTS = frozenset(
+    {
+        "aiobotocore",
+        "aiohttp",
+        "aioredis",
+        "asyncpg",
+        "boto3",
+        "botocore",
+        "cassandra",
+        "django",
+        "fastapi",
+        "flask",
+        "grpc",
+        "http",
+        "httpx",
+        "keras",
+        "motor",
+        "neo4j",
+        "onnxruntime",
+        "paramiko",
+        "playwright",
+        "psycopg",
+        "psycopg2",
+        "pymongo",
+        "redis",
+        "requests",
+        "selenium",
+        "sqlalchemy",
+        "sqlmodel",
+        "starlette",
+        "tensorflow",
+        "tornado",
+        "torch",
+        "urllib",
+        "urllib3",
+    }
+)
+
+
+def is_project_session_factory(
+    ctx: FileContext, func: cst.BaseExpression, scope: Scope | None = None
+) -> bool:
+    """A session factory imported from the project's own modules, which the analysis
+    cannot open: ``from app.db import async_session`` / ``SessionLocal``. Recognised by
+    import (not a known library) and name (it says ``session``) — the configured-name
+    fallback of DESIGN §3, applied to factories."""
+    scope = scope or ctx.scope
+    if not isinstance(func, cst.Name) or "session" not in func.value.lower():
+        return False
+    bindings = scope.lookup(func.value)
+    if not bindings:
+        return False
+    for b in bindings:
+        if b.kind is not BindingKind.IMPORT or not b.qualified_name:
+            return False
+        root = b.qualified_name.lstrip(".").split(".", 1)[0]
+        if root in _NOT_SQLALCHEMY_ROOTS or b.qualified_name in configured_factories(ctx):
+            return False
+    return True
 
 
 def is_async_session_source(
