@@ -11,7 +11,7 @@ import asyncpg
 import pytest
 import session_runtime
 from session_runtime.batch import BatchItem, BatchJob, create_all
-from session_runtime.testing import PgBouncer
+from session_runtime.testing import PgBouncer, pgbouncer_proc
 from sqlalchemy import func, select
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -33,10 +33,25 @@ async def _create_database(postgres_url: str) -> None:
         await conn.close()
 
 
+# The batch tests get a pgbouncer of their own (transaction mode, pool of 3,
+# like the plugin's). Connection logging is off: pgbouncer in the foreground
+# also logs to stderr, which the launcher pipes and does not drain, and the
+# hundreds of connects these tests make would fill the pipe and stall pgbouncer.
+batch_pgbouncer = pgbouncer_proc(
+    "session_runtime_postgresql_proc",
+    pool_size=3,
+    log_connections="0",
+    log_disconnections="0",
+    stats_period="3600",
+)
+
+
 @pytest.fixture(scope="session")
-def batch_url(postgres_url: str, session_runtime_pgbouncer: PgBouncer) -> str:
+def batch_url(postgres_url: str, request: pytest.FixtureRequest) -> str:
     """URL of database ``batch_service`` (batch tables created) through pgbouncer, transaction mode."""
-    url = session_runtime_pgbouncer.url(DBNAME)
+    # postgres_url first: it starts the cluster the pgbouncer fixture fronts.
+    bouncer: PgBouncer = request.getfixturevalue("batch_pgbouncer")
+    url = bouncer.url(DBNAME)
 
     async def setup() -> None:
         await _create_database(postgres_url)

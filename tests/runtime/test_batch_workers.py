@@ -18,11 +18,11 @@ from pathlib import Path
 from typing import Any
 
 import session_runtime
-from batch_fixtures import batch_url, item_rows, run, tenant
+from batch_fixtures import batch_pgbouncer, batch_url, item_rows, run, tenant
 from session_runtime.batch import BatchJob, create_batch
 from sqlalchemy import select
 
-__all__ = ["batch_url"]
+__all__ = ["batch_pgbouncer", "batch_url"]  # fixtures used by name
 
 WORKER = str(Path(__file__).with_name("batch_worker.py"))
 ITEMS = 200

@@ -11,7 +11,7 @@ statements, no LISTEN/NOTIFY, no session-level advisory locks.
 
 from __future__ import annotations
 
-from .errors import BatchNotFoundError
+from .errors import BatchNotFoundError, PermanentItemError
 from .models import BatchBase, BatchItem, BatchJob, BatchState, ItemState, metadata
 from .schema import create_all, drop_all
 from .service import BatchStatus, ItemSummary, create_batch, get_batch_status
@@ -30,6 +30,7 @@ __all__ = [
     "Handler",
     "ItemState",
     "ItemSummary",
+    "PermanentItemError",
     "WorkerReport",
     "create_all",
     "create_batch",

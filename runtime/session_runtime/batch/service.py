@@ -232,7 +232,7 @@ async def get_batch_status(
         .group_by(BatchItem.status)
     )
     item_counts = {state.value: 0 for state in ItemState}
-    item_counts.update({status: count for status, count in counted.tuples()})
+    item_counts.update({status: count for status, count in counted})
 
     summaries: tuple[ItemSummary, ...] = ()
     if item_limit != 0:

@@ -34,7 +34,7 @@ from .claims import (
     release_claim,
     start_batch,
 )
-from .errors import BatchNotFoundError
+from .errors import BatchNotFoundError, PermanentItemError
 from .models import BatchState
 from .validation import parse_batch_id
 
@@ -189,7 +189,7 @@ class _Worker:
     async def _process(self, claim: Claim) -> None:
         started = time.monotonic()
         try:
-            result, error = await self._call(claim)
+            result, error, retryable = await self._call(claim)
         except asyncio.CancelledError:
             # Shutting down mid-item: hand it back so another worker takes it
             # now rather than after the lease. Shielded so the release itself
@@ -202,7 +202,7 @@ class _Worker:
             raise
         duration_ms = int((time.monotonic() - started) * 1000)
         retry_in: timedelta | None = None
-        if error is not None and claim.attempt < self.max_attempts:
+        if error is not None and retryable and claim.attempt < self.max_attempts:
             retry_in = self.retry_delay * 2 ** (claim.attempt - 1)
         recorded, status = await self._db(
             lambda s: record_outcome(
@@ -225,27 +225,35 @@ class _Worker:
             self.report.failed += 1
         self._saw(status)
 
-    async def _call(self, claim: Claim) -> tuple[Any, str | None]:
-        """Run the handler outside any transaction: (result, None) or (None, error text)."""
+    async def _call(self, claim: Claim) -> tuple[Any, str | None, bool]:
+        """Run the handler outside any transaction: (result, error text, retryable)."""
         try:
             awaitable = self.handler(claim.payload)
             if not inspect.isawaitable(awaitable):
-                return None, (
+                return (
+                    None,
                     f"TypeError: handler returned {type(awaitable).__name__}, not an awaitable "
-                    "(use an async def handler)"
+                    "(use an async def handler)",
+                    False,
                 )
             # Bounded by the lease: past it another worker may take the item,
             # and this result would be discarded anyway.
             result = await asyncio.wait_for(awaitable, self.handler_timeout)
         except asyncio.TimeoutError:
-            return None, f"TimeoutError: handler did not finish within {self.handler_timeout:g} s"
+            return (
+                None,
+                f"TimeoutError: handler did not finish within {self.handler_timeout:g} s",
+                True,
+            )
+        except PermanentItemError as exc:
+            return None, _describe(exc), False
         except Exception as exc:
-            return None, _describe(exc)
+            return None, _describe(exc), True
         try:
             json.dumps(result, allow_nan=False)
         except (TypeError, ValueError) as exc:
-            return None, f"handler result is not JSON-serialisable: {exc}"
-        return result, None
+            return None, f"handler result is not JSON-serialisable: {exc}", False
+        return result, None, False
 
 
 async def process_batch_with_own_session(
@@ -274,7 +282,8 @@ async def process_batch_with_own_session(
       out fails.
     * A handler error is retried after ``retry_delay``, doubling per
       attempt, up to ``max_attempts`` claims; then the item fails with the
-      last error. A handler that runs past ``handler_timeout`` (default: 90 %
+      last error. :class:`~session_runtime.batch.PermanentItemError` (and a
+      result that is not JSON) fails the item at once. A handler that runs past ``handler_timeout`` (default: 90 %
       of the lease) is cancelled and counts as an error.
     * The item's outcome and the batch's counts and progress are written in
       one statement, guarded by the claim (owner + attempt): a worker whose
