@@ -5,7 +5,7 @@ import libcst as cst
 from session_lint.rules.base import Rule
 from session_lint.semantics.known import SESSION_CLASSES
 from session_lint.semantics.ownership import NameUse, name_uses
-from session_lint.semantics.sessions import is_session_factory
+from session_lint.semantics.sessions import is_project_session_factory, is_session_factory
 
 
 class UnclosedSession(Rule):
@@ -60,7 +60,7 @@ class UnclosedSession(Rule):
         "garbage collection (`The garbage collector is trying to clean up non-checked-in "
         "connection`); open it with `async with` or close it in `finally`"
     )
-    tokens = ("Session", "sessionmaker")
+    tokens = ("Session", "session", "SESSION")  # also covers sessionmaker
 
     def visit_Assign(self, node: cst.Assign) -> None:
         if len(node.targets) == 1:
@@ -84,4 +84,6 @@ class UnclosedSession(Rule):
     def _makes_session(self, call: cst.Call) -> bool:
         if self.ctx.resolves_to(call.func, SESSION_CLASSES):
             return True
-        return is_session_factory(self.ctx, call.func)
+        return is_session_factory(self.ctx, call.func) or is_project_session_factory(
+            self.ctx, call.func
+        )
