@@ -154,12 +154,19 @@ class InterpolatedSql(Rule):
             name = _param_name(seg) or f"p{len(params) + 1}"
             if name in [n for n, _ in params]:
                 name = f"{name}_{i}"
+            code = self.ctx.module.code_for_node(seg)
             following = segments[i + 1] if i + 1 < len(segments) else ""
-            if sql.endswith("'") and isinstance(following, str) and following.startswith("'"):
-                sql = sql[:-1]
-                segments[i + 1] = following[1:]
+            if sql.count("'") % 2 == 1 and isinstance(following, str) and "'" in following:
+                # Inside a quoted literal: the whole literal becomes the parameter,
+                # with its fixed text moved into the value ('%{term}%' -> f"%{term}%").
+                start, end = sql.rindex("'"), following.index("'")
+                prefix, suffix = sql[start + 1 :], following[:end]
+                sql = sql[:start]
+                segments[i + 1] = following[end + 1 :]
+                if prefix or suffix:
+                    code = f'f"{prefix}{{{code}}}{suffix}"'
             sql += f":{name}"
-            params.append((name, self.ctx.module.code_for_node(seg)))
+            params.append((name, code))
         sql = " ".join(sql.split())
         if len(sql) > _MAX_SQL:
             sql = sql[: _MAX_SQL - 3] + "..."
