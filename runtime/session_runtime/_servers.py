@@ -34,11 +34,11 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 __all__ = [
+    "WRAPPER_PATH",
     "BinaryMissingError",
     "PgBouncer",
     "PostgresServer",
@@ -82,7 +82,9 @@ def find_binary(name: str) -> str:
         if path.is_file() and os.access(path, os.X_OK):
             return str(path)
     package = "pgbouncer" if name == "pgbouncer" else "postgresql"
-    raise BinaryMissingError(f"{name} not found on PATH or under /usr/lib/postgresql/*/bin (install {package})")
+    raise BinaryMissingError(
+        f"{name} not found on PATH or under /usr/lib/postgresql/*/bin (install {package})"
+    )
 
 
 def server_user() -> pwd.struct_passwd | None:
@@ -107,10 +109,15 @@ def wait_for_port(port: int, timeout: float, proc: subprocess.Popen[bytes] | Non
     """Poll until something accepts TCP connections on 127.0.0.1:port."""
     deadline = time.monotonic() + timeout
     while True:
-        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=0.5):
+        with (
+            contextlib.suppress(OSError),
+            socket.create_connection(("127.0.0.1", port), timeout=0.5),
+        ):
             return
         if proc is not None and proc.poll() is not None:
-            raise RuntimeError(f"process exited with code {proc.returncode} before listening on {port}")
+            raise RuntimeError(
+                f"process exited with code {proc.returncode} before listening on {port}"
+            )
         if time.monotonic() > deadline:
             raise TimeoutError(f"nothing listening on 127.0.0.1:{port} after {timeout:.1f}s")
         time.sleep(0.02)
@@ -127,12 +134,14 @@ def make_reachable(path: Path, user: pwd.struct_passwd) -> None:
 
 # The wrapper runs as root (pytest-postgresql calls its executable directly),
 # prepares the directories pg_ctl will write to, then drops to the server user.
-_WRAPPER = '''\
+_WRAPPER = """\
 import os, pwd, stat, sys
 from pathlib import Path
 REAL = {real!r}
 USER = {user!r}
 args = sys.argv[1:]
+if USER is None:
+    os.execv(REAL, [REAL, *args])
 pw = pwd.getpwnam(USER)
 
 def reachable(path):
@@ -157,32 +166,42 @@ os.setgid(pw.pw_gid)
 os.setuid(pw.pw_uid)
 os.environ["HOME"] = pw.pw_dir
 os.execv(REAL, [REAL, *args])
-'''
+"""
 
-_wrapper_dir: Path | None = None
+
+def _wrapper_path() -> Path:
+    # Fixed per process, so the pytest plugin can name it when it builds its
+    # postgresql_proc fixture, before anything is written.
+    return Path(tempfile.gettempdir()) / f"session-runtime-{os.geteuid()}-{os.getpid()}" / "pg_ctl"
+
+
+WRAPPER_PATH = str(_wrapper_path())
 
 
 def pg_ctl_executable() -> str:
     """The ``pg_ctl`` to give pytest-postgresql (``postgresql_proc(executable=...)``).
 
-    Not root: the installed ``pg_ctl``. Root: a wrapper script, generated in a
-    private temp dir for this process and removed at exit, that runs the real
-    ``pg_ctl`` as the unprivileged server user.
+    A generated wrapper script at :data:`WRAPPER_PATH` (a private temp dir for
+    this process, removed at exit) that runs the installed ``pg_ctl``; as
+    root, as the unprivileged server user, after handing it the data and log
+    dirs.
 
     Raises:
         BinaryMissingError: pg_ctl is not installed.
     """
-    global _wrapper_dir
     real = find_binary("pg_ctl")
     user = server_user()
-    if user is None:
-        return real
-    if _wrapper_dir is None:
-        _wrapper_dir = Path(tempfile.mkdtemp(prefix="session-runtime-pg_ctl-"))
-        atexit.register(shutil.rmtree, _wrapper_dir, True)
-    script = _wrapper_dir / "pg_ctl.py"
-    script.write_text(_WRAPPER.format(real=real, user=user.pw_name))
-    launcher = _wrapper_dir / "pg_ctl"
+    launcher = _wrapper_path()
+    directory = launcher.parent
+    try:
+        directory.mkdir(mode=0o700)
+        atexit.register(shutil.rmtree, directory, True)
+    except FileExistsError:
+        info = directory.lstat()
+        if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.geteuid():
+            raise RuntimeError(f"{directory} exists and is not ours") from None
+    script = directory / "pg_ctl.py"
+    script.write_text(_WRAPPER.format(real=real, user=user.pw_name if user else None))
     # A shell launcher, so the interpreter path can contain anything.
     launcher.write_text(f'#!/bin/sh\nexec "{sys.executable}" "{script}" "$@"\n')
     launcher.chmod(0o700)
@@ -283,7 +302,6 @@ class PgBouncer:
             # asyncpg sends extra_float_digits at startup; pgbouncer refuses
             # unknown startup parameters unless told to ignore them.
             "ignore_startup_parameters": "extra_float_digits",
-            "logfile": str(self.dir / "pgbouncer.log"),
             "pidfile": str(self.dir / "pgbouncer.pid"),
             "server_login_retry": "1",
         }
@@ -304,13 +322,17 @@ class PgBouncer:
         """Start pgbouncer and wait until it accepts connections."""
         # Own session: a Ctrl-C in the terminal reaches pytest, which stops
         # pgbouncer in teardown, instead of killing it mid-test.
-        self._proc = subprocess.Popen(
-            [self.binary, str(self.dir / "pgbouncer.ini")],
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            start_new_session=True,
-        )
+        # The log goes to a file, never a pipe: pgbouncer in the foreground
+        # logs every connect to stderr, and an undrained pipe fills up and
+        # stalls it.
+        with open(self.dir / "pgbouncer.log", "ab") as stderr:
+            self._proc = subprocess.Popen(
+                [self.binary, str(self.dir / "pgbouncer.ini")],
+                stdin=subprocess.DEVNULL,
+                stdout=stderr,
+                stderr=stderr,
+                start_new_session=True,
+            )
         if self not in _started:
             _started.append(self)
         try:
@@ -330,8 +352,6 @@ class PgBouncer:
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
-        if proc is not None and proc.stderr is not None:
-            proc.stderr.close()
         with contextlib.suppress(ValueError):
             _started.remove(self)
 
@@ -377,7 +397,7 @@ class PgBouncer:
             if cur.description is None:
                 return []
             names = [col.name for col in cur.description]
-            return [dict(zip(names, row)) for row in cur.fetchall()]
+            return [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
 
     def log_tail(self, lines: int = 20) -> str:
         try:
@@ -397,13 +417,3 @@ def _stop_all() -> None:
     for server in list(_started):
         with contextlib.suppress(Exception):
             server.stop()
-
-
-@contextlib.contextmanager
-def running(servers: Sequence[PgBouncer]) -> Iterator[None]:
-    """Stop and clean up ``servers`` on exit, whatever happens."""
-    try:
-        yield
-    finally:
-        for server in servers:
-            server.close()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 __all__ = [
     "NotConfiguredError",
+    "PoolConnectError",
     "SessionClosedError",
     "SessionUsedAcrossTasksError",
     "StrictModeError",
@@ -12,6 +13,14 @@ __all__ = [
 
 class NotConfiguredError(RuntimeError):
     """No database URL: neither ``configure()``/``make_engine()`` got one nor is ``$DATABASE_URL`` set."""
+
+
+class PoolConnectError(ConnectionError):
+    """Raised to callers waiting for a pooled connection when a connect attempt failed.
+
+    ``__cause__`` is the connect error. An ``OSError``, like the
+    ``ConnectionRefusedError``/``TimeoutError`` a direct connect raises.
+    """
 
 
 class StrictModeError(RuntimeError):

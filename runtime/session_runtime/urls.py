@@ -23,7 +23,11 @@ _TRUE = {"1", "true", "yes", "on"}
 # asyncpg connect() arguments that must be numbers: from a URL query they
 # arrive as strings, and asyncpg then fails every query with
 # "TypeError: '<' not supported between instances of 'str' and 'int'".
-_ASYNCPG_INT_ARGS = ("statement_cache_size", "max_cached_statement_lifetime", "max_cacheable_statement_size")
+_ASYNCPG_INT_ARGS = (
+    "statement_cache_size",
+    "max_cached_statement_lifetime",
+    "max_cacheable_statement_size",
+)
 _ASYNCPG_FLOAT_ARGS = ("timeout", "command_timeout")
 _LIBPQ_SSL_ARGS = ("sslmode", "sslrootcert", "sslcert", "sslkey", "sslpassword")
 
@@ -102,9 +106,12 @@ def resolve_url(url: str | URL) -> ResolvedURL:
         ssl_params = {k: query.pop(k) for k in _LIBPQ_SSL_ARGS if k in query}
         if "ssl" in query:
             raw = query.pop("ssl")
-            connect_args["ssl"] = {"true": "require", "1": "require", "false": "disable", "0": "disable"}.get(
-                raw.lower(), raw
-            )
+            connect_args["ssl"] = {
+                "true": "require",
+                "1": "require",
+                "false": "disable",
+                "0": "disable",
+            }.get(raw.lower(), raw)
         if ssl_params:
             connect_args["ssl"] = _ssl_arg(ssl_params)
         for key in _ASYNCPG_INT_ARGS:
@@ -119,7 +126,9 @@ def resolve_url(url: str | URL) -> ResolvedURL:
     return ResolvedURL(resolved, kind, pgbouncer_flag, connect_args)
 
 
-def detect_pooler(resolved: ResolvedURL, pooler: PoolerMode = "auto") -> Literal["transaction", "session", "none"]:
+def detect_pooler(
+    resolved: ResolvedURL, pooler: PoolerMode = "auto"
+) -> Literal["transaction", "session", "none"]:
     """Which pooler sits between the app and PostgreSQL.
 
     An explicit ``pooler`` wins. ``"auto"``: transaction mode when the URL had
@@ -129,7 +138,9 @@ def detect_pooler(resolved: ResolvedURL, pooler: PoolerMode = "auto") -> Literal
     """
     if pooler != "auto":
         if pooler not in _MODES:
-            raise ValueError(f"pooler must be 'auto', 'transaction', 'session' or 'none', not {pooler!r}")
+            raise ValueError(
+                f"pooler must be 'auto', 'transaction', 'session' or 'none', not {pooler!r}"
+            )
         return pooler
     host = (resolved.url.host or "").lower()
     if resolved.pgbouncer_flag:
