@@ -6,10 +6,9 @@ import asyncio
 from collections.abc import Iterator
 
 import pytest
+import session_runtime
 from runtime_workload import create_schema
 from sqlalchemy.ext.asyncio import create_async_engine
-
-import session_runtime
 
 
 @pytest.fixture(scope="session")

@@ -97,7 +97,7 @@ async def _one_transaction(engine: AsyncEngine, task: int, i: int, outcome: Outc
 
 
 async def run_workload(engine: AsyncEngine, *, tasks: int = 50, transactions: int = 20) -> Outcome:
-    """``tasks`` concurrent tasks × ``transactions`` transactions each; never raises."""
+    """``tasks`` concurrent tasks x ``transactions`` transactions each; never raises."""
     outcome = Outcome()
     # Task keys unique per run, so streams only see this run's rows.
     base = next(_runs) * 1000

@@ -11,11 +11,10 @@ import uuid
 from collections.abc import Callable
 
 from runtime_workload import run_workload, server_prepared_statements
-from sqlalchemy import text
-from sqlalchemy.ext.asyncio import create_async_engine
-
 from session_runtime import make_engine
 from session_runtime.testing import PgBouncer
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import create_async_engine
 
 
 def test_defaults_fail_through_pgbouncer(schema: str, pgbouncer_url: str) -> None:
@@ -34,7 +33,7 @@ def test_defaults_fail_through_pgbouncer(schema: str, pgbouncer_url: str) -> Non
 
 
 def test_make_engine_through_pgbouncer(schema: str, pgbouncer_url: str) -> None:
-    """50 tasks × 20 transactions (JSONB/ENUM/UUID, repeated parameterised statements, a server-side stream): 0 errors."""
+    """50 tasks x 20 transactions (JSONB/ENUM/UUID, repeated parameterised statements, a server-side stream): 0 errors."""
 
     async def go() -> None:
         engine = make_engine(pgbouncer_url, pooler="transaction")
