@@ -37,10 +37,11 @@ def check_alive_on_checkout(dbapi_connection: Any, record: Any, proxy: Any) -> N
 class _Wake:
     """Queue item handed to a waiter: a connect attempt just failed."""
 
-    __slots__ = ("error",)
+    __slots__ = ("at", "error")
 
     def __init__(self, error: BaseException) -> None:
         self.error = error
+        self.at = time.monotonic()
 
 
 class FailFastQueuePool(AsyncAdaptedQueuePool):
@@ -68,6 +69,7 @@ class FailFastQueuePool(AsyncAdaptedQueuePool):
     """
 
     _waiters = 0
+    _wakes_queued = 0
 
     def _do_get(self) -> ConnectionPoolEntry:
         deadline = time.monotonic() + self._timeout
@@ -75,16 +77,20 @@ class FailFastQueuePool(AsyncAdaptedQueuePool):
             use_overflow = self._max_overflow > -1
             wait = use_overflow and self._overflow >= self._max_overflow
             record: Any = None
+            waiting_since = time.monotonic()
             if wait:
                 self._waiters += 1
             try:
-                record = self._pool.get(wait, max(deadline - time.monotonic(), 0.0))
+                record = self._pool.get(wait, max(deadline - waiting_since, 0.0))
             except sqla_queue.Empty:
                 pass
             finally:
                 if wait:
                     self._waiters -= 1
             if isinstance(record, _Wake):
+                self._wakes_queued -= 1
+                if not (wait and record.at >= waiting_since):
+                    continue  # meant for a waiter that has gone (timed out)
                 self._wake_one(record.error)
                 raise PoolConnectError(
                     f"connecting to the database failed while this caller waited for a pooled "
@@ -110,8 +116,25 @@ class FailFastQueuePool(AsyncAdaptedQueuePool):
                     raise
 
     def _wake_one(self, error: BaseException) -> None:
-        if self._waiters > 0:
+        # One wake per waiter at most: extra ones would sit in the queue.
+        if self._waiters > self._wakes_queued:
             try:
                 self._pool.put(cast(Any, _Wake(error)), False)
+                self._wakes_queued += 1
             except sqla_queue.Full:
                 pass
+
+    def dispose(self) -> None:
+        # QueuePool.dispose closes everything in the queue: take wakes out first.
+        kept: list[Any] = []
+        while True:
+            try:
+                item = self._pool.get(False)
+            except sqla_queue.Empty:
+                break
+            if not isinstance(item, _Wake):
+                kept.append(item)
+        self._wakes_queued = 0
+        for item in kept:
+            self._pool.put(item, False)
+        super().dispose()

@@ -49,6 +49,7 @@ from ._servers import (
     PgBouncer,
     PostgresServer,
     find_binary,
+    free_port,
     pg_ctl_executable,
     server_user,
 )
@@ -58,6 +59,7 @@ __all__ = [
     "PgBouncer",
     "PostgresServer",
     "find_binary",
+    "free_port",
     "pg_ctl_executable",
     "pgbouncer_proc",
 ]
