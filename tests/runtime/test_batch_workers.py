@@ -198,8 +198,10 @@ def test_sigkilled_worker_is_taken_over(batch_url: str, tmp_path: Path) -> None:
         if item.position in FAILING:
             continue
         if item.position in held:
-            # Run by A (killed before recording), then again by B.
-            assert item.attempts == 2 and calls[item.position] == 2, item
+            # Claimed by A, which was killed before recording it (maybe before
+            # running it: a worker claims its next item when it records one),
+            # then claimed and run by B.
+            assert item.attempts == 2 and calls[item.position] in (1, 2), item
         else:
             assert item.attempts == 1 and calls[item.position] == 1, item
     # B recorded exactly what A had not; no item counted twice.
