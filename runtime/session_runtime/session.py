@@ -9,6 +9,7 @@ from typing import Any
 
 from sqlalchemy.engine import URL
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+from sqlalchemy.pool import QueuePool
 
 from .engine import make_engine, sibling_engine
 from .strict import StrictAsyncSession
@@ -81,9 +82,10 @@ def configure(
     else:
         engine = make_engine(url_or_engine, **engine_kwargs)
     if background_engine is None:
-        background_engine = sibling_engine(
-            engine, pool_size=background_pool_size, max_overflow=background_max_overflow
-        )
+        sizes: dict[str, int] = {}
+        if isinstance(engine.sync_engine.pool, QueuePool):  # NullPool has no size
+            sizes = {"pool_size": background_pool_size, "max_overflow": background_max_overflow}
+        background_engine = sibling_engine(engine, **sizes)
     session_class = StrictAsyncSession if strict else AsyncSession
     # expire_on_commit=False: reading an attribute after commit() would
     # otherwise be implicit IO, i.e. MissingGreenlet under asyncio.

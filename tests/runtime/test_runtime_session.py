@@ -23,6 +23,7 @@ from session_runtime import (
 )
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.pool import NullPool
 
 
 def run_configured(work: Callable[[], Awaitable[None]], *args: Any, **kwargs: Any) -> None:
@@ -190,3 +191,14 @@ def test_fastapi_dependency(unconfigured: None, pgbouncer_url: str) -> None:
         assert get_engine().sync_engine.pool.checkedout() == 0  # type: ignore[attr-defined]
 
     run_configured(go, pgbouncer_url, pooler="transaction", strict=True)
+
+
+def test_configure_with_nullpool(unconfigured: None) -> None:
+    """A NullPool engine gets a NullPool background sibling (no pool sizes to shrink); nothing connects."""
+
+    async def go() -> None:
+        assert isinstance(get_engine().sync_engine.pool, NullPool)
+        assert isinstance(get_background_engine().sync_engine.pool, NullPool)
+        assert get_background_engine() is not get_engine()
+
+    run_configured(go, "postgresql://u@db.internal/app?pgbouncer=true", poolclass=NullPool)
