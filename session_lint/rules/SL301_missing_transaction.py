@@ -126,13 +126,15 @@ class MissingTransaction(Rule):
             if isinstance(node, cst.With) and node.asynchronous is not None:
                 if not isinstance(node.body, cst.IndentedBlock):
                     continue
+                # ``async with factory() as s, s.begin():`` is one transaction block.
+                begun = transaction_keys(ctx, node)
                 for item in node.items:
                     if item.asname is None or not isinstance(item.asname.name, cst.Name):
                         continue
                     call = method_call(item.item)
                     if call is not None and call.method in BEGIN_METHODS:
                         continue  # factory.begin(): the whole block is a transaction
-                    if is_session_source(ctx, item.item):
+                    if is_session_source(ctx, item.item) and item.asname.name.value not in begun:
                         blocks.append(SessionBlock(item.asname.name.value, node.body, 0))
             elif isinstance(node, cst.IndentedBlock):
                 for index, stmt in enumerate(node.body):
