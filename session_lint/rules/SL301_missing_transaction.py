@@ -65,7 +65,10 @@ class MissingTransaction(Rule):
     Sessions handed to other code after the write (returned, passed as an argument)
     are not reported: that code may commit. A route handler's session is not
     reported when the dependency that provides it is defined in the same module and
-    begins or commits itself. Synchronous sessions are not checked.
+    begins or commits itself; a dependency imported from another module cannot be
+    seen, so a handler whose dependency commits after `yield` is reported (commit
+    in the handler, or silence the line with `# noqa: SL301`). Synchronous sessions
+    are not checked.
 
     ## Example
     ```python
