@@ -5,6 +5,7 @@ from dataclasses import dataclass
 
 import libcst as cst
 
+from session_lint.config import Config
 from session_lint.finding import Applicability, Fix, FixAvailability
 from session_lint.rules.base import Rule
 from session_lint.semantics.known import ASYNC_SESSION_CLASSES
@@ -18,6 +19,7 @@ from session_lint.semantics.sessions import (
     is_async_session_source,
     is_session_annotation,
     is_session_source,
+    session_prefilter_tokens,
 )
 from session_lint.semantics.sql import EXECUTE_METHODS, first_positional
 from session_lint.semantics.transactions import (
@@ -111,7 +113,11 @@ class MissingTransaction(Rule):
         "session closes and rolls it back, and the change is silently lost"
     )
     fix_availability = FixAvailability.SOMETIMES
-    tokens = ("add", "delete", "merge", "flush", "execute", "scalar")
+    tokens = ("session", "Session", "SESSION")  # + configured names, below
+
+    @classmethod
+    def prefilter_tokens(cls, config: Config) -> tuple[str, ...]:
+        return session_prefilter_tokens(config)  # no session, no finding
 
     def visit_FunctionDef(self, node: cst.FunctionDef) -> None:
         if node.asynchronous is None or not isinstance(node.body, cst.IndentedBlock):

@@ -2,10 +2,11 @@ from __future__ import annotations
 
 import libcst as cst
 
+from session_lint.config import Config
 from session_lint.finding import Applicability, Fix, FixAvailability
 from session_lint.rules.base import Rule
 from session_lint.semantics.scopes import BindingKind
-from session_lint.semantics.sessions import is_async_session
+from session_lint.semantics.sessions import is_async_session, session_prefilter_tokens
 from session_lint.semantics.transactions import iter_nodes
 
 # AsyncSession's coroutine methods (``add``, ``add_all``, ``expunge`` are plain methods).
@@ -77,7 +78,11 @@ class UnawaitedSessionCall(Rule):
     name = "unawaited-session-call"
     message = "`{call}()` on an AsyncSession is a coroutine: without `await` it never runs"
     fix_availability = FixAvailability.SOMETIMES
-    tokens = tuple(sorted(COROUTINE_METHODS))
+    tokens = ("session", "Session", "SESSION")  # + configured names, below
+
+    @classmethod
+    def prefilter_tokens(cls, config: Config) -> tuple[str, ...]:
+        return session_prefilter_tokens(config)  # no session, no finding
 
     def visit_Expr(self, node: cst.Expr) -> None:
         call = node.value

@@ -12,6 +12,7 @@ import enum
 
 import libcst as cst
 
+from session_lint.config import Config
 from session_lint.context import FileContext
 from session_lint.finding import Import
 from session_lint.semantics.known import (
@@ -127,6 +128,25 @@ _NOT_SQLALCHEMY_ROOTS = frozenset(
 )
 
 
+_SESSION_SPELLINGS = ("session", "Session", "SESSION")
+
+
+def session_prefilter_tokens(config: Config) -> tuple[str, ...]:
+    """Strings a file must contain for any expression in it to be a session: a
+    session class or factory (``Session``, ``sessionmaker``, ``get_session``), an
+    annotation, a configured session name, or a configured factory's name. Rules
+    that only fire on sessions can use them as their prefilter."""
+    tokens = set(_SESSION_SPELLINGS) | set(config.session_names)
+    for target in (config.session_factory, config.background_session_factory):
+        try:
+            name = Import.from_target(target).name
+        except ValueError:
+            continue
+        if name:
+            tokens.add(name)
+    return tuple(sorted(tokens))
+
+
 def is_project_session_factory(
     ctx: FileContext, func: cst.BaseExpression, scope: Scope | None = None
 ) -> bool:
@@ -135,7 +155,7 @@ def is_project_session_factory(
     import (not a known library) and name (it says ``session``) — the configured-name
     fallback of DESIGN §3, applied to factories."""
     scope = scope or ctx.scope
-    if not isinstance(func, cst.Name) or "session" not in func.value.lower():
+    if not isinstance(func, cst.Name) or not any(t in func.value for t in _SESSION_SPELLINGS):
         return False
     bindings = scope.lookup(func.value)
     if not bindings:
