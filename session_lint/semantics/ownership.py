@@ -26,6 +26,7 @@ from session_lint.semantics.sessions import (
     is_async_session_source,
     is_session,
     is_session_annotation,
+    is_session_source,
     session_binding,
 )
 from session_lint.walker import children
@@ -193,7 +194,8 @@ def ownership(
     if not is_session(ctx, expr):
         return None
     if not isinstance(expr, cst.Name):
-        return Ownership.BORROWED  # self.session: the object's, given to it
+        # self.session: given to the object, unless the object opens it itself.
+        return Ownership.OWNED if _opened_by_own_class(ctx, expr) else Ownership.BORROWED
     found = session_binding(ctx, expr.value)
     if found is None:
         return None
@@ -209,6 +211,28 @@ def ownership(
         ):
             return Ownership.INJECTED
     return Ownership.BORROWED
+
+
+def _opened_by_own_class(ctx: FileContext, expr: cst.BaseExpression) -> bool:
+    """``self.session`` assigned a new session (``self.session = factory()``) in a
+    method of the class that uses it."""
+    if not isinstance(expr, cst.Attribute):
+        return False
+    function_scope = ctx.scope.enclosing_function()
+    class_scope = function_scope.parent if function_scope is not None else None
+    if class_scope is None or not isinstance(class_scope.node, cst.ClassDef):
+        return False
+    for node in walk(class_scope.node.body):
+        if isinstance(node, cst.Assign) and isinstance(node.value, cst.Call):
+            if any(
+                isinstance(t.target, cst.Attribute)
+                and isinstance(t.target.value, cst.Name)
+                and t.target.value.value == "self"
+                and t.target.attr.value == expr.attr.value
+                for t in node.targets
+            ) and is_session_source(ctx, node.value, ctx.scope.module):
+                return True
+    return False
 
 
 def opened_async_session(ctx: FileContext, binding: Binding) -> bool:
