@@ -133,6 +133,7 @@ def _round(
                 str(ready),
                 str(go),
                 str(concurrency),
+                str(int(durable)),
             ],
             stdout=subprocess.PIPE,
             text=True,

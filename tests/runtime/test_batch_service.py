@@ -23,7 +23,7 @@ from session_runtime.batch import (
     get_batch_status,
     process_batch_with_own_session,
 )
-from session_runtime.batch.claims import claim_item, record_outcome
+from session_runtime.batch.claims import claim_item, claim_items, record_outcome
 
 __all__ = ["batch_pgbouncer", "batch_url"]  # fixtures used by name
 
@@ -416,5 +416,29 @@ def test_permanent_errors_are_not_retried(batch_url: str) -> None:
         items = (await _status(batch_id, owner)).items
         assert (items[0].attempts, items[0].error) == (1, "PermanentItemError: no such customer")
         assert (items[1].attempts, items[1].error) == (3, "ConnectionError: upstream down")
+
+    run(batch_url, go)
+
+
+def test_claims_respect_the_limit(batch_url: str) -> None:
+    """A claim takes at most ``limit`` items, first positions first, and skips rows another claimer holds."""
+
+    async def go() -> None:
+        owner = tenant()
+        batch_id = await _new_batch(owner, list(range(50)))
+        lease = timedelta(minutes=1)
+        async with session_runtime.get_background_session() as first, first.begin():
+            held = await claim_items(
+                first, batch_id, owner="one", lease=lease, max_attempts=3, limit=3
+            )
+            assert [c.position for c in held] == [0, 1, 2]
+            # Concurrently, while the first transaction still holds its row locks.
+            async with session_runtime.get_background_session() as second, second.begin():
+                more = await claim_items(
+                    second, batch_id, owner="two", lease=lease, max_attempts=3, limit=4
+                )
+            assert [c.position for c in more] == [3, 4, 5, 6]
+        status = await _status(batch_id, owner)
+        assert status.item_counts["running"] == 7 and status.item_counts["pending"] == 43
 
     run(batch_url, go)

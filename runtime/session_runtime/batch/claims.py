@@ -9,6 +9,7 @@ worker machine whatever its clock.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -34,11 +35,15 @@ from .models import BatchItem, BatchJob, BatchState, ItemState
 
 __all__ = [
     "Claim",
+    "Outcome",
     "claim_item",
+    "claim_items",
     "is_final",
     "reap_expired",
     "record_outcome",
+    "record_outcomes",
     "release_claim",
+    "release_claims",
     "start_batch",
 ]
 
@@ -79,15 +84,16 @@ async def start_batch(session: AsyncSession, batch_id: uuid.UUID) -> str | None:
     return status
 
 
-async def claim_item(
+async def claim_items(
     session: AsyncSession,
     batch_id: uuid.UUID,
     *,
     owner: str,
     lease: timedelta,
     max_attempts: int,
-) -> Claim | None:
-    """Claim the first claimable item, or return None.
+    limit: int = 1,
+) -> list[Claim]:
+    """Claim up to ``limit`` claimable items, first positions first.
 
     Claimable: pending and past its retry time, or running under a lease that
     ran out (its worker died or hung) with attempts left. ``SKIP LOCKED``
@@ -111,14 +117,18 @@ async def claim_item(
             ),
         )
         .order_by(ITEMS.c.position)
-        .limit(1)
+        .limit(limit)
         .with_for_update(skip_locked=True)
-        .scalar_subquery()
+        # A materialised CTE runs once. As "position IN (subquery)" the planner
+        # may rescan the subquery, and each rescan locks further rows: more
+        # items claimed than the limit.
+        .cte("claimable")
+        .prefix_with("MATERIALIZED")
     )
-    row = (
+    rows = (
         await session.execute(
             update(ITEMS)
-            .where(ITEMS.c.batch_id == batch_id, ITEMS.c.position == claimable)
+            .where(ITEMS.c.batch_id == batch_id, ITEMS.c.position == claimable.c.position)
             .values(
                 status=_RUNNING,
                 attempts=ITEMS.c.attempts + 1,
@@ -130,10 +140,24 @@ async def claim_item(
             )
             .returning(ITEMS.c.position, ITEMS.c.payload, ITEMS.c.attempts)
         )
-    ).one_or_none()
-    if row is None:
-        return None
-    return Claim(batch_id, row.position, row.payload, row.attempts, owner)
+    ).all()
+    claims = [Claim(batch_id, row.position, row.payload, row.attempts, owner) for row in rows]
+    return sorted(claims, key=lambda claim: claim.position)
+
+
+async def claim_item(
+    session: AsyncSession,
+    batch_id: uuid.UUID,
+    *,
+    owner: str,
+    lease: timedelta,
+    max_attempts: int,
+) -> Claim | None:
+    """Claim the first claimable item, or return None."""
+    claims = await claim_items(
+        session, batch_id, owner=owner, lease=lease, max_attempts=max_attempts, limit=1
+    )
+    return claims[0] if claims else None
 
 
 def _held_by(claim: Claim) -> ColumnElement[bool]:
@@ -187,6 +211,76 @@ def _count_update(batch_id: uuid.UUID, *, completed: int, failed: int) -> Update
     )
 
 
+@dataclass(frozen=True)
+class Outcome:
+    """What became of a claim: ``error=None`` succeeded with ``result``; an error
+    with ``retry_in`` goes back to pending for a retry; an error without fails.
+    """
+
+    claim: Claim
+    result: Any = None
+    error: str | None = None
+    retry_in: timedelta | None = None
+    duration_ms: int = 0
+
+
+async def _record_item(session: AsyncSession, outcome: Outcome) -> bool:
+    now = func.now()
+    error = None if outcome.error is None else outcome.error[:MAX_ERROR_CHARS]
+    values: dict[str, Any] = {
+        "lease_expires_at": None,
+        "updated_at": now,
+        "duration_ms": outcome.duration_ms,
+    }
+    if error is None:
+        # claimed_by stays on a finished item: it names the worker that recorded it.
+        values |= {
+            "status": ItemState.SUCCEEDED.value,
+            "result": outcome.result,
+            "finished_at": now,
+        }
+    elif outcome.retry_in is not None:
+        values |= {
+            "status": _PENDING,
+            "error": error,
+            "claimed_by": None,
+            "retry_at": now + outcome.retry_in,
+        }
+    else:
+        values |= {"status": ItemState.FAILED.value, "error": error, "finished_at": now}
+    matched = await session.execute(
+        update(ITEMS).where(_held_by(outcome.claim)).values(**values).returning(ITEMS.c.position)
+    )
+    return matched.first() is not None
+
+
+async def record_outcomes(
+    session: AsyncSession, batch_id: uuid.UUID, outcomes: Sequence[Outcome]
+) -> tuple[list[bool], str | None]:
+    """Record outcomes of claims on one batch; return (recorded per outcome, batch status).
+
+    An outcome whose claim went stale (its lease ran out and the item was
+    claimed again or reaped) matches no row and is not recorded. The batch
+    counts then move by the outcomes that were recorded, in the same
+    transaction, as the last statement: the batch row is the one row every
+    recorder locks, so it is held only until the commit. The status is None
+    when no outcome finished an item (nothing to count).
+    """
+    recorded = [await _record_item(session, outcome) for outcome in outcomes]
+    completed = failed = 0
+    for outcome, ok in zip(outcomes, recorded, strict=True):
+        if ok and outcome.error is None:
+            completed += 1
+        elif ok and outcome.retry_in is None:
+            failed += 1
+    if not completed and not failed:
+        return recorded, None
+    status: str | None = (
+        await session.execute(_count_update(batch_id, completed=completed, failed=failed))
+    ).scalar_one_or_none()
+    return recorded, status
+
+
 async def record_outcome(
     session: AsyncSession,
     claim: Claim,
@@ -196,56 +290,15 @@ async def record_outcome(
     retry_in: timedelta | None = None,
     duration_ms: int,
 ) -> tuple[bool, str | None]:
-    """Record a claim's outcome; return (recorded, batch status when the counts moved).
+    """Record one claim's outcome: (recorded, batch status when the counts moved)."""
+    outcome = Outcome(claim, result, error, retry_in, duration_ms)
+    recorded, status = await record_outcomes(session, claim.batch_id, [outcome])
+    return recorded[0], status
 
-    ``recorded`` is False when the claim was stale (lease ran out and the
-    item was claimed again or reaped): nothing is written then.
 
-    ``error=None``: succeeded with ``result``. An error with ``retry_in``:
-    back to pending, claimable again after that delay. An error without:
-    failed for good. The item row and the batch counts change in one
-    statement (a data-modifying CTE), so they cannot disagree, and the batch
-    counts move only when the guarded item update matched.
-    """
-    now = func.now()
-    if error is not None:
-        error = error[:MAX_ERROR_CHARS]
-    if error is not None and retry_in is not None:
-        retried = await session.execute(
-            update(ITEMS)
-            .where(_held_by(claim))
-            .values(
-                status=_PENDING,
-                error=error,
-                claimed_by=None,
-                lease_expires_at=None,
-                retry_at=now + retry_in,
-                duration_ms=duration_ms,
-                updated_at=now,
-            )
-            .returning(ITEMS.c.position)
-        )
-        return retried.first() is not None, None
-
-    # claimed_by stays on a finished item: it names the worker that recorded it.
-    final: dict[str, Any] = {
-        "lease_expires_at": None,
-        "finished_at": now,
-        "updated_at": now,
-        "duration_ms": duration_ms,
-    }
-    if error is None:
-        final |= {"status": ItemState.SUCCEEDED.value, "result": result}
-    else:
-        final |= {"status": ItemState.FAILED.value, "error": error}
-    done = (
-        update(ITEMS).where(_held_by(claim)).values(**final).returning(ITEMS.c.position).cte("done")
-    )
-    counts = _count_update(
-        claim.batch_id, completed=int(error is None), failed=int(error is not None)
-    ).where(select(done.c.position).exists())
-    status: str | None = (await session.execute(counts)).scalar_one_or_none()
-    return status is not None, status
+async def release_claims(session: AsyncSession, claims: Sequence[Claim]) -> int:
+    """Give claims back unfinished; return how many were still held."""
+    return sum([await release_claim(session, claim) for claim in claims])
 
 
 async def release_claim(session: AsyncSession, claim: Claim) -> bool:
@@ -283,11 +336,13 @@ async def reap_expired(
             ITEMS.c.attempts >= max_attempts,
         )
         .with_for_update(skip_locked=True)
+        .cte("expired")
+        .prefix_with("MATERIALIZED")
     )
     reaped = (
         await session.execute(
             update(ITEMS)
-            .where(ITEMS.c.batch_id == batch_id, ITEMS.c.position.in_(expired.scalar_subquery()))
+            .where(ITEMS.c.batch_id == batch_id, ITEMS.c.position == expired.c.position)
             .values(
                 status=ItemState.FAILED.value,
                 error=func.format(

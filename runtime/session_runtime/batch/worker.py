@@ -26,14 +26,15 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from ..session import get_background_engine, get_background_session
+from ..session import get_background_session
 from .claims import (
     Claim,
-    claim_item,
+    Outcome,
+    claim_items,
     is_final,
     reap_expired,
-    record_outcome,
-    release_claim,
+    record_outcomes,
+    release_claims,
     start_batch,
 )
 from .errors import BatchNotFoundError, PermanentItemError
@@ -56,8 +57,8 @@ _MIN_BACKOFF = 0.05
 # Transaction-scoped, so safe behind a transaction pooler (a plain SET would
 # stay on the server connection and leak into other clients' transactions).
 _ASYNC_COMMIT = select(func.set_config("synchronous_commit", "off", True))
-# Database errors in a row (pooler restart, failover) a worker task rides
-# out with back-off before it gives up and raises.
+# Database errors in a row (pooler restart, failover) a worker rides out
+# with back-off before it gives up and raises.
 _MAX_DB_ERRORS = 5
 
 
@@ -99,12 +100,6 @@ def _positive_int(name: str, value: object) -> int:
     return value
 
 
-def _db_slots() -> int:
-    """How many database steps may run at once: the background pool's size (at least 1)."""
-    size = getattr(get_background_engine().sync_engine.pool, "size", None)
-    return max(1, size()) if callable(size) else 5
-
-
 def _default_worker_id() -> str:
     return f"{socket.gethostname()[:120]}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
@@ -114,17 +109,25 @@ def _describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
-class _Stop(Exception):
-    """The batch is final: every task of this worker ends."""
-
-
 class _Worker:
+    """One worker: a database loop and up to ``concurrency`` handler tasks.
+
+    Only the loop talks to the database, one short transaction at a time:
+    each records every outcome that finished since the last one and claims
+    items for the free handler slots. So a worker holds at most one pooled
+    connection, and only for the length of a transaction, however many
+    handlers run; and when results arrive faster than a transaction takes,
+    they are recorded together, which keeps the one lock all recorders of a
+    batch share (the batch row) from capping throughput per item.
+    """
+
     def __init__(
         self,
         batch_id: uuid.UUID,
         handler: Handler,
         *,
         owner: str,
+        concurrency: int,
         lease: timedelta,
         handler_timeout: float,
         max_attempts: int,
@@ -135,6 +138,7 @@ class _Worker:
         self.batch_id = batch_id
         self.handler = handler
         self.owner = owner
+        self.concurrency = concurrency
         self.lease = lease
         self.handler_timeout = handler_timeout
         self.max_attempts = max_attempts
@@ -142,30 +146,24 @@ class _Worker:
         self.poll_interval = poll_interval
         self.durable = durable
         self.report = WorkerReport(batch_id, owner)
-        # Set when any task sees the batch final, so idle tasks stop at once
-        # instead of at their next poll.
-        self.finished = asyncio.Event()
-        # Database steps wait here rather than take overflow connections: the
-        # pool closes an overflow connection at check-in, so a step per item
-        # beyond the pool's size would reconnect (through the pooler) every time.
-        self.db_slots = asyncio.Semaphore(_db_slots())
+        self.running: dict[int, tuple[Claim, asyncio.Task[None]]] = {}
+        self.outcomes: list[Outcome] = []
+        # Set when a handler finishes, so the loop records at once.
+        self.wake = asyncio.Event()
+        self.fatal: BaseException | None = None
 
-    def _saw(self, status: str | None) -> None:
+    def _saw(self, status: str | None) -> bool:
+        """Note the batch status; True when it is final."""
         if status is not None:
             self.report.state = BatchState(status)
-        if is_final(status):
-            self.finished.set()
+        return is_final(status)
 
-    async def _db(self, step: Callable[[Any], Awaitable[T]]) -> T:
+    async def _db(self, step: Callable[[AsyncSession], Awaitable[T]]) -> T:
         """Run ``step(session)`` in its own short transaction, riding out brief outages."""
         failures = 0
         while True:
             try:
-                async with (
-                    self.db_slots,
-                    get_background_session() as session,
-                    session.begin(),
-                ):
+                async with get_background_session() as session, session.begin():
                     if not self.durable:
                         await session.execute(_ASYNC_COMMIT)
                     return await step(session)
@@ -176,95 +174,140 @@ class _Worker:
                 logger.warning("batch %s: database error, retrying: %s", self.batch_id, exc)
                 await asyncio.sleep(min(self.poll_interval, _MIN_BACKOFF * 2**failures))
 
-    def _claim_next(self, session: AsyncSession) -> Awaitable[Claim | None]:
-        return claim_item(
-            session,
-            self.batch_id,
-            owner=self.owner,
-            lease=self.lease,
-            max_attempts=self.max_attempts,
-        )
+    async def run(self) -> None:
+        try:
+            await self._loop()
+        finally:
+            await self._shutdown()
 
-    async def run_task(self) -> None:
+    async def _loop(self) -> None:
         backoff = _MIN_BACKOFF
-        claim: Claim | None = None
-        while not self.finished.is_set():
-            if claim is None:
-                claim = await self._db(self._claim_next)
-            if claim is not None:
-                backoff = _MIN_BACKOFF
-                claim = await self._process(claim)
-                continue
-            reaped, status = await self._db(
-                lambda s: reap_expired(s, self.batch_id, max_attempts=self.max_attempts)
-            )
-            self.report.reaped += reaped
-            self._saw(status)
-            if status is None:
-                raise BatchNotFoundError(f"batch {self.batch_id} was deleted while processing")
-            if reaped:
-                continue
-            # Nothing claimable, batch not final: other workers hold the rest,
-            # or retries wait out their delay. Poll again soon.
-            try:
-                await asyncio.wait_for(self.finished.wait(), backoff)
-            except asyncio.TimeoutError:
-                pass
-            backoff = min(backoff * 2, self.poll_interval)
+        while True:
+            if self.fatal is not None:
+                raise self.fatal
+            self.wake.clear()
+            outcomes, self.outcomes = self.outcomes, []
+            free = self.concurrency - len(self.running)
 
-    async def _process(self, claim: Claim) -> Claim | None:
-        """Run one claimed item, record its outcome; return the next claim, if any."""
+            async def step(
+                session: AsyncSession, outcomes: list[Outcome] = outcomes, free: int = free
+            ) -> tuple[list[Claim], list[bool], str | None]:
+                # Claim first, record last: recording ends by locking the
+                # batch row, which every recorder of this batch waits for,
+                # so it is held only until the commit. (Claiming cannot
+                # finish the batch, and when a claim succeeds these records
+                # cannot be its last.)
+                claims = (
+                    await claim_items(
+                        session,
+                        self.batch_id,
+                        owner=self.owner,
+                        lease=self.lease,
+                        max_attempts=self.max_attempts,
+                        limit=free,
+                    )
+                    if free
+                    else []
+                )
+                recorded, status = await record_outcomes(session, self.batch_id, outcomes)
+                return claims, recorded, status
+
+            claims, recorded, status = await self._db(step)
+            self._tally(outcomes, recorded)
+            if self._saw(status):
+                return
+            for claim in claims:
+                task = asyncio.ensure_future(self._run_item(claim))
+                self.running[claim.position] = (claim, task)
+            if claims:
+                backoff = _MIN_BACKOFF
+                continue
+            if not self.running and not self.outcomes:
+                # Idle: fail items whose last lease ran out, see if the batch is done.
+                reaped, status = await self._db(
+                    lambda s: reap_expired(s, self.batch_id, max_attempts=self.max_attempts)
+                )
+                self.report.reaped += reaped
+                if status is None:
+                    raise BatchNotFoundError(f"batch {self.batch_id} was deleted while processing")
+                if self._saw(status):
+                    return
+                if reaped:
+                    continue
+            # Nothing claimable now (other workers hold the rest, or retries
+            # wait out their delay): wait for a handler to finish, polling
+            # again after a back-off while handler slots are free.
+            timeout = backoff if len(self.running) < self.concurrency else None
+            try:
+                await asyncio.wait_for(self.wake.wait(), timeout)
+            except asyncio.TimeoutError:
+                backoff = min(backoff * 2, self.poll_interval)
+
+    def _tally(self, outcomes: list[Outcome], recorded: list[bool]) -> None:
+        for outcome, ok in zip(outcomes, recorded, strict=True):
+            if not ok:
+                self.report.stale += 1
+                logger.warning(
+                    "batch %s: item %s: lease lost before the result was recorded; discarded",
+                    self.batch_id,
+                    outcome.claim.position,
+                )
+            elif outcome.error is None:
+                self.report.succeeded += 1
+            elif outcome.retry_in is not None:
+                self.report.retried += 1
+            else:
+                self.report.failed += 1
+
+    async def _run_item(self, claim: Claim) -> None:
         started = time.monotonic()
         try:
             result, error, retryable = await self._call(claim)
         except asyncio.CancelledError:
-            # Shutting down mid-item: hand it back so another worker takes it
-            # now rather than after the lease. Shielded so the release itself
-            # is not cancelled; bounded so shutdown cannot hang on it.
-            release = asyncio.ensure_future(self._db(lambda s: release_claim(s, claim)))
-            try:
-                await asyncio.wait_for(asyncio.shield(release), 5)
-            except (asyncio.TimeoutError, asyncio.CancelledError, DBAPIError, OSError):
-                logger.warning("batch %s: could not release item %s", self.batch_id, claim.position)
             raise
-        duration_ms = int((time.monotonic() - started) * 1000)
+        except BaseException as exc:  # KeyboardInterrupt, SystemExit: stop the worker
+            self.fatal = exc
+            self.wake.set()
+            return
+        finally:
+            self.running.pop(claim.position, None)
         retry_in: timedelta | None = None
         if error is not None and retryable and claim.attempt < self.max_attempts:
             retry_in = self.retry_delay * 2 ** (claim.attempt - 1)
+        duration_ms = int((time.monotonic() - started) * 1000)
+        self.outcomes.append(Outcome(claim, result, error, retry_in, duration_ms))
+        self.wake.set()
 
-        async def record_and_claim(session: AsyncSession) -> tuple[bool, str | None, Claim | None]:
-            # The next claim rides in the same transaction as this result: one
-            # commit per item instead of two. Claim first, record last: the
-            # record locks the batch row every recorder needs, so it should be
-            # held for as short a time as possible before the commit. (When a
-            # claim succeeds, this record cannot be the batch's last.)
-            following = await self._claim_next(session)
-            recorded, status = await record_outcome(
-                session,
-                claim,
-                result=result,
-                error=error,
-                retry_in=retry_in,
-                duration_ms=duration_ms,
-            )
-            return recorded, status, following
+    async def _shutdown(self) -> None:
+        """Stop handlers still running; record finished outcomes, hand the rest back.
 
-        recorded, status, following = await self._db(record_and_claim)
-        if not recorded:
-            self.report.stale += 1
+        Reached on cancellation or an error. Shielded so it is not cancelled
+        itself, and bounded so a shutdown cannot hang on the database.
+        """
+        held = [claim for claim, _ in self.running.values()]
+        tasks = [task for _, task in self.running.values()]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        outcomes, self.outcomes = self.outcomes, []
+        if not held and not outcomes:
+            return
+
+        async def step(session: AsyncSession) -> list[bool]:
+            await release_claims(session, held)
+            recorded, _ = await record_outcomes(session, self.batch_id, outcomes)
+            return recorded
+
+        cleanup = asyncio.ensure_future(self._db(step))
+        try:
+            recorded = await asyncio.wait_for(asyncio.shield(cleanup), 5)
+            self._tally(outcomes, recorded)
+        except (asyncio.TimeoutError, asyncio.CancelledError, DBAPIError, OSError):
             logger.warning(
-                "batch %s: item %s: lease lost before the result was recorded; discarded",
+                "batch %s: could not hand back %d items; they are claimable after their lease",
                 self.batch_id,
-                claim.position,
+                len(held),
             )
-        elif error is None:
-            self.report.succeeded += 1
-        elif retry_in is not None:
-            self.report.retried += 1
-        else:
-            self.report.failed += 1
-        self._saw(status)
-        return following
 
     async def _call(self, claim: Claim) -> tuple[Any, str | None, bool]:
         """Run the handler outside any transaction: (result, error text, retryable)."""
@@ -313,40 +356,43 @@ async def process_batch_with_own_session(
     """Process a batch's items until the batch is finished; return what this worker did.
 
     Safe to run in any number of processes or machines at once, and to
-    start again after a crash. Each claim and each result is its own short
-    transaction on a background session (:func:`~session_runtime.get_background_session`);
-    ``handler(payload)`` is awaited with no transaction open, so slow work
-    never pins a pooler connection.
+    start again after a crash. ``handler(payload)`` is awaited with no
+    transaction open (up to ``concurrency`` calls at once), so slow work
+    never pins a pooler connection. The database work is short transactions
+    on background sessions (:func:`~session_runtime.get_background_session`),
+    one at a time per worker: each records the outcomes that finished since
+    the previous one and claims items for the free handler slots.
 
     * Claims use ``SELECT … FOR UPDATE SKIP LOCKED`` and set a lease
-      (``lease``, database clock). An item whose worker died is claimable
-      again once its lease runs out; an item whose last allowed lease ran
-      out fails.
+      (``lease``, on the database clock). An item whose worker died is
+      claimable again once its lease runs out; an item whose last allowed
+      lease ran out fails.
     * A handler error is retried after ``retry_delay``, doubling per
       attempt, up to ``max_attempts`` claims; then the item fails with the
       last error. :class:`~session_runtime.batch.PermanentItemError` (and a
-      result that is not JSON) fails the item at once. A handler that runs past ``handler_timeout`` (default: 90 %
-      of the lease) is cancelled and counts as an error.
-    * The item's outcome and the batch's counts and progress are written in
-      one statement, guarded by the claim (owner + attempt): a worker whose
-      lease ran out and whose item was claimed again records nothing. The
-      batch turns ``completed``/``completed_with_errors`` exactly once.
+      result that is not JSON) fails the item at once. A handler that runs
+      past ``handler_timeout`` (default: 90 % of the lease) is cancelled
+      and counts as an error.
+    * Each outcome is written guarded by its claim (owner + attempt), and
+      the batch's counts and progress move in the same transaction by the
+      outcomes that matched: a worker whose lease ran out and whose item was
+      claimed again records nothing. The batch turns
+      ``completed``/``completed_with_errors`` exactly once.
     * Execution is at least once: a worker killed mid-item leaves it to be
       run again. Recording is exactly once.
-    * Every result updates the batch row, so results of one batch are
-      recorded one after another; what bounds throughput is how long each
-      recorder holds that row, mostly its commit. By default the worker's
-      transactions commit with ``synchronous_commit = off`` (``SET LOCAL``,
-      transaction-scoped): they do not wait for the WAL flush, which in
-      bench/batch_bench.py makes processing several times faster. The price:
-      if the *database server* crashes, the results of its last fraction of
-      a second are forgotten, items and counts together (so they still
-      agree), and those items run again, exactly as after a worker crash.
-      ``durable=True`` waits for the flush on every commit.
+    * Commits: every recording transaction locks the batch row, so how long
+      that lock is held bounds a batch's throughput, and most of it is the
+      commit's WAL flush. By default the worker's transactions commit with
+      ``synchronous_commit = off`` (``set_config(..., is_local => true)``,
+      transaction-scoped, so pooler-safe): no flush wait. The price: if the
+      *database server* crashes, results of its last fraction of a second
+      are forgotten, items and counts together (so they still agree), and
+      those items run again, as after a worker crash. ``durable=True``
+      waits for the flush on every commit.
 
     Returns when the batch is final (so with several workers, each returns
-    once the last item anywhere is recorded). Cancelling it hands the
-    items in progress back.
+    once the last item anywhere is recorded). Cancelling it cancels the
+    running handlers and hands their items back at once.
 
     Raises:
         BatchNotFoundError: no such batch.
@@ -379,6 +425,7 @@ async def process_batch_with_own_session(
         batch,
         handler,
         owner=owner,
+        concurrency=concurrency,
         lease=lease,
         handler_timeout=timeout,
         max_attempts=max_attempts,
@@ -390,17 +437,8 @@ async def process_batch_with_own_session(
     status = await worker._db(lambda s: start_batch(s, batch))
     if status is None:
         raise BatchNotFoundError(f"batch {batch} not found")
-    worker._saw(status)
-    if not worker.finished.is_set():
-        tasks = [asyncio.ensure_future(worker.run_task()) for _ in range(concurrency)]
-        try:
-            await asyncio.gather(*tasks)
-        finally:
-            # One task failing (or this call being cancelled) stops the rest;
-            # each hands back the item it holds.
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+    if not worker._saw(status):
+        await worker.run()
     worker.report.seconds = time.monotonic() - began
     logger.info("batch %s: worker %s done: %s", batch, owner, worker.report)
     return worker.report
