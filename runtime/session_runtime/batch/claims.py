@@ -8,6 +8,7 @@ worker machine whatever its clock.
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -16,19 +17,25 @@ from typing import Any
 from typing import cast as type_cast
 
 from sqlalchemy import (
+    BigInteger,
     ColumnElement,
     Double,
+    Integer,
     Table,
+    Text,
     Update,
     and_,
+    bindparam,
     case,
     cast,
+    column,
     func,
     literal,
     or_,
     select,
     update,
 )
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from .models import BatchItem, BatchJob, BatchState, ItemState
@@ -224,34 +231,49 @@ class Outcome:
     duration_ms: int = 0
 
 
-async def _record_item(session: AsyncSession, outcome: Outcome) -> bool:
-    now = func.now()
-    error = None if outcome.error is None else outcome.error[:MAX_ERROR_CHARS]
-    values: dict[str, Any] = {
-        "lease_expires_at": None,
-        "updated_at": now,
-        "duration_ms": outcome.duration_ms,
+def _outcome_rows(outcomes: Sequence[Outcome]) -> Any:
+    """The outcomes as a table: ``unnest`` of one array parameter per column.
+
+    One statement records any number of outcomes, in a fixed number of round
+    trips; the results travel as JSON text and become ``jsonb`` in SQL.
+    """
+    columns: dict[str, tuple[Any, list[Any]]] = {
+        "position": (Integer, []),
+        "attempt": (Integer, []),
+        "status": (Text, []),
+        "result": (Text, []),
+        "error": (Text, []),
+        "retry_s": (Double, []),
+        "duration_ms": (BigInteger, []),
     }
-    if error is None:
-        # claimed_by stays on a finished item: it names the worker that recorded it.
-        values |= {
-            "status": ItemState.SUCCEEDED.value,
-            "result": outcome.result,
-            "finished_at": now,
-        }
-    elif outcome.retry_in is not None:
-        values |= {
-            "status": _PENDING,
+    for outcome in outcomes:
+        error = None if outcome.error is None else outcome.error[:MAX_ERROR_CHARS]
+        if error is None:
+            status = ItemState.SUCCEEDED.value
+        elif outcome.retry_in is not None:
+            status = _PENDING
+        else:
+            status = ItemState.FAILED.value
+        row = {
+            "position": outcome.claim.position,
+            "attempt": outcome.claim.attempt,
+            "status": status,
+            "result": json.dumps(outcome.result) if error is None else None,
             "error": error,
-            "claimed_by": None,
-            "retry_at": now + outcome.retry_in,
+            "retry_s": outcome.retry_in.total_seconds() if outcome.retry_in is not None else None,
+            "duration_ms": outcome.duration_ms,
         }
-    else:
-        values |= {"status": ItemState.FAILED.value, "error": error, "finished_at": now}
-    matched = await session.execute(
-        update(ITEMS).where(_held_by(outcome.claim)).values(**values).returning(ITEMS.c.position)
+        for name, value in row.items():
+            columns[name][1].append(value)
+    arrays = [
+        bindparam(f"outcome_{name}", values, type_=ARRAY(type_))
+        for name, (type_, values) in columns.items()
+    ]
+    return (
+        func.unnest(*arrays)
+        .table_valued(*(column(name, type_) for name, (type_, _) in columns.items()))
+        .render_derived(name="outcome")
     )
-    return matched.first() is not None
 
 
 async def record_outcomes(
@@ -259,14 +281,50 @@ async def record_outcomes(
 ) -> tuple[list[bool], str | None]:
     """Record outcomes of claims on one batch; return (recorded per outcome, batch status).
 
-    An outcome whose claim went stale (its lease ran out and the item was
-    claimed again or reaped) matches no row and is not recorded. The batch
-    counts then move by the outcomes that were recorded, in the same
-    transaction, as the last statement: the batch row is the one row every
-    recorder locks, so it is held only until the commit. The status is None
-    when no outcome finished an item (nothing to count).
+    Each outcome is guarded by its claim (owner + attempt): one whose claim
+    went stale (its lease ran out and the item was claimed again or reaped)
+    matches no row and is not recorded. The batch counts then move by the
+    outcomes that were recorded, in the same transaction, as its last
+    statement: the batch row is the one row every recorder locks, so it is
+    held only until the commit. The status is None when no outcome finished
+    an item (nothing to count).
     """
-    recorded = [await _record_item(session, outcome) for outcome in outcomes]
+    if not outcomes:
+        return [], None
+    owners = {outcome.claim.owner for outcome in outcomes}
+    if len(owners) != 1 or any(o.claim.batch_id != batch_id for o in outcomes):
+        raise ValueError("record_outcomes: outcomes of one worker and one batch at a time")
+    now = func.now()
+    row = _outcome_rows(outcomes)
+    pending = row.c.status == _PENDING
+    matched = await session.execute(
+        update(ITEMS)
+        .where(
+            ITEMS.c.batch_id == batch_id,
+            ITEMS.c.position == row.c.position,
+            ITEMS.c.attempts == row.c.attempt,
+            ITEMS.c.claimed_by == owners.pop(),
+            ITEMS.c.status == _RUNNING,
+        )
+        .values(
+            status=row.c.status,
+            result=cast(row.c.result, JSONB),
+            # The last error stays when a retry succeeds.
+            error=func.coalesce(row.c.error, ITEMS.c.error),
+            # claimed_by stays on a finished item: it names the worker that recorded it.
+            claimed_by=case((pending, None), else_=ITEMS.c.claimed_by),
+            lease_expires_at=None,
+            retry_at=case(
+                (pending, now + func.make_interval(0, 0, 0, 0, 0, 0, row.c.retry_s)), else_=None
+            ),
+            finished_at=case((pending, None), else_=now),
+            duration_ms=row.c.duration_ms,
+            updated_at=now,
+        )
+        .returning(ITEMS.c.position)
+    )
+    done = set(matched.scalars())
+    recorded = [outcome.claim.position in done for outcome in outcomes]
     completed = failed = 0
     for outcome, ok in zip(outcomes, recorded, strict=True):
         if ok and outcome.error is None:
