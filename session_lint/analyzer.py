@@ -23,10 +23,12 @@ from session_lint.context import FileContext, Report
 from session_lint.finding import Finding
 from session_lint.rules import ALL_RULES, Rule, SyntaxErrorRule
 from session_lint.semantics.scopes import (
+    Scope,
     class_scope,
     function_scope,
     lambda_scope,
     module_scope,
+    scope_at,
 )
 from session_lint.walker import Dispatcher
 
@@ -48,20 +50,29 @@ class ScopeTracker:
 
     def __init__(self, ctx: FileContext) -> None:
         self.ctx = ctx
+        self._entered: list[Scope] = []  # the scope to return to on leaving each scope
 
     def visit_FunctionDef(self, node: cst.FunctionDef) -> None:
-        self.ctx.scope = function_scope(node, self.ctx.scope)
+        self._push(function_scope(node, self._enclosing()))
 
     def visit_ClassDef(self, node: cst.ClassDef) -> None:
-        self.ctx.scope = class_scope(node, self.ctx.scope)
+        self._push(class_scope(node, self._enclosing()))
 
     def visit_Lambda(self, node: cst.Lambda) -> None:
-        self.ctx.scope = lambda_scope(node, self.ctx.scope)
+        self._push(lambda_scope(node, self._enclosing()))
+
+    def _enclosing(self) -> Scope:
+        # A def inside a decorator or default (``@deco(lambda c: c())``) belongs to
+        # the scope that evaluates it, not to the function being entered.
+        return scope_at(self.ctx.scope, self.ctx.ancestors[:-1])
+
+    def _push(self, scope: Scope) -> None:
+        self._entered.append(self.ctx.scope)
+        self.ctx.scope = scope
 
     def _pop(self, node: cst.CSTNode) -> None:
-        parent = self.ctx.scope.parent
-        assert parent is not None and self.ctx.scope.node is node
-        self.ctx.scope = parent
+        assert self._entered and self.ctx.scope.node is node
+        self.ctx.scope = self._entered.pop()
 
     leave_FunctionDef = leave_ClassDef = leave_Lambda = _pop
 

@@ -10,10 +10,18 @@ import libcst as cst
 
 from session_lint.config import Config
 from session_lint.finding import Fix
-from session_lint.semantics.scopes import Scope, qualified_names
+from session_lint.semantics.scopes import (
+    Scope,
+    comprehension_names,
+    dotted_name,
+    qualified_names,
+    scope_at,
+)
 
 if TYPE_CHECKING:
     from session_lint.rules.base import Rule
+
+_COMPREHENSION_TYPES = frozenset({cst.ListComp, cst.SetComp, cst.GeneratorExp, cst.DictComp})
 
 
 @dataclass(frozen=True, eq=False)
@@ -36,6 +44,9 @@ class FileContext:
     ancestors: list[cst.CSTNode]
     is_engine_module: bool
     reports: list[Report] = field(default_factory=list)
+    _where_cache: tuple[cst.CSTNode | None, Scope, Scope, frozenset[str]] | None = field(
+        default=None, repr=False
+    )
 
     # -- tree position -----------------------------------------------------
     @property
@@ -61,12 +72,56 @@ class FileContext:
     def qualified_names(
         self, node: cst.BaseExpression, scope: Scope | None = None
     ) -> frozenset[str]:
-        return qualified_names(scope or self.scope, node)
+        """Import-qualified names of ``node``. Without ``scope``, ``node`` is taken to
+        sit at (or below) the node being visited: decorators, defaults and bases
+        resolve in the enclosing scope, comprehension variables shadow imports."""
+        if scope is not None:
+            return qualified_names(scope, node)
+        where, shadowed = self._where()
+        if shadowed and (dotted_name(node) or "").partition(".")[0] in shadowed:
+            return frozenset()
+        return qualified_names(where, node)
+
+    def _where(self) -> tuple[Scope, frozenset[str]]:
+        """The scope the visited node is evaluated in, and the comprehension variables
+        around it; computed once per visited node, however many rules ask."""
+        current = self.ancestors[-1] if self.ancestors else None
+        cached = self._where_cache
+        if cached is not None and cached[0] is current and cached[1] is self.scope:
+            return cached[2], cached[3]
+        if self._in_plain_body():
+            where, shadowed = self.scope, frozenset[str]()
+        else:
+            where = scope_at(self.scope, self.ancestors)
+            shadowed = comprehension_names(self.ancestors)
+        self._where_cache = (current, self.scope, where, shadowed)
+        return where, shadowed
+
+    def _in_plain_body(self) -> bool:
+        """The usual case: the visited node sits in the body of the innermost
+        function/class/module, outside any comprehension."""
+        owner = self.scope.node
+        if isinstance(owner, cst.Lambda):
+            return False
+        ancestors = self.ancestors
+        index = len(ancestors) - 1
+        while index >= 0:
+            node = ancestors[index]
+            if node is owner:
+                break
+            if type(node) in _COMPREHENSION_TYPES:
+                return False
+            index -= 1
+        else:
+            return True  # not under the scope's node: nothing to adjust
+        if isinstance(owner, cst.Module) or index + 1 >= len(ancestors):
+            return True
+        return ancestors[index + 1] is getattr(owner, "body", None)
 
     def resolves_to(
         self, node: cst.BaseExpression, names: frozenset[str], scope: Scope | None = None
     ) -> bool:
-        return not qualified_names(scope or self.scope, node).isdisjoint(names)
+        return not self.qualified_names(node, scope).isdisjoint(names)
 
     def is_bound_locally(self, name: str) -> bool:
         """Whether ``name`` is bound in the module scope by something other than an import."""

@@ -69,17 +69,24 @@ class Scope:
     def lookup(self, name: str) -> Sequence[Binding]:
         """Every binding ``name`` may refer to here, by Python's scoping rules
         (class bodies are skipped by nested functions)."""
-        if name in self.global_names:
-            return self.module.bindings.get(name, ())
+        # Bindings made under ``global``/``nonlocal`` (``global S; from m import S``)
+        # belong to the outer name: they count together with the outer bindings.
+        carried: list[Binding] = []
         scope: Scope | None = self
         first = True
         while scope is not None:
-            if (first or scope.kind is not ScopeKind.CLASS) and name in scope.bindings:
-                if name not in scope.nonlocal_names:
-                    return scope.bindings[name]
+            if first or scope.kind is not ScopeKind.CLASS:
+                if name in scope.global_names and scope.parent is not None:
+                    carried.extend(scope.bindings.get(name, ()))
+                    return [*self.module.bindings.get(name, ()), *carried]
+                if name in scope.bindings:
+                    if name not in scope.nonlocal_names:
+                        found = scope.bindings[name]
+                        return [*found, *carried] if carried else found
+                    carried.extend(scope.bindings[name])
             first = False
             scope = scope.parent
-        return ()
+        return carried
 
     def enclosing_function(self) -> Scope | None:
         scope: Scope | None = self
@@ -303,3 +310,80 @@ def qualified_names(scope: Scope, node: cst.BaseExpression) -> frozenset[str]:
             qn = binding.qualified_name
             out.add(f"{qn}.{rest}" if rest else qn)
     return frozenset(out)
+
+
+# -- where an expression is evaluated ----------------------------------------------
+_COMPREHENSIONS = (cst.ListComp, cst.SetComp, cst.GeneratorExp, cst.DictComp)
+
+
+def scope_at(scope: Scope, ancestors: Sequence[cst.CSTNode]) -> Scope:
+    """The scope an expression is evaluated in, given the innermost scope entered on
+    the way down and the path to the expression (outermost first).
+
+    A function's decorators, parameter defaults and annotations, and a class's
+    decorators, bases and keywords, are evaluated in the *enclosing* scope, although
+    the walk has already entered the function or class when it visits them.
+    """
+    while scope.parent is not None:
+        owner = scope.node
+        index = _index_of(ancestors, owner)
+        if index is None or index + 1 >= len(ancestors):
+            return scope  # not on the path, or the owner itself: keep the body's scope
+        child = ancestors[index + 1]
+        if isinstance(owner, (cst.FunctionDef, cst.ClassDef, cst.Lambda)) and child is owner.body:
+            if isinstance(owner, cst.ClassDef) and _in_comprehension(ancestors[index + 1 :]):
+                # Class-level names are invisible inside a comprehension in the body,
+                # and so are those of enclosing classes.
+                outer = scope.parent
+                while outer.kind is ScopeKind.CLASS and outer.parent is not None:
+                    outer = outer.parent
+                return outer
+            return scope
+        scope = scope.parent
+    return scope
+
+
+def _in_comprehension(ancestors: Sequence[cst.CSTNode]) -> bool:
+    return any(_inside_comprehension(ancestors, index) for index in range(len(ancestors)))
+
+
+def _inside_comprehension(ancestors: Sequence[cst.CSTNode], index: int) -> bool:
+    """Whether the path enters the comprehension at ``index`` somewhere other than its
+    outermost iterable (which is evaluated in the enclosing scope)."""
+    node = ancestors[index]
+    if not isinstance(node, _COMPREHENSIONS):
+        return False
+    path = ancestors[index + 1 : index + 3]
+    return not (len(path) == 2 and path[0] is node.for_in and path[1] is node.for_in.iter)
+
+
+def comprehension_names(ancestors: Sequence[cst.CSTNode]) -> frozenset[str]:
+    """Names bound by the ``for`` targets of the comprehensions around the end of the
+    path (comprehensions are scopes of their own; their outermost iterable is
+    evaluated outside)."""
+    names: set[str] = set()
+    for index, node in enumerate(ancestors):
+        if not isinstance(node, _COMPREHENSIONS) or not _inside_comprehension(ancestors, index):
+            continue
+        comp_for: cst.CompFor | None = node.for_in
+        while comp_for is not None:
+            names.update(_target_names(comp_for.target))
+            comp_for = comp_for.inner_for_in
+    return frozenset(names)
+
+
+def _target_names(target: cst.BaseExpression) -> Iterator[str]:
+    if isinstance(target, cst.Name):
+        yield target.value
+    elif isinstance(target, (cst.Tuple, cst.List)):
+        for element in target.elements:
+            yield from _target_names(element.value)
+    elif isinstance(target, cst.StarredElement):
+        yield from _target_names(target.value)
+
+
+def _index_of(nodes: Sequence[cst.CSTNode], node: cst.CSTNode) -> int | None:
+    for index in range(len(nodes) - 1, -1, -1):
+        if nodes[index] is node:
+            return index
+    return None
