@@ -84,6 +84,4 @@ class UnclosedSession(Rule):
     def _makes_session(self, call: cst.Call) -> bool:
         if self.ctx.resolves_to(call.func, SESSION_CLASSES):
             return True
-        return is_session_factory(self.ctx, call.func) or is_project_session_factory(
-            self.ctx, call.func
-        )
+        return is_session_factory(self.ctx, call.func) or is_project_session_factory(self.ctx, call)

@@ -85,7 +85,7 @@ def is_session_source(
         return True
     if isinstance(func, cst.Attribute) and func.attr.value == "begin":
         return is_session_factory(ctx, func.value, scope)
-    return is_session_factory(ctx, func, scope) or is_project_session_factory(ctx, func, scope)
+    return is_session_factory(ctx, func, scope) or is_project_session_factory(ctx, expr, scope)
 
 
 # Libraries whose "sessions" are not SQLAlchemy's (HTTP clients, cloud SDKs, ML runtimes…).
@@ -148,14 +148,19 @@ def session_prefilter_tokens(config: Config) -> tuple[str, ...]:
 
 
 def is_project_session_factory(
-    ctx: FileContext, func: cst.BaseExpression, scope: Scope | None = None
+    ctx: FileContext, call: cst.Call, scope: Scope | None = None
 ) -> bool:
-    """A session factory imported from the project's own modules, which the analysis
-    cannot open: ``from app.db import async_session`` / ``SessionLocal``. Recognised by
-    import (not a known library) and name (it says ``session``) — the configured-name
-    fallback of DESIGN §3, applied to factories."""
+    """A call of a session factory imported from the project's own modules, which
+    the analysis cannot open: ``async_session()``, ``SessionLocal()`` after ``from
+    app.db import …``. Recognised by import (not a known library), name (it says
+    ``session``) and call shape (no positional arguments: ``object_session(obj)``
+    and the like look a session *up*) — the configured-name fallback of DESIGN §3,
+    applied to factories."""
     scope = scope or ctx.scope
+    func = call.func
     if not isinstance(func, cst.Name) or not any(t in func.value for t in _SESSION_SPELLINGS):
+        return False
+    if any(arg.keyword is None for arg in call.args):
         return False
     bindings = scope.lookup(func.value)
     if not bindings:
