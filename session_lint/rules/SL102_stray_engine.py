@@ -86,8 +86,8 @@ class StrayEngine(Rule):
     code = "SL102"
     name = "stray-engine"
     message = (
-        "engine created outside the engine modules: its pool and settings are not the app's "
-        "(with asyncpg's defaults behind a transaction pooler, queries fail with "
+        "engine created outside the engine modules: it has its own pool and settings "
+        "(behind a transaction pooler, asyncpg's defaults fail with "
         '`prepared statement "__asyncpg_stmt_1__" does not exist`); create it once in an '
         "engine module, e.g. with `{factory}(url)`"
     )
