@@ -24,8 +24,9 @@ class EnginePerCall(Rule):
     """
     ## What it does
     Finds an engine (`create_async_engine(...)`, `create_engine(...)`) created
-    inside a function or method and used there — connected to, handed to a session,
-    or thrown away — so that every call builds a new engine with a new pool.
+    inside a function or method and used there — connected to, begun, disposed,
+    handed to a session or a local session factory — so that every call builds a
+    new engine with a new pool.
 
     A function that hands the engine back (`return`/`yield` it, or a name bound to
     it) is a factory, not a finding: lifespans, fixtures and `get_engine()`
@@ -154,8 +155,6 @@ class EnginePerCall(Rule):
         if isinstance(parent, cst.Attribute) and parent.value is value:
             # ``engine.connect()``, ``engine.dispose()``, ``factory.begin()``
             return grandparent is not None and _is_method_call(parent, grandparent)
-        if isinstance(parent, cst.Expr):
-            return True  # created and thrown away
         if kind == _FACTORY and isinstance(parent, cst.Call) and parent.func is value:
             return True  # ``factory()`` makes a session: sessions are per call anyway
         if kind == _ENGINE and isinstance(parent, cst.Arg) and parent.value is value:
@@ -184,6 +183,8 @@ class EnginePerCall(Rule):
                 self._stays_local(use, chain, scope, function, kind, depth + 1)
                 for use, chain in _name_uses(function.body, name)
             )
+        # Anything else, a bare ``create_engine(url)`` included (a probe that never
+        # connects: engines open connections lazily), is not ours to judge.
         return False
 
 
