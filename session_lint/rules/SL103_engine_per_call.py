@@ -179,9 +179,10 @@ class EnginePerCall(Rule):
             name = targets[0].value
             if name in scope.global_names or name in scope.nonlocal_names:
                 return False  # a lazy singleton
-            return all(
+            uses = list(_name_uses(function.body, name))
+            return bool(uses) and all(
                 self._stays_local(use, chain, scope, function, kind, depth + 1)
-                for use, chain in _name_uses(function.body, name)
+                for use, chain in uses
             )
         # Anything else, a bare ``create_engine(url)`` included (a probe that never
         # connects: engines open connections lazily), is not ours to judge.
