@@ -4,7 +4,7 @@ import libcst as cst
 
 from session_lint.rules.base import Rule
 from session_lint.semantics.known import SESSION_CLASSES
-from session_lint.semantics.ownership import NameUse, name_uses
+from session_lint.semantics.ownership import NameUse, is_test_code, name_uses
 from session_lint.semantics.sessions import is_project_session_factory, is_session_factory
 
 
@@ -25,8 +25,10 @@ class UnclosedSession(Rule):
     `QueuePool limit of size 5 overflow 10 reached, connection timed out`.
 
     A session that is returned, stored, or passed to other code is theirs to close
-    and is not reported; a session that is yielded (a FastAPI dependency, a pytest
-    fixture) must be closed in `finally` around the `yield`.
+    and is not reported; a session that is yielded from a FastAPI dependency must be
+    closed in `finally` around the `yield` (FastAPI throws the endpoint's exception
+    in at the `yield`). A pytest fixture may close it after the `yield`: pytest runs
+    the teardown even when the test fails.
 
     ## Example
     ```python
@@ -79,7 +81,17 @@ class UnclosedSession(Rule):
         uses = name_uses(function, target.value)
         if NameUse.ESCAPES in uses or NameUse.CLOSED in uses:
             return
+        if NameUse.CLOSE_CALLED in uses and self._is_fixture(function):
+            return  # pytest runs a fixture's teardown even when the test fails
         self.report(value, self.message.format(name=target.value))
+
+    def _is_fixture(self, function: cst.FunctionDef) -> bool:
+        parent = self.ctx.scope.parent
+        return (
+            parent is not None
+            and not function.name.value.startswith("test_")
+            and is_test_code(self.ctx, function, parent)
+        )
 
     def _makes_session(self, call: cst.Call) -> bool:
         if self.ctx.resolves_to(call.func, SESSION_CLASSES):

@@ -249,6 +249,7 @@ def opened_async_session(ctx: FileContext, binding: Binding) -> bool:
 
 class NameUse(enum.Enum):
     CLOSED = "closed"  # ``with name``, or ``name.close()`` in a ``finally``
+    CLOSE_CALLED = "close-called"  # ``name.close()`` on the normal path only
     ESCAPES = "escapes"  # returned, passed on, stored, captured by a nested function
     YIELDED = "yielded"
 
@@ -308,12 +309,9 @@ def _classify(path: Sequence[cst.CSTNode], uses: set[NameUse], nested: bool) -> 
         uses.add(NameUse.CLOSED)
     elif isinstance(parent, cst.Attribute) and parent.value is node:
         grand = path[-3] if len(path) > 2 else None
-        if (
-            parent.attr.value == "close"
-            and isinstance(grand, cst.Call)
-            and any(isinstance(p, cst.Finally) for p in path)
-        ):
-            uses.add(NameUse.CLOSED)
+        if parent.attr.value == "close" and isinstance(grand, cst.Call):
+            in_finally = any(isinstance(p, cst.Finally) for p in path)
+            uses.add(NameUse.CLOSED if in_finally else NameUse.CLOSE_CALLED)
     elif isinstance(parent, cst.Yield):
         uses.add(NameUse.YIELDED)
     elif isinstance(parent, cst.AssignTarget) or (

@@ -278,7 +278,7 @@ def test_name_uses() -> None:
     )
     function = module.body[0]
     assert isinstance(function, cst.FunctionDef)
-    assert name_uses(function, "a") == set()
+    assert name_uses(function, "a") == {NameUse.CLOSE_CALLED}
     assert name_uses(function, "b") == {NameUse.CLOSED}
     assert name_uses(function, "c") == {NameUse.ESCAPES}
     assert name_uses(function, "d") == {NameUse.YIELDED, NameUse.CLOSED}
