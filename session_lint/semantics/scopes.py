@@ -221,6 +221,10 @@ def scan_statements(scope: Scope, body: Iterable[cst.CSTNode]) -> None:
 
 def _blocks(stmt: cst.BaseCompoundStatement) -> Iterator[cst.CSTNode]:
     """The statements of every block a compound statement owns (not nested scopes)."""
+    if isinstance(stmt, cst.Match):  # the only compound statement without a body of its own
+        for case in stmt.cases:
+            yield from _suite(case.body)
+        return
     yield from _suite(stmt.body)
     if isinstance(stmt, cst.If):
         orelse: cst.If | cst.Else | None = stmt.orelse
@@ -237,9 +241,6 @@ def _blocks(stmt: cst.BaseCompoundStatement) -> Iterator[cst.CSTNode]:
             yield from _suite(stmt.orelse.body)
         if stmt.finalbody is not None:
             yield from _suite(stmt.finalbody.body)
-    elif isinstance(stmt, cst.Match):
-        for case in stmt.cases:
-            yield from _suite(case.body)
 
 
 def _suite(body: cst.BaseSuite) -> Sequence[cst.CSTNode]:
