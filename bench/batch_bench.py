@@ -7,7 +7,7 @@ barrier. Throughput is measured on the database clock, from the batch's first
 claim to its last recorded item, so process start-up is not counted; the
 wall time from the start signal to the last worker's exit is shown too.
 
-    python bench/batch_bench.py [--items 1000] [--rounds 5] [--workers 1,2,4] [--commits async,durable]
+    python bench/batch_bench.py [--items 1000] [--rounds 5] [--workers 1,2,4]
 
 Everything (servers, workers, the database's share of the CPU) runs on this
 machine: on a small one, read the ratios between rows, not the absolutes.
@@ -47,9 +47,7 @@ async def _noop(payload: Any) -> None:
     return None
 
 
-async def _worker(
-    url: str, batch_id: str, ready: Path, go: Path, concurrency: int, durable: bool
-) -> None:
+async def _worker(url: str, batch_id: str, ready: Path, go: Path, concurrency: int) -> None:
     session_runtime.configure(url, pooler="transaction")
     try:
         # Open the pool's first connection before the start signal.
@@ -63,7 +61,6 @@ async def _worker(
             _noop,
             concurrency=concurrency,
             poll_interval=timedelta(milliseconds=100),
-            durable=durable,
         )
     finally:
         await session_runtime.dispose()
@@ -116,9 +113,7 @@ async def _db_seconds(url: str, batch_id: uuid.UUID) -> tuple[float, str, int]:
         await session_runtime.dispose()
 
 
-def _round(
-    url: str, workers: int, items: int, concurrency: int, durable: bool, tmp: Path
-) -> tuple[float, float]:
+def _round(url: str, workers: int, items: int, concurrency: int, tmp: Path) -> tuple[float, float]:
     batch_id = asyncio.run(_new_batch(url, items))
     go = tmp / f"go-{batch_id}"
     readies = [tmp / f"ready-{batch_id}-{n}" for n in range(workers)]
@@ -133,7 +128,6 @@ def _round(
                 str(ready),
                 str(go),
                 str(concurrency),
-                str(int(durable)),
             ],
             stdout=subprocess.PIPE,
             text=True,
@@ -171,16 +165,8 @@ def main() -> None:
     parser.add_argument("--workers", default="1,2,4", help="comma-separated worker process counts")
     parser.add_argument("--concurrency", type=int, default=5, help="tasks per worker process")
     parser.add_argument("--pool-size", type=int, default=10, help="pgbouncer default_pool_size")
-    parser.add_argument(
-        "--commits",
-        default="async,durable",
-        help="comma-separated: async (the default, synchronous_commit=off) and/or durable",
-    )
     args = parser.parse_args()
     counts = [int(n) for n in args.workers.split(",")]
-    modes = [mode.strip() for mode in args.commits.split(",")]
-    if not set(modes) <= {"async", "durable"}:
-        parser.error("--commits takes async and/or durable")
 
     with tempfile.TemporaryDirectory(prefix="batch-bench-") as tmpdir:
         tmp = Path(tmpdir)
@@ -198,15 +184,12 @@ def main() -> None:
             asyncio.run(_prepare(server, url))
             # Rounds interleave every configuration, so a burst of load from
             # elsewhere on the machine hits all of them alike.
-            runs: dict[tuple[int, str], list[tuple[float, float]]] = {}
+            runs: dict[int, list[tuple[float, float]]] = {}
             for _ in range(args.rounds):
-                for mode in modes:
-                    for workers in counts:
-                        runs.setdefault((workers, mode), []).append(
-                            _round(
-                                url, workers, args.items, args.concurrency, mode == "durable", tmp
-                            )
-                        )
+                for workers in counts:
+                    runs.setdefault(workers, []).append(
+                        _round(url, workers, args.items, args.concurrency, tmp)
+                    )
         finally:
             bouncer.close()
             server.stop()
@@ -217,20 +200,17 @@ def main() -> None:
         f"median of {args.rounds} interleaved rounds; items/s from first claim to last "
         "result (database clock), wall = start signal to last worker exit"
     )
-    header = " | ".join(f"{mode + ' items/s':>16} | {mode + ' (wall)':>13}" for mode in modes)
-    print(f"{'workers':>7} | {header}")
+    print(f"{'workers':>7} | {'items/s':>8} | {'items/s (wall)':>14}")
+    print(f"{'-' * 7}-+-{'-' * 8}-+-{'-' * 14}")
     for workers in counts:
-        cells = []
-        for mode in modes:
-            db = statistics.median(r[0] for r in runs[(workers, mode)])
-            wall = statistics.median(r[1] for r in runs[(workers, mode)])
-            cells.append(f"{args.items / db:>16.0f} | {args.items / wall:>13.0f}")
-        print(f"{workers:>7} | {' | '.join(cells)}")
+        db = statistics.median(r[0] for r in runs[workers])
+        wall = statistics.median(r[1] for r in runs[workers])
+        print(f"{workers:>7} | {args.items / db:>8.0f} | {args.items / wall:>14.0f}")
 
 
 if __name__ == "__main__":
     if len(sys.argv) > 1 and sys.argv[1] == "--worker":
-        url, batch_id, ready, go, concurrency, durable = sys.argv[2:8]
-        asyncio.run(_worker(url, batch_id, Path(ready), Path(go), int(concurrency), durable == "1"))
+        url, batch_id, ready, go, concurrency = sys.argv[2:7]
+        asyncio.run(_worker(url, batch_id, Path(ready), Path(go), int(concurrency)))
     else:
         main()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import importlib
 import sys
 from collections.abc import Iterator
@@ -11,7 +12,9 @@ from typing import Any
 
 import httpx
 import pytest
+import session_runtime
 from batch_fixtures import batch_pgbouncer, batch_url, run, tenant
+from session_runtime.batch import create_batch, get_batch_status
 
 __all__ = ["batch_pgbouncer", "batch_url"]  # fixtures used by name
 
@@ -76,3 +79,37 @@ def test_post_processes_in_background_and_get_reports(batch_url: str, example: M
             assert empty.status_code == 422
 
     run(batch_url, go)
+
+
+def test_startup_resumes_unfinished_batches(
+    batch_url: str, example: ModuleType, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A batch left unfinished by a previous instance is processed when the app starts."""
+    owner = tenant()
+
+    async def leave_unfinished() -> Any:
+        async with session_runtime.get_session() as s, s.begin():
+            return await create_batch(
+                s,
+                tenant_id=owner,
+                items=["a.org", "b.org"],
+                created_by="x",
+                processor="domain-check",
+            )
+
+    batch_id = run(batch_url, leave_unfinished)
+    monkeypatch.setenv("DATABASE_URL", batch_url)
+    monkeypatch.setenv("DB_POOLER", "transaction")
+
+    async def start_app() -> Any:
+        async with example.app.router.lifespan_context(example.app):
+            deadline = asyncio.get_running_loop().time() + 30
+            while True:
+                async with session_runtime.get_session() as s:
+                    status = await get_batch_status(s, batch_id=batch_id, tenant_id=owner)
+                if status.finished or asyncio.get_running_loop().time() > deadline:
+                    return status
+                await asyncio.sleep(0.05)
+
+    status = asyncio.run(start_app())
+    assert status.state.value == "completed" and status.completed == 2

@@ -410,7 +410,7 @@ def test_permanent_errors_are_not_retried(batch_url: str) -> None:
             raise ConnectionError("upstream down")
 
         report = await process_batch_with_own_session(
-            batch_id, handler, max_attempts=3, retry_delay=timedelta(milliseconds=10), durable=True
+            batch_id, handler, max_attempts=3, retry_delay=timedelta(milliseconds=10)
         )
         assert (report.failed, report.retried) == (2, 2)
         items = (await _status(batch_id, owner)).items

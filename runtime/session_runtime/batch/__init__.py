@@ -14,7 +14,13 @@ from __future__ import annotations
 from .errors import BatchNotFoundError, PermanentItemError
 from .models import BatchBase, BatchItem, BatchJob, BatchState, ItemState, metadata
 from .schema import create_all, drop_all
-from .service import BatchStatus, ItemSummary, create_batch, get_batch_status
+from .service import (
+    BatchStatus,
+    ItemSummary,
+    create_batch,
+    get_batch_status,
+    unfinished_batch_ids,
+)
 from .validation import MAX_ITEMS, MAX_PAYLOAD_BYTES
 from .worker import Handler, WorkerReport, process_batch_with_own_session
 
@@ -38,4 +44,5 @@ __all__ = [
     "get_batch_status",
     "metadata",
     "process_batch_with_own_session",
+    "unfinished_batch_ids",
 ]

@@ -29,6 +29,7 @@ __all__ = [
     "ItemSummary",
     "create_batch",
     "get_batch_status",
+    "unfinished_batch_ids",
 ]
 
 #: Items listed by :func:`get_batch_status` unless asked otherwise.
@@ -286,3 +287,31 @@ async def get_batch_status(
         item_counts=item_counts,
         items=summaries,
     )
+
+
+async def unfinished_batch_ids(
+    session: AsyncSession, *, processor: str | None = None, limit: int = 100
+) -> list[uuid.UUID]:
+    """Ids of batches not final yet, oldest first: what to resume after a restart.
+
+    Not tenant-scoped: for the operator's side (start-up, a worker fleet),
+    never for an endpoint. Running ``process_batch_with_own_session`` on a
+    batch other workers are already processing is safe; they share it.
+
+    Raises:
+        ValueError, TypeError: malformed arguments.
+    """
+    check_session(session)
+    if processor is not None:
+        check_identifier("processor", processor, max_length=100)
+    if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
+        raise ValueError(f"limit must be an int >= 1, got {limit!r}")
+    query = (
+        select(BatchJob.id)
+        .where(BatchJob.status.in_([BatchState.PENDING.value, BatchState.RUNNING.value]))
+        .order_by(BatchJob.created_at)
+        .limit(limit)
+    )
+    if processor is not None:
+        query = query.where(BatchJob.processor == processor)
+    return list((await session.execute(query)).scalars())

@@ -22,7 +22,6 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any, TypeVar
 
-from sqlalchemy import func, select
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -54,9 +53,6 @@ T = TypeVar("T")
 # Polling back-off when nothing is claimable: starts short so a batch whose
 # last items free up soon finishes soon, doubles up to poll_interval.
 _MIN_BACKOFF = 0.05
-# Transaction-scoped, so safe behind a transaction pooler (a plain SET would
-# stay on the server connection and leak into other clients' transactions).
-_ASYNC_COMMIT = select(func.set_config("synchronous_commit", "off", True))
 # Database errors in a row (pooler restart, failover) a worker rides out
 # with back-off before it gives up and raises.
 _MAX_DB_ERRORS = 5
@@ -133,7 +129,6 @@ class _Worker:
         max_attempts: int,
         retry_delay: timedelta,
         poll_interval: float,
-        durable: bool,
     ) -> None:
         self.batch_id = batch_id
         self.handler = handler
@@ -144,7 +139,6 @@ class _Worker:
         self.max_attempts = max_attempts
         self.retry_delay = retry_delay
         self.poll_interval = poll_interval
-        self.durable = durable
         self.report = WorkerReport(batch_id, owner)
         self.running: dict[int, tuple[Claim, asyncio.Task[None]]] = {}
         self.outcomes: list[Outcome] = []
@@ -164,8 +158,6 @@ class _Worker:
         while True:
             try:
                 async with get_background_session() as session, session.begin():
-                    if not self.durable:
-                        await session.execute(_ASYNC_COMMIT)
                     return await step(session)
             except (DBAPIError, OSError) as exc:
                 failures += 1
@@ -351,7 +343,6 @@ async def process_batch_with_own_session(
     handler_timeout: timedelta | None = None,
     poll_interval: timedelta = timedelta(seconds=1),
     worker_id: str | None = None,
-    durable: bool = False,
 ) -> WorkerReport:
     """Process a batch's items until the batch is finished; return what this worker did.
 
@@ -380,16 +371,6 @@ async def process_batch_with_own_session(
       ``completed``/``completed_with_errors`` exactly once.
     * Execution is at least once: a worker killed mid-item leaves it to be
       run again. Recording is exactly once.
-    * Commits: every recording transaction locks the batch row, so how long
-      that lock is held bounds a batch's throughput, and most of it is the
-      commit's WAL flush. By default the worker's transactions commit with
-      ``synchronous_commit = off`` (``set_config(..., is_local => true)``,
-      transaction-scoped, so pooler-safe): no flush wait. The price: if the
-      *database server* crashes, results of its last fraction of a second
-      are forgotten, items and counts together (so they still agree), and
-      those items run again, as after a worker crash. ``durable=True``
-      waits for the flush on every commit.
-
     Returns when the batch is final (so with several workers, each returns
     once the last item anywhere is recorded). Cancelling it cancels the
     running handlers and hands their items back at once.
@@ -431,7 +412,6 @@ async def process_batch_with_own_session(
         max_attempts=max_attempts,
         retry_delay=retry_delay,
         poll_interval=poll,
-        durable=bool(durable),
     )
     began = time.monotonic()
     status = await worker._db(lambda s: start_batch(s, batch))
