@@ -1,4 +1,4 @@
-"""The SQL of the claim loop: claim, record, release, reap — each one short transaction.
+"""The SQL of the claim loop: claim, record, release, reap, in the worker's short transactions.
 
 Every statement is plain parameterised SQL that works through a transaction
 pooler: no session state, no LISTEN/NOTIFY, no session-level advisory locks.

@@ -18,7 +18,7 @@ import socket
 import time
 import uuid
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, TypeVar
 
@@ -76,7 +76,6 @@ class WorkerReport:
     #: The batch's status when this worker stopped.
     state: BatchState | None = None
     seconds: float = 0.0
-    errors: list[str] = field(default_factory=list)
 
 
 def _positive_seconds(name: str, value: object) -> float:
@@ -204,7 +203,14 @@ class _Worker:
                 recorded, status = await record_outcomes(session, self.batch_id, outcomes)
                 return claims, recorded, status
 
-            claims, recorded, status = await self._db(step)
+            try:
+                claims, recorded, status = await self._db(step)
+            except BaseException:
+                # Not recorded (or unknown): keep them for the shutdown's
+                # attempt; if they were recorded after all, the guard
+                # discards the second write.
+                self.outcomes[:0] = outcomes
+                raise
             self._tally(outcomes, recorded)
             if self._saw(status):
                 return
