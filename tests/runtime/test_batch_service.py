@@ -19,9 +19,12 @@ from session_runtime.batch import (
     BatchState,
     ItemState,
     PermanentItemError,
+    create_all,
     create_batch,
+    drop_all,
     get_batch_status,
     process_batch_with_own_session,
+    unfinished_batch_ids,
 )
 from session_runtime.batch.claims import claim_item, claim_items, record_outcome
 
@@ -440,5 +443,64 @@ def test_claims_respect_the_limit(batch_url: str) -> None:
             assert [c.position for c in more] == [3, 4, 5, 6]
         status = await _status(batch_id, owner)
         assert status.item_counts["running"] == 7 and status.item_counts["pending"] == 43
+
+    run(batch_url, go)
+
+
+def test_item_whose_last_lease_ran_out_fails(batch_url: str) -> None:
+    """A claim abandoned on its last allowed attempt is failed (and counted) by the next worker."""
+
+    async def go() -> None:
+        owner = tenant()
+        batch_id = await _new_batch(owner, ["abandoned", "fine"])
+        async with session_runtime.get_background_session() as s, s.begin():
+            dead = await claim_items(
+                s, batch_id, owner="dead", lease=timedelta(milliseconds=100), max_attempts=1
+            )
+        assert [c.position for c in dead] == [0]
+        await asyncio.sleep(0.2)
+        report = await process_batch_with_own_session(batch_id, _echo, max_attempts=1)
+        assert (report.succeeded, report.reaped) == (1, 1)
+        status = await _status(batch_id, owner)
+        assert (status.completed, status.failed, status.progress) == (1, 1, 1.0)
+        assert status.state is BatchState.COMPLETED_WITH_ERRORS
+        lost = status.items[0]
+        assert lost.state is ItemState.FAILED and lost.attempts == 1
+        assert lost.error == "lease expired on attempt 1 of 1: the worker died or the handler hung"
+
+    run(batch_url, go)
+
+
+def test_unfinished_batch_ids(batch_url: str) -> None:
+    """Lists pending and running batches (for resuming after a restart), filtered by processor."""
+
+    async def go() -> None:
+        owner = tenant()
+        kind = f"kind-{owner}"
+        waiting = await _new_batch(owner, [1], processor=kind)
+        done = await _new_batch(owner, [2], processor=kind)
+        await process_batch_with_own_session(done, _echo)
+        async with session_runtime.get_session() as s:
+            assert await unfinished_batch_ids(s, processor=kind) == [waiting]
+            assert waiting in await unfinished_batch_ids(s, limit=10_000)
+            with pytest.raises(ValueError, match="limit must be an int >= 1"):
+                await unfinished_batch_ids(s, limit=0)
+            with pytest.raises(ValueError, match="processor must not be empty"):
+                await unfinished_batch_ids(s, processor="")
+        with pytest.raises(TypeError, match="session must be a sqlalchemy AsyncSession"):
+            await unfinished_batch_ids(None)  # type: ignore[arg-type]
+
+    run(batch_url, go)
+
+
+def test_schema_helpers(batch_url: str) -> None:
+    """create_all is idempotent and safe to call from several tasks at once; both refuse a non-engine."""
+
+    async def go() -> None:
+        engine = session_runtime.get_engine()
+        await asyncio.gather(*(create_all(engine) for _ in range(3)))
+        for helper in (create_all, drop_all):
+            with pytest.raises(TypeError, match="engine must be a sqlalchemy AsyncEngine"):
+                await helper(batch_url)  # type: ignore[arg-type]
 
     run(batch_url, go)

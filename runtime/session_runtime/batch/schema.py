@@ -24,8 +24,16 @@ __all__ = ["create_all", "drop_all"]
 _SCHEMA_LOCK_KEY = 0x5E551_0B47C4
 
 
+def _check_engine(engine: object) -> None:
+    if not isinstance(engine, AsyncEngine):
+        raise TypeError(
+            f"engine must be a sqlalchemy AsyncEngine (e.g. make_engine()), got {type(engine).__name__}"
+        )
+
+
 async def create_all(engine: AsyncEngine) -> None:
     """Create the batch tables and indexes that do not exist yet (idempotent, concurrency-safe)."""
+    _check_engine(engine)
     async with engine.begin() as conn:
         await conn.execute(select(func.pg_advisory_xact_lock(_SCHEMA_LOCK_KEY)))
         await conn.run_sync(metadata.create_all)
@@ -33,6 +41,7 @@ async def create_all(engine: AsyncEngine) -> None:
 
 async def drop_all(engine: AsyncEngine) -> None:
     """Drop the batch tables (and every batch in them)."""
+    _check_engine(engine)
     async with engine.begin() as conn:
         await conn.execute(select(func.pg_advisory_xact_lock(_SCHEMA_LOCK_KEY)))
         await conn.run_sync(metadata.drop_all)
