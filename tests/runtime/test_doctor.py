@@ -1,0 +1,276 @@
+"""session-runtime doctor against real endpoints: direct PostgreSQL, pgbouncer in transaction and session mode.
+
+Each endpoint is classified from behaviour, and the configuration the doctor
+prints is then used, as printed, for a 50-task x 20-transaction workload
+through that endpoint.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import pytest
+from runtime_workload import asyncpg_dsn, run_workload
+from session_runtime import make_engine
+from session_runtime.doctor.backends import PROBE_SETTING
+from session_runtime.doctor.cli import main
+from session_runtime.testing import PgBouncer, pgbouncer_proc
+from sqlalchemy.ext.asyncio import create_async_engine
+
+DBNAME = "session_runtime"
+TX_POOL = 3
+
+doctor_tx_bouncer = pgbouncer_proc(
+    "session_runtime_postgresql_proc", pool_size=TX_POOL, scope="module"
+)
+doctor_session_bouncer = pgbouncer_proc(
+    "session_runtime_postgresql_proc", pool_mode="session", pool_size=5, scope="module"
+)
+
+
+def doctor(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, dict[str, Any]]:
+    """Run the CLI in-process with --format json; exit code and parsed report."""
+    code = main(["doctor", *args, "--format", "json"])
+    return code, json.loads(capsys.readouterr().out)
+
+
+@pytest.fixture
+def endpoints(
+    postgres_url: str, doctor_tx_bouncer: PgBouncer, doctor_session_bouncer: PgBouncer
+) -> dict[str, str]:
+    return {
+        "direct": postgres_url,
+        "transaction_pooler": doctor_tx_bouncer.url(DBNAME),
+        "session_pooler": doctor_session_bouncer.url(DBNAME),
+    }
+
+
+async def server_state(url: str, pool_size: int) -> dict[int, dict[str, Any]]:
+    """Every pgbouncer server connection: its prepared statements and the probe setting.
+
+    ``pool_size`` clients hold a transaction each at the same time, so
+    together they sit on every server connection (see
+    runtime_workload.server_prepared_statements).
+    """
+    conns = [
+        await asyncpg.connect(asyncpg_dsn(url), statement_cache_size=0) for _ in range(pool_size)
+    ]
+    try:
+        for conn in conns:
+            await conn.execute("BEGIN")
+        state = {}
+        for conn in conns:
+            row = await conn.fetchrow(
+                "SELECT pg_backend_pid() AS pid, current_setting($1, true) AS probe, "
+                "ARRAY(SELECT statement FROM pg_prepared_statements) AS statements",
+                PROBE_SETTING,
+            )
+            state[int(row["pid"])] = {"probe": row["probe"], "statements": list(row["statements"])}
+        for conn in conns:
+            await conn.execute("ROLLBACK")
+    finally:
+        for conn in conns:
+            await conn.close()
+    return state
+
+
+@pytest.mark.parametrize("kind", ["direct", "transaction_pooler", "session_pooler"])
+def test_classifies_and_prints_a_configuration_that_survives_a_workload(
+    kind: str, endpoints: dict[str, str], schema: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Right kind with its evidence; both printed engines: 50 tasks x 20 transactions, 0 errors, 0 wrong."""
+    url = endpoints[kind]
+    code, report = doctor(capsys, url)
+    assert code == 0, report["verdict"]
+    endpoint = report["endpoint"]
+    assert endpoint["kind"] == kind, endpoint
+    evidence = " ".join(endpoint["evidence"])
+    prepared = report["prepared_statements"]
+    assert prepared["statement_cache_size_0"]["passed"]
+    startup = report["startup_parameters"]
+    config = report["configuration"]
+    if kind == "transaction_pooler":
+        assert "server connections are shared between clients" in evidence
+        assert "consecutive transactions ran on backends" in evidence
+        assert prepared["defaults"]["ok"] is False
+        assert (
+            "InvalidSQLStatementNameError: prepared statement" in prepared["defaults"]["evidence"]
+        )
+        assert "does not exist" in prepared["defaults"]["evidence"]
+        assert report["session_state"]["leaks"] is True
+        assert {"jit", "search_path", "options"} <= set(startup["refused"])
+        assert "unsupported startup parameter: jit" in startup["refused"]["jit"]
+        assert {"application_name", "TimeZone"} <= set(startup["accepted"])
+        assert config["make_engine"]["kwargs"] == {"pooler": "transaction"}
+        assert config["create_async_engine"]["kwargs"]["connect_args"]["statement_cache_size"] == 0
+    elif kind == "session_pooler":
+        assert "a new client was given its backend" in evidence
+        assert prepared["defaults"]["ok"] is True
+        assert report["session_state"] == {
+            "leaks": False,
+            "evidence": report["session_state"]["evidence"],
+            "resets_between_clients": True,
+        }
+        assert "jit" in startup["refused"]
+        # pool_size=5: the engine's pool must fit what the pooler can give.
+        assert config["make_engine"]["kwargs"] == {
+            "pooler": "session",
+            "pool_size": 5,
+            "max_overflow": 0,
+        }
+    else:
+        assert "ended when its client disconnected" in evidence
+        assert prepared["defaults"]["ok"] is True
+        assert report["session_state"]["leaks"] is False
+        assert startup["refused"] == {}
+        assert config["make_engine"]["kwargs"] == {"pooler": "none"}
+        assert "statement_cache_size" not in config["create_async_engine"]["kwargs"]["connect_args"]
+    assert config["verified"]["passed"] and config["verified_plain"]["passed"]
+    for name in ("connect", "transaction"):
+        assert report["latency"][name]["samples"] > 0 and report["latency"][name]["median_ms"] > 0
+
+    async def workloads() -> None:
+        plain = config["create_async_engine"]
+        engines = [
+            make_engine(url, **config["make_engine"]["kwargs"]),
+            create_async_engine(plain["url"], **plain["kwargs"]),
+        ]
+        for engine in engines:
+            try:
+                outcome = await run_workload(engine, tasks=50, transactions=20)
+            finally:
+                await engine.dispose()
+            assert outcome.errors == {} and outcome.wrong == 0 and outcome.ok == 1000
+
+    asyncio.run(workloads())
+
+
+def test_text_report_names_the_evidence_and_the_code(
+    endpoints: dict[str, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    url = endpoints["transaction_pooler"]
+    assert main(["doctor", url]) == 0
+    out = capsys.readouterr().out
+    assert "Endpoint: transaction-mode pooler" in out
+    assert 'prepared statement "__asyncpg_stmt_' in out
+    assert f'engine = make_engine("{url}", pooler="transaction")' in out
+    assert 'connect_args={"statement_cache_size": 0, "timeout": 5.0}' in out
+    assert "use SET LOCAL" in out
+    assert out.rstrip().splitlines()[-1].startswith("exit 0: a safe configuration was found")
+
+
+ENGINES = """
+import os
+from sqlalchemy.ext.asyncio import create_async_engine
+from session_runtime import make_engine
+
+URL = os.environ["DOCTOR_TEST_URL"]
+# Seen in real code: a driver argument put where startup parameters go.
+settings_engine = create_async_engine(
+    URL, connect_args={"server_settings": {"statement_cache_size": "0"}}
+)
+default_engine = create_async_engine(URL)
+
+
+def safe_engine():
+    return make_engine(URL, pooler="transaction")
+"""
+
+
+@pytest.fixture
+def engines_module(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, doctor_tx_bouncer: PgBouncer, postgres_url: str
+) -> Iterator[str]:
+    name = f"doctor_engines_{uuid.uuid4().hex[:8]}"
+    (tmp_path / f"{name}.py").write_text(ENGINES)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setenv("DOCTOR_TEST_URL", doctor_tx_bouncer.url(DBNAME))
+    monkeypatch.delenv("DATABASE_URL", raising=False)
+    yield name
+    sys.modules.pop(name, None)
+
+
+def test_check_engine_server_settings_fails_with_the_exact_error(
+    engines_module: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, report = doctor(capsys, "--check-engine", f"{engines_module}:settings_engine")
+    assert code == 1
+    check = report["check_engine"]
+    assert check["passed"] is False
+    assert (
+        check["error"]
+        == "ProtocolViolationError: unsupported startup parameter: statement_cache_size"
+    )
+    assert report["endpoint"]["kind"] == "transaction_pooler"  # URL taken from the engine
+    assert report["configuration"]["verified"]["passed"]
+
+
+def test_check_engine_defaults_fail_and_the_doctor_removes_its_statements(
+    engines_module: str, doctor_tx_bouncer: PgBouncer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, report = doctor(capsys, "--check-engine", f"{engines_module}:default_engine")
+    assert code == 1
+    check = report["check_engine"]
+    assert check["passed"] is False
+    assert check["error"].startswith(
+        'InvalidSQLStatementNameError: prepared statement "__asyncpg_stmt_'
+    )
+    assert check["error"].endswith("does not exist")
+    assert check["burst"]["clients"] == 50 and sum(check["burst"]["errors"].values()) > 0
+    state = asyncio.run(server_state(doctor_tx_bouncer.url(DBNAME), TX_POOL))
+    doctors = [s for v in state.values() for s in v["statements"] if "session-runtime doctor" in s]
+    assert doctors == []
+    # What the engine prepared by itself (type introspection) is its own, and reported.
+    others = sum(len(v["statements"]) for v in state.values())
+    if others:
+        assert "not the doctor's" in (check["leftover"] or "")
+
+
+def test_check_engine_make_engine_passes(
+    engines_module: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, report = doctor(capsys, "--check-engine", f"{engines_module}:safe_engine")
+    assert code == 0, report["verdict"]
+    check = report["check_engine"]
+    assert check["passed"] and check["error"] is None
+    assert check["burst"]["ok"] == 50 * 5
+
+
+def test_nothing_left_behind(
+    make_pgbouncer: Any, postgres_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A fresh pgbouncer: after the doctor, no statements and no probe value on any server connection, no new relations."""
+    bouncer = make_pgbouncer(pool_size=TX_POOL)
+    url = bouncer.url(DBNAME)
+
+    async def relations() -> set[str]:
+        conn = await asyncpg.connect(asyncpg_dsn(postgres_url))
+        try:
+            rows = await conn.fetch(
+                "SELECT n.nspname || '.' || c.relname AS name FROM pg_class c "
+                "JOIN pg_namespace n ON n.oid = c.relnamespace "
+                "WHERE n.nspname NOT IN ('pg_catalog', 'information_schema', 'pg_toast')"
+            )
+            return {r["name"] for r in rows}
+        finally:
+            await conn.close()
+
+    before = asyncio.run(relations())
+    code, report = doctor(capsys, url)
+    assert code == 0
+    assert report["cleanup"]["settings_reset"] == 1
+    assert report["cleanup"]["statements_deallocated"] == 1  # the defaults probe's one statement
+    state = asyncio.run(server_state(url, TX_POOL))
+    servers = {row["remote_pid"] for row in bouncer.admin("SHOW SERVERS")}
+    assert servers and servers <= set(state), (servers, state)
+    assert all(v["statements"] == [] for v in state.values()), state
+    # A RESET placeholder reads as "" (never set: NULL); no server keeps the token.
+    assert all(v["probe"] in (None, "") for v in state.values()), state
+    assert asyncio.run(relations()) == before
