@@ -11,6 +11,7 @@ The pipeline for a file:
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -86,15 +87,57 @@ def enabled_rules(
     ]
 
 
-def prefilter_tokens(rules: Sequence[type[Rule]], config: Config) -> tuple[bytes, ...]:
-    tokens: set[bytes] = set()
-    for rule in rules:
-        tokens.update(t.encode() for t in rule.prefilter_tokens(config))
-    return tuple(sorted(tokens))
+class Prefilter:
+    """A cheap, sound test on a file's bytes: can any enabled rule fire on it?
+
+    Each rule gives clauses (see :meth:`Rule.prefilter`); a clause holds when each of
+    its groups has one of its strings in the file. One regular expression per
+    distinct group, evaluated lazily and at most once per file.
+    """
+
+    def __init__(self, rules: Sequence[type[Rule]], config: Config) -> None:
+        patterns: dict[tuple[str, ...], int] = {}
+        clauses: set[tuple[int, ...]] = set()
+        for rule in rules:
+            for clause in rule.prefilter(config):
+                ids: list[int] = []
+                for group in clause:
+                    key = tuple(sorted(set(group)))
+                    ids.append(patterns.setdefault(key, len(patterns)))
+                clauses.add(tuple(sorted(set(ids))))
+        self._regexes = [
+            re.compile(b"|".join(re.escape(t.encode()) for t in group)) if group else None
+            for group in patterns
+        ]
+        # Fewest groups first: most files are decided by the first clause's answers.
+        self._clauses = sorted(clauses, key=len)
+
+    def __call__(self, source: bytes) -> bool:
+        answers: dict[int, bool] = {}
+        for clause in self._clauses:
+            for gid in clause:
+                hit = answers.get(gid)
+                if hit is None:
+                    regex = self._regexes[gid]
+                    hit = answers[gid] = regex is not None and regex.search(source) is not None
+                if not hit:
+                    break
+            else:
+                return True
+        return False
 
 
-def may_fire(source: bytes, tokens: Sequence[bytes]) -> bool:
-    return any(token in source for token in tokens)
+def prefilter_tokens(rules: Sequence[type[Rule]], config: Config) -> Prefilter:
+    return _prefilter(tuple(rules), config)
+
+
+@functools.lru_cache(maxsize=32)
+def _prefilter(rules: tuple[type[Rule], ...], config: Config) -> Prefilter:
+    return Prefilter(rules, config)
+
+
+def may_fire(source: bytes, prefilter: Prefilter) -> bool:
+    return prefilter(source)
 
 
 def parse(source: bytes) -> cst.Module | Finding:
@@ -132,14 +175,18 @@ def analyze(
     rules: Sequence[type[Rule]] | None = None,
     *,
     apply_noqa: bool = True,
+    use_prefilter: bool = True,
 ) -> Analysis:
-    """Every finding of the enabled rules on one file's bytes."""
+    """Every finding of the enabled rules on one file's bytes.
+
+    ``use_prefilter=False`` parses every file: the tests use it to prove the
+    prefilter sound."""
     result = Analysis(path)
     active = enabled_rules(config, path, ALL_RULES if rules is None else rules)
     walkers = [r for r in active if r is not SyntaxErrorRule]
     report_syntax = SyntaxErrorRule in active
     tokens = prefilter_tokens(walkers, config)
-    if not walkers or not may_fire(source, tokens):
+    if not walkers or (use_prefilter and not may_fire(source, tokens)):
         if report_syntax and not _compiles_cheaply(source):
             _parse_into(result, source, path, report_syntax)
         return result

@@ -3,7 +3,7 @@ from __future__ import annotations
 import libcst as cst
 
 from session_lint.finding import Applicability, Fix, FixAvailability, Import
-from session_lint.rules.base import Rule
+from session_lint.rules.base import SQLALCHEMY_IMPORT, Rule
 from session_lint.semantics.known import (
     ASYNC_SESSION_CLASSES,
     ASYNC_SESSIONMAKERS,
@@ -65,6 +65,7 @@ class DirectSession(Rule):
     message = "session built by hand; open it from the one session factory (`async with {factory}() as session:`)"
     fix_availability = FixAvailability.SOMETIMES
     tokens = ("Session", "sessionmaker")
+    requires = (SQLALCHEMY_IMPORT,)  # the names resolve only through such an import
 
     def visit_Call(self, node: cst.Call) -> None:
         if self.ctx.is_engine_module:

@@ -3,7 +3,7 @@ from __future__ import annotations
 import libcst as cst
 
 from session_lint.finding import Applicability, Fix, FixAvailability, Import
-from session_lint.rules.base import Rule
+from session_lint.rules.base import SQLALCHEMY_IMPORT, Rule
 from session_lint.semantics.known import (
     ASYNC_ENGINE_CONSTRUCTORS,
     ENGINE_CONSTRUCTORS,
@@ -97,6 +97,7 @@ class StrayEngine(Rule):
     )
     fix_availability = FixAvailability.SOMETIMES
     tokens = ("create_engine", "create_async_engine", "sessionmaker")
+    requires = (SQLALCHEMY_IMPORT,)  # the names resolve only through such an import
 
     def visit_Call(self, node: cst.Call) -> None:
         if self.ctx.is_engine_module:

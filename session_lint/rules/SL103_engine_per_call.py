@@ -4,7 +4,7 @@ from collections.abc import Iterator
 
 import libcst as cst
 
-from session_lint.rules.base import Rule
+from session_lint.rules.base import SQLALCHEMY_IMPORT, Rule
 from session_lint.semantics.known import (
     CACHE_DECORATORS,
     ENGINE_CONSTRUCTORS,
@@ -80,6 +80,7 @@ class EnginePerCall(Rule):
         "cached factory) and reuse it"
     )
     tokens = ("create_engine", "create_async_engine")
+    requires = (SQLALCHEMY_IMPORT,)  # the names resolve only through such an import
 
     def visit_Call(self, node: cst.Call) -> None:
         scope = self.ctx.scope

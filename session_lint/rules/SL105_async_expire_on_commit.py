@@ -5,7 +5,7 @@ from collections.abc import Sequence
 import libcst as cst
 
 from session_lint.finding import Applicability, Fix, FixAvailability
-from session_lint.rules.base import Rule
+from session_lint.rules.base import SQLALCHEMY_IMPORT, Rule
 from session_lint.semantics.known import (
     ASYNC_SESSION_CLASSES,
     ASYNC_SESSIONMAKERS,
@@ -73,6 +73,7 @@ class AsyncExpireOnCommit(Rule):
     )
     fix_availability = FixAvailability.ALWAYS
     tokens = ("sessionmaker",)
+    requires = (SQLALCHEMY_IMPORT,)  # the names resolve only through such an import
 
     def visit_Call(self, node: cst.Call) -> None:
         if not self._is_async_factory(node):

@@ -2,8 +2,9 @@ from __future__ import annotations
 
 import libcst as cst
 
-from session_lint.rules.base import Rule
-from session_lint.semantics.sessions import is_session
+from session_lint.config import Config
+from session_lint.rules.base import Clause, Rule
+from session_lint.semantics.sessions import is_session, session_prefilter_tokens
 from session_lint.semantics.transactions import BEGIN_METHODS
 
 
@@ -50,6 +51,10 @@ class BareBegin(Rule):
         "the transaction open; use `async with {call}():`"
     )
     tokens = ("begin",)
+
+    @classmethod
+    def prefilter(cls, config: Config) -> tuple[Clause, ...]:
+        return ((cls.tokens, session_prefilter_tokens(config)),)  # and a session
 
     def visit_Call(self, node: cst.Call) -> None:
         func = node.func

@@ -2,8 +2,10 @@ from __future__ import annotations
 
 import libcst as cst
 
+from session_lint.config import Config
 from session_lint.finding import Import
-from session_lint.rules.base import Rule
+from session_lint.rules.base import Clause, Rule
+from session_lint.semantics.sessions import session_prefilter_tokens
 from session_lint.semantics.tasks import session_references, spawned_arguments
 
 
@@ -64,6 +66,10 @@ class SessionEscapesToTask(Rule):
         "in the task with `async with {factory}() as session:`"
     )
     tokens = ("add_task", "create_task", "ensure_future", "run_in_executor", "start_soon")
+
+    @classmethod
+    def prefilter(cls, config: Config) -> tuple[Clause, ...]:
+        return ((cls.tokens, session_prefilter_tokens(config)),)  # and a session
 
     def visit_Call(self, node: cst.Call) -> None:
         spawned = spawned_arguments(self.ctx, node)

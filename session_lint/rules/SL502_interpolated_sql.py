@@ -4,8 +4,10 @@ import re
 
 import libcst as cst
 
-from session_lint.rules.base import Rule
+from session_lint.config import Config
+from session_lint.rules.base import SQLALCHEMY_IMPORT, Clause, Rule
 from session_lint.semantics.scopes import BindingKind
+from session_lint.semantics.sessions import sql_receiver_prefilter_tokens
 from session_lint.semantics.sql import (
     DRIVER_SQL_METHODS,
     EXECUTE_METHODS,
@@ -84,6 +86,14 @@ class InterpolatedSql(Rule):
         'text("SELECT set_config(\'{name}\', :value, true)"), {{"value": {value}}}'
     )
     tokens = ("text", "execute", "scalar", "stream", "exec_driver_sql")
+
+    @classmethod
+    def prefilter(cls, config: Config) -> tuple[Clause, ...]:
+        return (
+            (("text",), SQLALCHEMY_IMPORT),  # sqlalchemy's text()
+            (("exec_driver_sql",),),
+            (("execute", "scalar", "stream"), sql_receiver_prefilter_tokens(config)),
+        )
 
     def visit_Call(self, node: cst.Call) -> None:
         if is_text_call(self.ctx, node):

@@ -4,8 +4,9 @@ import re
 
 import libcst as cst
 
+from session_lint.config import Config
 from session_lint.finding import Applicability, Fix, FixAvailability
-from session_lint.rules.base import Rule
+from session_lint.rules.base import SQLALCHEMY_IMPORT, Clause, Rule
 from session_lint.semantics.sql import (
     DRIVER_SQL_METHODS,
     first_positional,
@@ -104,6 +105,10 @@ class SessionLevelSet(Rule):
     )
     fix_availability = FixAvailability.SOMETIMES
     tokens = ("text", "exec_driver_sql")
+
+    @classmethod
+    def prefilter(cls, config: Config) -> tuple[Clause, ...]:
+        return ((("text",), SQLALCHEMY_IMPORT), (("exec_driver_sql",),))
 
     def visit_Call(self, node: cst.Call) -> None:
         if not is_text_call(self.ctx, node) and not (

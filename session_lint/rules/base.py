@@ -19,14 +19,22 @@ from session_lint.config import Config
 from session_lint.context import FileContext, Report
 from session_lint.finding import Fix, FixAvailability
 
+# Every group of a clause must have one of its strings in the file.
+Clause = tuple[tuple[str, ...], ...]
+
+# Strings without which no SQLAlchemy name can be imported into a file.
+SQLALCHEMY_IMPORT = ("sqlalchemy", "sqlmodel")
+
 
 class Rule:
     code: ClassVar[str]
     name: ClassVar[str]  # kebab-case, names the bad pattern
     message: ClassVar[str]  # default message; a report may pass a more specific one
     fix_availability: ClassVar[FixAvailability] = FixAvailability.NONE
-    # The rule cannot fire on a file that contains none of these strings.
+    # The prefilter: the rule cannot fire on a file that contains none of these
+    # strings, nor on one that misses every string of any group in ``requires``.
     tokens: ClassVar[tuple[str, ...]] = ()
+    requires: ClassVar[tuple[tuple[str, ...], ...]] = ()
 
     def __init__(self, ctx: FileContext) -> None:
         self.ctx = ctx
@@ -35,6 +43,12 @@ class Rule:
     def prefilter_tokens(cls, config: Config) -> tuple[str, ...]:
         """Tokens for the prefilter; rules whose triggers depend on config extend this."""
         return cls.tokens
+
+    @classmethod
+    def prefilter(cls, config: Config) -> tuple[Clause, ...]:
+        """When the rule may fire: on a file where, for some clause, every group has
+        one of its strings. Must be sound: a file failing it has no finding."""
+        return ((cls.prefilter_tokens(config), *cls.requires),)
 
     def report(
         self, node: cst.CSTNode, message: str | None = None, *, fix: Fix | None = None

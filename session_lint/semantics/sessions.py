@@ -147,6 +147,17 @@ def session_prefilter_tokens(config: Config) -> tuple[str, ...]:
     return tuple(sorted(tokens))
 
 
+# Strings without which no expression can be a SQLAlchemy connection: an engine by
+# binding or by name (``engine``, ``*_engine``), a ``Connection`` annotation, or a
+# session's ``connection()``.
+_CONNECTION_SPELLINGS = ("engine", "Engine", "ENGINE", "Connection", "connection")
+
+
+def sql_receiver_prefilter_tokens(config: Config) -> tuple[str, ...]:
+    """Strings a file must contain to hold a session or a connection."""
+    return tuple(sorted({*session_prefilter_tokens(config), *_CONNECTION_SPELLINGS}))
+
+
 def is_project_session_factory(
     ctx: FileContext, call: cst.Call, scope: Scope | None = None
 ) -> bool:
