@@ -171,13 +171,35 @@ def _run_many(tasks: list[tuple[str, bytes]], config: Config, options: Options) 
     if jobs > 1 and len(tasks) >= POOL_THRESHOLD:
         chunksize = max(1, len(tasks) // (jobs * 4))
         try:
-            with ProcessPoolExecutor(
-                jobs, _pool_context(), initializer=_init_worker, initargs=(config, options)
-            ) as pool:
+            with _pool(jobs, config, options) as pool:
                 return list(pool.map(_work, tasks, chunksize=chunksize))
-        except (BrokenProcessPool, OSError):
-            pass  # a worker died (e.g. out of memory): redo the batch in this process
+        except BrokenProcessPool:
+            # A worker died: libcst's native parser can crash on pathologically
+            # nested code. Redo each file alone so the crash costs one file only.
+            return [_isolated(task, config, options) for task in tasks]
+        except OSError:
+            pass  # cannot start processes here: do the work in this process
     return [process_source(source, path, config, options) for path, source in tasks]
+
+
+def _pool(jobs: int, config: Config, options: Options) -> ProcessPoolExecutor:
+    return ProcessPoolExecutor(
+        jobs, _pool_context(), initializer=_init_worker, initargs=(config, options)
+    )
+
+
+def _isolated(task: tuple[str, bytes], config: Config, options: Options) -> FileResult:
+    try:
+        with _pool(1, config, options) as pool:
+            return pool.submit(_work, task).result()
+    except BrokenProcessPool:
+        return FileResult(
+            task[0],
+            errors=[
+                f"{task[0]}: internal error: the analyzer process crashed on this file "
+                "(libcst's parser can crash on extremely deeply nested code)"
+            ],
+        )
 
 
 # -- many files ---------------------------------------------------------------------

@@ -577,3 +577,36 @@ def test_discovery_order_dedup_and_symlink_loop(
     assert discover([], Config(root=str(tmp_path))).files == found.files
     notes = discover(["pkg/notes.txt"], Config(root=str(tmp_path)))
     assert notes.files == ["pkg/notes.txt"]  # named explicitly: linted whatever its suffix
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="workers are forked on Linux")
+def test_a_crashing_worker_costs_one_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import faulthandler
+    import signal
+
+    from session_lint import runner
+
+    parent = os.getpid()
+    real = runner.process_source
+
+    def crash_on_poison(
+        source: bytes, path: str, config: Config, options: runner.Options
+    ) -> runner.FileResult:
+        if path.endswith("poison.py") and os.getpid() != parent:
+            faulthandler.disable()  # keep pytest's crash report out of the output
+            os.kill(os.getpid(), signal.SIGSEGV)  # what libcst's parser does on some inputs
+        return real(source, path, config, options)
+
+    monkeypatch.setattr(runner, "process_source", crash_on_poison)
+    names = [f"f{i}.py" for i in range(9)] + ["poison.py"]
+    for name in names:
+        (tmp_path / name).write_text(HANDLERS)
+    config = Config(root=str(tmp_path), select=("SL101",))
+    options = runner.Options(use_cache=False, jobs=2)
+    result = runner.run([str(tmp_path / n) for n in names], config, options)
+    poison = str(tmp_path / "poison.py")
+    assert result.errors == [
+        f"{poison}: internal error: the analyzer process crashed on this file "
+        "(libcst's parser can crash on extremely deeply nested code)"
+    ]
+    assert sorted(f.path for f in result.findings) == sorted(str(tmp_path / n) for n in names[:-1])
