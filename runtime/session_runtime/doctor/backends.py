@@ -85,6 +85,10 @@ class Holders:
 
         Returns the result and whether it had to wait for the release.
         """
+        if self.exhausted:
+            # The pool is full: ``coro`` would only queue for ``wait`` first.
+            await self.release()
+            return await asyncio.wait_for(coro, self.target.timeout), True
         task = asyncio.ensure_future(coro)
         done, _ = await asyncio.wait({task}, timeout=self.wait)
         if done:

@@ -111,7 +111,12 @@ async def _defaults_move(
                 {first},
             )
         if other == first:
-            return None, "not decided: the next transaction ran on the same backend", {first}
+            return (
+                None,
+                f"the next transaction ran on the same backend {first} (no other server "
+                "connection was free), so a move was not observed",
+                {first},
+            )
         return (
             True,
             f"a statement prepared on backend {first} also ran on backend {other}: "

@@ -66,6 +66,11 @@ def recommend(
                 # make_engine sets it itself only in transaction mode.
                 make_kwargs["connect_args"] = {"statement_cache_size": 0}
         connect_args["timeout"] = DEFAULT_CONNECT_TIMEOUT
+    if pooler == "transaction" and prepared.defaults_ok:
+        notes.append(
+            "asyncpg's defaults also work here (the pooler re-prepares named statements); "
+            "statement_cache_size=0 does not depend on that pooler setting"
+        )
     if pooler == "transaction":
         accepted = ", ".join(startup.accepted) or "none"
         notes.append(f"server_settings may only hold what this endpoint accepts: {accepted}")

@@ -68,7 +68,8 @@ async def _transaction_pooler(
         )
     if waited:
         evidence.append(
-            f"while {len(held)} other clients held transactions, it had to wait for them to end"
+            f"while {len(held)} other client(s) held transactions, the pooler had no server "
+            "connection left for it: clients wait for each other's transactions"
         )
     if shared:
         leaks = shared[0].probe == token
@@ -151,8 +152,15 @@ async def probe_topology(target: Target, token: str, wait: float) -> tuple[Topol
         held = list(holders.seen)
         await holders.release()
         moved = [s for s in mine if s.pid != p1]
-        if moved or any(s.pid == p1 for s in held):
+        # Same backend, SET gone: a pooler that resets after every transaction.
+        wiped = [s for s in mine if s.pid == p1 and s.probe != token]
+        if moved or wiped or any(s.pid == p1 for s in held):
             topo = await _transaction_pooler(p1, token, held, moved, waited)
+            if wiped:
+                topo.evidence.append(
+                    f"on backend {p1} the client's session-level SET was gone in its next "
+                    "transaction: the pooler resets server connections after each transaction"
+                )
             topo.evidence += hint
             return topo, {p1}
         topo = Topology(
