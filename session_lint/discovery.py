@@ -4,10 +4,13 @@
   what the config's ``exclude``/``extend-exclude`` globs match and the directories
   no project wants linted (``.git``, ``.venv``, ``__pycache__`` …, see
   :data:`ALWAYS_SKIPPED`).
-- A file named explicitly is linted even when an exclude glob matches it, and
-  whatever its extension (ruff's behaviour without ``--force-exclude``): the user
-  asked for that file. pre-commit passes files explicitly; its own ``exclude:``
-  keeps them out of a hook.
+- A file or directory named explicitly is linted even when an exclude glob
+  matches it, a file whatever its extension (ruff's behaviour without
+  ``--force-exclude``): the user asked for it. Below a named directory, a glob
+  without ``/`` is matched against each entry's own name and a glob with ``/``
+  against its path from the config file, so ``session-lint fixtures/`` lints the
+  fixtures that ``exclude = ["fixtures"]`` keeps out of ``session-lint .``.
+  pre-commit passes files explicitly; its own ``exclude:`` keeps them out of a hook.
 - Symlinked directories are followed, but each real directory is walked once, so
   a symlink loop ends; a file reached twice (two paths, or a symlink) is linted once.
 - ``-`` stands for standard input and is passed through as is.
@@ -17,12 +20,13 @@
 
 from __future__ import annotations
 
+import fnmatch
 import os
 import stat
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
-from session_lint.config import Config
+from session_lint.config import Config, glob_match
 
 STDIN = "-"
 
@@ -137,11 +141,29 @@ def _walk(
         except OSError:
             continue
         if is_dir:
-            if entry.name in ALWAYS_SKIPPED or config.is_excluded(path):
+            if entry.name in ALWAYS_SKIPPED or _excluded(config, path, entry.name):
                 continue
             yield from _walk(path, config, seen_dirs, errors)
-        elif is_file and entry.name.endswith(PYTHON_SUFFIXES) and not config.is_excluded(path):
+        elif (
+            is_file
+            and entry.name.endswith(PYTHON_SUFFIXES)
+            and not _excluded(config, path, entry.name)
+        ):
             yield path
+
+
+def _excluded(config: Config, path: str, name: str) -> bool:
+    """Whether a walked entry is excluded. Its ancestors were checked as they were
+    walked, so a name glob looks at the entry's own name only (not at the
+    directories the user named on the command line)."""
+    for pattern in (*config.exclude, *config.extend_exclude):
+        bare = pattern.rstrip("/")
+        if "/" in bare:
+            if glob_match(config.relative(path), bare):
+                return True
+        elif fnmatch.fnmatchcase(name, bare):
+            return True
+    return False
 
 
 def _join(root: str, name: str) -> str:

@@ -498,6 +498,18 @@ def test_excludes_when_walking_but_not_for_named_files(project: Path) -> None:
     assert [r["path"] for r in walked] == ["app/handlers.py"]
     named = as_json(cli("--no-cache", "--format", "json", "generated/gen.py", cwd=project))
     assert [r["path"] for r in named] == ["generated/gen.py"]
+    # A named directory too: the user asked for it, even though the config excludes it.
+    named_dir = as_json(cli("--no-cache", "--format", "json", "generated", cwd=project))
+    assert [r["path"] for r in named_dir] == ["generated/gen.py"]
+
+
+def test_path_globs_exclude_below_named_directories(project: Path) -> None:
+    (project / "pyproject.toml").write_text(PYPROJECT + 'extend-exclude = ["app/gen/**"]\n')
+    (project / "app" / "gen").mkdir()
+    (project / "app" / "gen" / "models.py").write_text(HANDLERS)
+    for args in ((), ("app",), ("app/",)):
+        rows = as_json(cli("--no-cache", "--format", "json", *args, cwd=project))
+        assert [r["path"].removeprefix("./") for r in rows] == ["app/handlers.py"], args
 
 
 # -- jobs and cache ------------------------------------------------------------------
