@@ -4,7 +4,8 @@ The very same :func:`~session_lint.analyzer.analyze` as the CLI, on the lines
 flake8 already read; flake8's ``tree`` is ignored (libcst parses once). flake8
 applies ``# noqa`` itself and never fixes, so neither happens here. The config
 is found from each file's location, like the CLI's, unless
-``--session-lint-config`` names one.
+``--session-lint-config`` names one; a configuration error stops flake8 with its
+message, as it stops the CLI.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import argparse
 import ast
 import io
+import sys
 import tokenize
 from collections.abc import Iterator, Sequence
 from functools import lru_cache
@@ -52,9 +54,10 @@ class Plugin:
     def run(self) -> Iterator[Result]:
         config = _config(self.config_file, _config_dir(self.filename))
         analysis = analyze(self.source, self.filename, config, apply_noqa=False)
-        if analysis.errors:
-            # Surfaces as flake8's "plugin raised an unexpected exception" with our text.
-            raise RuntimeError("; ".join(analysis.errors))
+        # A rule's internal error must not abort the user's whole flake8 run (the
+        # CLI goes on too); say so on stderr and report what the other rules found.
+        for error in analysis.errors:
+            print(f"session-lint: error: {error}", file=sys.stderr)
         for finding in analysis.findings:
             yield (
                 finding.line,
