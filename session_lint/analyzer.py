@@ -4,8 +4,9 @@ The pipeline for a file:
 1. prefilter: a file holding none of the enabled rules' tokens is not parsed;
 2. ``libcst.parse_module`` once (a parse failure is one SL000 finding);
 3. one :class:`~session_lint.walker.Dispatcher` walk: the scope tracker, then every rule;
-4. only if something was reported: one ``PositionProvider`` pass over the same,
-   uncopied tree, looked up by node identity;
+4. only if something was reported: one position pass over the same tree (libcst's
+   ``PositionProvider`` answers, computed cheaply: see ``positions``), looked up
+   by node identity;
 5. ``# noqa`` and per-file-ignores filtering.
 """
 
@@ -17,11 +18,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import libcst as cst
-from libcst.metadata import CodeRange, MetadataWrapper, PositionProvider
+from libcst.metadata import CodeRange
 
 from session_lint.config import Config
 from session_lint.context import FileContext, Report
 from session_lint.finding import Finding
+from session_lint.positions import node_positions
 from session_lint.rules import ALL_RULES, Rule, SyntaxErrorRule
 from session_lint.semantics.scopes import (
     Scope,
@@ -259,7 +261,7 @@ def _positioned(
     reports: list[Report], module: cst.Module, path: str, result: Analysis
 ) -> list[Finding]:
     try:
-        positions = MetadataWrapper(module, unsafe_skip_copy=True).resolve(PositionProvider)
+        positions = node_positions(module)
     except RecursionError:
         result.errors.append(
             f"{path}: internal error: file is nested too deeply to locate findings"

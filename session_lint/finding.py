@@ -5,8 +5,12 @@ from __future__ import annotations
 import enum
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, TypeAlias
 
-import libcst as cst
+# Findings travel through the cache and the reporters, which must not pay for
+# importing libcst on a warm run: libcst is needed only to type the fixes.
+if TYPE_CHECKING:
+    import libcst as cst
 
 
 class Applicability(enum.Enum):
@@ -48,7 +52,7 @@ class Import:
 
 # A replacement gets the original node and returns the node to put in its place,
 # or ``cst.RemovalSentinel.REMOVE`` / ``cst.FlattenSentinel`` for statements.
-Replacement = cst.CSTNode | cst.RemovalSentinel | cst.FlattenSentinel[cst.CSTNode]
+Replacement: TypeAlias = "cst.CSTNode | cst.RemovalSentinel | cst.FlattenSentinel[cst.CSTNode]"
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,186 @@
+"""session-lint against its peers, measured in the same run.
+
+    python bench/lint_bench.py [--runs 5] [--large]
+
+Corpora (copied into a temporary directory, so caches never touch the sources):
+- reference: SQLAlchemy's ``ext/`` package + the standard library's ``asyncio``,
+  ``email``, ``json`` and ``logging`` (the corpus FACTS.md measured);
+- large (``--large``): the whole standard library without its tests + all of SQLAlchemy.
+
+Peers are installed once into ``bench/.venvs/`` (PyPI): flake8 + flake8-async,
+fixit, ruff, and a bare flake8 for the editor case. Commands run interleaved
+(A B C … A B C …) and the median of each is reported, with the ratios the targets
+are stated in (issue "Speed"): cold ≤ 0.05 x each libcst-based peer, warm ≤ 0.1 x
+cold and ≤ 10 x ruff, flake8 plugin overhead ≤ 30 ms on a 500-line file, and
+time per 1 k lines on the large corpus ≤ 1.2 x that on the reference corpus.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import statistics
+import subprocess
+import sys
+import sysconfig
+import tempfile
+import time
+import venv
+from collections.abc import Sequence
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+VENVS = HERE / ".venvs"
+PEERS = {"peers": ["flake8", "flake8-async", "fixit", "ruff"], "bare": ["flake8"]}
+
+
+def tool_venv(name: str) -> Path:
+    bindir = VENVS / name / "bin"
+    if not (bindir / "python").exists():
+        venv.create(VENVS / name, with_pip=True, clear=True)
+        subprocess.run(
+            [str(bindir / "python"), "-m", "pip", "install", "-q", *PEERS[name]], check=True
+        )
+    return bindir
+
+
+def build_corpus(dest: Path, *, large: bool) -> tuple[int, int]:
+    import sqlalchemy  # the bench runs in the project's venv, which has it
+
+    stdlib = Path(sysconfig.get_paths()["stdlib"])
+    sa = Path(sqlalchemy.__file__).parent
+    if large:
+        sources = [(sa, "sqlalchemy"), (stdlib, "stdlib")]
+    else:
+        sources = [(sa / "ext", "sa_ext")] + [
+            (stdlib / name, name) for name in ("asyncio", "email", "json", "logging")
+        ]
+    skip = {"test", "tests", "idle_test", "site-packages", "__pycache__"}
+    files = lines = 0
+    for src, name in sources:
+        for path in src.rglob("*.py"):
+            rel = path.relative_to(src)
+            if skip & set(rel.parts):
+                continue
+            target = dest / name / rel
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(path, target)
+            files += 1
+            lines += path.read_bytes().count(b"\n")
+    return files, lines
+
+
+def service_file(dest: Path, size: int = 500) -> Path:
+    """A ~500-line service module built from the sample apps' service code."""
+    parts: list[str] = []
+    for path in sorted((ROOT / "fixtures" / "apps").glob("*/**/services/*.py")):
+        parts.append(path.read_text(encoding="utf-8"))
+        if sum(p.count("\n") for p in parts) >= size:
+            break
+    text = "\n\n".join(parts)
+    out = dest / "service.py"
+    out.write_text("\n".join(text.splitlines()[:size]) + "\n", encoding="utf-8")
+    return out
+
+
+def median_times(commands: dict[str, Sequence[str]], runs: int, cwd: Path) -> dict[str, float]:
+    samples: dict[str, list[float]] = {name: [] for name in commands}
+    for command in commands.values():  # warm-up: page cache, pyc files
+        subprocess.run(command, cwd=cwd, capture_output=True)
+    for _ in range(runs):
+        for name, command in commands.items():
+            start = time.perf_counter()
+            subprocess.run(command, cwd=cwd, capture_output=True)
+            samples[name].append(time.perf_counter() - start)
+    return {name: statistics.median(values) for name, values in samples.items()}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--large", action="store_true", help="also run the large corpus")
+    args = parser.parse_args(argv)
+
+    peers, bare = tool_venv("peers"), tool_venv("bare")
+    ours = Path(sys.executable).parent
+    with tempfile.TemporaryDirectory(prefix="session-lint-bench-") as tmp:
+        work = Path(tmp)
+        corpus = work / "corpus"
+        files, lines = build_corpus(corpus, large=False)
+        print(f"reference corpus: {files} files, {lines} lines")
+        cache_dir_run = [str(ours / "session-lint"), "--exit-zero", "corpus"]
+        subprocess.run(cache_dir_run, cwd=work, capture_output=True)  # fill the cache
+        times = median_times(
+            {
+                "session-lint cold": [
+                    str(ours / "session-lint"),
+                    "--no-cache",
+                    "--exit-zero",
+                    "corpus",
+                ],
+                "session-lint warm": cache_dir_run,
+                "flake8 --select ASYNC": [str(peers / "flake8"), "--select", "ASYNC", "corpus"],
+                "fixit lint": [str(peers / "fixit"), "lint", "corpus"],
+                "ruff --select ASYNC": [
+                    str(peers / "ruff"),
+                    "check",
+                    "--no-cache",
+                    "--select",
+                    "ASYNC",
+                    "corpus",
+                ],
+            },
+            args.runs,
+            work,
+        )
+        for name, value in times.items():
+            print(f"  {name:24} {value:8.3f} s")
+        cold, warm = times["session-lint cold"], times["session-lint warm"]
+        print("ratios (target):")
+        print(f"  cold / flake8-async      {cold / times['flake8 --select ASYNC']:.3f}  (<= 0.05)")
+        print(f"  cold / fixit             {cold / times['fixit lint']:.3f}  (<= 0.05)")
+        print(f"  warm / cold              {warm / cold:.3f}  (<= 0.1)")
+        print(f"  warm / ruff              {warm / times['ruff --select ASYNC']:.1f}  (<= 10)")
+
+        service = service_file(work)
+        editor = median_times(
+            {
+                "flake8 + session-lint": [str(ours / "flake8"), str(service)],
+                "bare flake8": [str(bare / "flake8"), str(service)],
+            },
+            max(args.runs, 10),
+            work,
+        )
+        overhead = (editor["flake8 + session-lint"] - editor["bare flake8"]) * 1000
+        print(
+            f"editor case ({service.read_text().count(chr(10))}-line file): "
+            f"plugin adds {overhead:.0f} ms over bare flake8 (<= 30 ms)"
+        )
+
+        if args.large:
+            large = work / "large"
+            big_files, big_lines = build_corpus(large, large=True)
+            print(f"large corpus: {big_files} files, {big_lines} lines")
+            big = median_times(
+                {
+                    "session-lint cold": [
+                        str(ours / "session-lint"),
+                        "--no-cache",
+                        "--exit-zero",
+                        "large",
+                    ]
+                },
+                max(1, args.runs // 2),
+                work,
+            )["session-lint cold"]
+            per_ref, per_big = cold / lines * 1000, big / big_lines * 1000
+            print(
+                f"  cold {big:.3f} s; per 1k lines {per_big * 1000:.2f} ms vs "
+                f"{per_ref * 1000:.2f} ms reference: ratio {per_big / per_ref:.2f} (<= 1.2)"
+            )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
