@@ -41,10 +41,10 @@ class _State(PositionProvidingCodegenState):
         self._stack.append((self.line, self.column))  # type: ignore[arg-type]
 
     def after_codegen(self, node: cst.CSTNode) -> None:
-        line, column = self._stack.pop()  # type: ignore[misc]
-        computed = self.provider._computed
+        start: tuple[int, int] = self._stack.pop()  # type: ignore[assignment]
+        computed: dict[cst.CSTNode, _Span] = self.provider._computed  # type: ignore[assignment]
         if node not in computed:
-            computed[node] = (line, column, self.line, self.column)  # type: ignore[assignment]
+            computed[node] = (start[0], start[1], self.line, self.column)
 
     @contextmanager
     def record_syntactic_position(
