@@ -21,9 +21,7 @@ from session_lint.finding import Finding
 from session_lint.report import FORMATS
 from session_lint.report import github as github_report
 from session_lint.report import json as json_report
-from session_lint.report import sarif as sarif_report
 from session_lint.report import text as text_report
-from session_lint.rules import ALL_RULES, RULES_BY_CODE
 from session_lint.runner import (
     FileResult,
     Options,
@@ -109,6 +107,8 @@ def _main(args: argparse.Namespace) -> int:
         _write(sys.stdout, list_rules(args.format))
         return 0
     if args.explain is not None:
+        from session_lint.rules import RULES_BY_CODE
+
         rule = RULES_BY_CODE.get(args.explain.strip().upper())
         if rule is None:
             raise UsageError(f"unknown rule code {args.explain!r} (see --list-rules)")
@@ -188,6 +188,9 @@ def render(args: argparse.Namespace, findings: list[Finding], fixed: int | None)
     if args.format == "github":
         return github_report.render(findings)
     if args.format == "sarif":
+        from session_lint.report import sarif as sarif_report
+        from session_lint.rules import ALL_RULES
+
         return sarif_report.render(findings, ALL_RULES)
     return text_report.render(
         findings, unsafe_fixes=args.unsafe_fixes, fixed=fixed, show_statistics=args.statistics
@@ -198,6 +201,8 @@ def _codes(value: str | None, option: str) -> tuple[str, ...] | None:
     """``"SL101, sl2"`` -> ``("SL101", "SL2")``; every entry must match a rule."""
     if value is None:
         return None
+    from session_lint.rules import ALL_RULES
+
     codes = tuple(c.strip().upper() for c in value.split(",") if c.strip())
     if not codes:
         raise UsageError(f"{option} expects comma-separated rule codes or prefixes")
@@ -220,6 +225,8 @@ def _override(
 
 
 def list_rules(fmt: str = "text") -> str:
+    from session_lint.rules import ALL_RULES
+
     if fmt == "json":
         rows = [
             {
@@ -240,6 +247,8 @@ def list_rules(fmt: str = "text") -> str:
 
 
 def explain(code: str) -> str:
+    from session_lint.rules import RULES_BY_CODE
+
     rule = RULES_BY_CODE[code]
     availability = {
         "always": "Fix is always available.",

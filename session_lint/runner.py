@@ -17,16 +17,17 @@ import multiprocessing
 import os
 import sys
 import tokenize
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 
-from session_lint.analyzer import analyze, may_fire, prefilter_tokens
 from session_lint.cache import Cache, light
 from session_lint.config import Config
 from session_lint.finding import Finding
-from session_lint.rules import ALL_RULES, SyntaxErrorRule
+
+# The analyzer and the rules import libcst (~0.15 s): a run whose every file is a
+# cache hit never imports them, so they are imported where a file is analysed.
 
 # Below this many files to parse, a pool costs more to start than it saves.
 POOL_THRESHOLD = 8
@@ -100,6 +101,8 @@ def process_source(source: bytes, path: str, config: Config, options: Options) -
     try:
         if options.fixing:
             return _fix_one(source, path, config, options)
+        from session_lint.analyzer import analyze
+
         analysis = analyze(source, path, config, apply_noqa=options.apply_noqa)
         return FileResult(path, [light(f) for f in analysis.findings], list(analysis.errors))
     except Exception as exc:  # one broken file must not end the run
@@ -215,8 +218,7 @@ def run(paths: Sequence[str], config: Config, options: Options) -> RunResult:
     sources: dict[int, bytes] = {}
     cache = Cache.for_config(config, apply_noqa=options.apply_noqa) if _caching(options) else None
     keys: dict[int, str] = {}
-    rules = [r for r in ALL_RULES if r is not SyntaxErrorRule and config.is_enabled(r.code)]
-    tokens = prefilter_tokens(rules, config)
+    may_fire: Callable[[bytes], bool] | None = None
     heavy: list[int] = []
     for index, path in enumerate(paths):
         try:
@@ -233,7 +235,9 @@ def run(paths: Sequence[str], config: Config, options: Options) -> RunResult:
                 results[index] = FileResult(path, hit)
                 del keys[index]  # nothing new to store
                 continue
-        if rules and may_fire(source, tokens):
+        if may_fire is None:
+            may_fire = _prefilter(config)
+        if may_fire(source):
             heavy.append(index)
         else:  # cheap: no libcst parse unless the file fails to compile
             results[index] = process_source(source, path, config, options)
@@ -249,6 +253,16 @@ def run(paths: Sequence[str], config: Config, options: Options) -> RunResult:
         if options.fix and result.fixed_source is not None:
             _write(result, sources[index], config, options)
     return RunResult(final)
+
+
+def _prefilter(config: Config) -> Callable[[bytes], bool]:
+    from session_lint.analyzer import prefilter_tokens
+    from session_lint.rules import ALL_RULES, SyntaxErrorRule
+
+    rules = [r for r in ALL_RULES if r is not SyntaxErrorRule and config.is_enabled(r.code)]
+    if not rules:
+        return lambda source: False
+    return prefilter_tokens(rules, config)
 
 
 def _caching(options: Options) -> bool:
