@@ -211,42 +211,88 @@ def pg_ctl_executable() -> str:
 class PostgresServer:
     """A throwaway PostgreSQL cluster on a free port (pytest-postgresql's executor).
 
-    For use outside pytest (benchmarks); the pytest plugin uses
-    pytest-postgresql's ``postgresql_proc`` factory instead.
+    Its data dir, log and socket live in a private temp dir of its own
+    (``tempfile.mkdtemp(prefix="session-runtime-postgresql-")``, owned by the
+    server user, removed by :meth:`close`), never under pytest's basetemp:
+    every pytest run resets ``/tmp/pytest-of-<user>`` to mode 0700, and an
+    unprivileged server whose data dir lies below it then gets "Permission
+    denied" (``pg_ctl status`` and ``stop`` fail, so it also outlives the run).
+    Pass ``basedir`` to put that dir somewhere else.
+
+    :meth:`stop_server` and :meth:`start` stop and start the same cluster
+    again (data kept), for fault tests.
     """
 
-    def __init__(self, basedir: Path, *, user: str = "postgres") -> None:
+    def __init__(
+        self,
+        basedir: Path | None = None,
+        *,
+        user: str = "postgres",
+        dbname: str = "postgres",
+        host: str = "127.0.0.1",
+    ) -> None:
         from pytest_postgresql.executors import PostgreSQLExecutor
 
         self.port = free_port()
-        self.host = "127.0.0.1"
+        self.host = host
         self.user = user
-        workdir = basedir / f"postgresql-{self.port}"
-        workdir.mkdir(parents=True)
-        self._executor = PostgreSQLExecutor(
+        run_as = server_user()
+        self.dir = Path(
+            tempfile.mkdtemp(
+                prefix=f"session-runtime-postgresql-{self.port}-",
+                dir=None if basedir is None else str(basedir),
+            )
+        )
+        if run_as is not None:
+            make_reachable(self.dir, run_as)
+        # Socket in the same private dir: nothing shared in /tmp to collide with.
+        self.executor = PostgreSQLExecutor(
             executable=pg_ctl_executable(),
             host=self.host,
             port=self.port,
-            datadir=str(workdir / "data"),
-            unixsocketdir=tempfile.gettempdir(),
-            logfile=str(workdir / "postgresql.log"),
+            datadir=str(self.dir / "data"),
+            unixsocketdir=str(self.dir),
+            logfile=str(self.dir / "postgresql.log"),
             startparams="-w",
-            dbname="postgres",
+            dbname=dbname,
             user=user,
         )
 
     def start(self) -> PostgresServer:
-        self._executor.start()
-        _started.append(self)
+        """Start the cluster (``initdb`` the first time; later starts keep the data)."""
+        if self not in _started:
+            _started.append(self)
+        self.executor.start()
         return self
 
+    def stop_server(self, mode: str = "fast") -> None:
+        """``pg_ctl stop -m <mode>`` (``smart``, ``fast`` or ``immediate``), keeping the data.
+
+        ``immediate`` is a crash as far as clients and the WAL are concerned:
+        no shutdown checkpoint, recovery at the next :meth:`start`.
+        """
+        subprocess.run(
+            [self.executor.executable, "stop", "-D", self.executor.datadir, "-m", mode, "-w"],
+            check=True,
+            capture_output=True,
+            timeout=60,
+        )
+        # The server is down: mirakuru's kill() then only forgets the pg_ctl
+        # launcher it started, so the next start() launches a new one.
+        self.executor.kill()
+
     def stop(self) -> None:
+        """Stop the server (fast shutdown) and remove its dir."""
         with contextlib.suppress(Exception):
-            self._executor.stop()
-        with contextlib.suppress(Exception):
-            self._executor.clean_directory()
+            if self.executor.running():
+                self.executor.stop()
+            else:
+                self.executor.kill()
+        shutil.rmtree(self.dir, ignore_errors=True)
         with contextlib.suppress(ValueError):
             _started.remove(self)
+
+    close = stop
 
     def url(self, dbname: str = "postgres", driver: str = "asyncpg") -> str:
         return f"postgresql+{driver}://{self.user}@{self.host}:{self.port}/{dbname}"
@@ -414,6 +460,7 @@ _started: list[PgBouncer | PostgresServer] = []
 
 @atexit.register
 def _stop_all() -> None:
-    for server in list(_started):
+    # Newest first: pgbouncers before the clusters they front.
+    for server in reversed(list(_started)):
         with contextlib.suppress(Exception):
-            server.stop()
+            server.close()

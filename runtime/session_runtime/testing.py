@@ -6,7 +6,10 @@ noted:
 
 ``postgres_url``
     ``postgresql+asyncpg://`` URL of a throwaway cluster (pytest-postgresql's
-    ``postgresql_proc`` on a free port), database ``session_runtime``.
+    executor on a free port), database ``session_runtime``.
+``session_runtime_postgresql_proc``
+    That cluster's ``PostgreSQLExecutor``, like a ``postgresql_proc`` fixture
+    yields (``host``, ``port``, ``user``; ``template_dbname`` exists).
 ``pgbouncer_url``
     The same database through pgbouncer in ``pool_mode=transaction`` with
     ``default_pool_size=3``, so clients share server connections and every
@@ -28,23 +31,35 @@ As root, pass ``executable=session_runtime.testing.pg_ctl_executable()`` to
 ``postgresql_proc``: PostgreSQL refuses to run as root, and the wrapper runs
 it as an unprivileged user.
 
+Why not pytest-postgresql's ``postgresql_proc`` for our own cluster: it
+always puts the data dir and log under pytest's basetemp
+(``tmp_path_factory.mktemp``), and every pytest run resets
+``/tmp/pytest-of-<user>`` to mode 0700; a concurrent run then cuts the
+unprivileged server off its own data dir ("Permission denied": the server
+dies, and ``pg_ctl stop`` cannot stop it). The plugin drives
+pytest-postgresql's ``PostgreSQLExecutor`` itself, with the data dir, log
+and socket in a private ``tempfile.mkdtemp`` owned by the server user.
+
 Missing binaries skip the tests with a one-line reason, or fail them when
 ``SESSION_RUNTIME_REQUIRE_DB=1``. Every process started here is stopped at the
-end of the session, on failures and Ctrl-C too.
+end of the session, on failures, Ctrl-C and SIGTERM too (a SIGTERM becomes a
+``KeyboardInterrupt``, so pytest tears down as for Ctrl-C; an interpreter
+killed by SIGTERM runs no finalizer and no ``atexit`` handler).
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
+import signal
+import threading
 from collections.abc import Callable, Iterator
+from types import FrameType
 from typing import Any, NoReturn
 
 import pytest
-from pytest_postgresql.factories import postgresql_proc
 
 from ._servers import (
-    WRAPPER_PATH,
     BinaryMissingError,
     PgBouncer,
     PostgresServer,
@@ -67,7 +82,48 @@ __all__ = [
 DBNAME = "session_runtime"
 POOL_SIZE = 3
 
-session_runtime_postgresql_proc = postgresql_proc(executable=WRAPPER_PATH, port=None, dbname=DBNAME)
+
+def _sigterm_to_interrupt(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+def _tear_down_on_sigterm() -> None:
+    """Make SIGTERM tear the session down like Ctrl-C (only if nobody else handles it).
+
+    By default SIGTERM ends the interpreter at once: no fixture teardown, no
+    ``atexit``, and the servers outlive the run (pgbouncer runs in a session
+    of its own, the postmaster is daemonised by pg_ctl).
+    """
+    if threading.current_thread() is not threading.main_thread():
+        return
+    if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
+        signal.signal(signal.SIGTERM, _sigterm_to_interrupt)
+
+
+@pytest.fixture(scope="session")
+def session_runtime_postgresql_proc() -> Iterator[Any]:
+    """A throwaway cluster (pytest-postgresql's ``PostgreSQLExecutor``) in a private temp dir.
+
+    Yields the executor, as ``postgresql_proc`` does, with the template
+    database ``session_runtime_tmpl`` pytest-postgresql's client fixtures use.
+    """
+    _require("pg_ctl", "initdb", "postgres")
+    from pytest_postgresql.janitor import DatabaseJanitor
+
+    _tear_down_on_sigterm()
+    server = PostgresServer(dbname=DBNAME)
+    try:
+        executor = server.start().executor
+        DatabaseJanitor(
+            user=executor.user,
+            host=executor.host,
+            port=executor.port,
+            dbname=executor.template_dbname,
+            as_template=True,
+        ).init()
+        yield executor
+    finally:
+        server.close()
 
 
 def _unavailable(reason: str) -> NoReturn:
@@ -100,8 +156,6 @@ async def _create_database(host: str, port: int, user: str, dbname: str) -> None
 @pytest.fixture(scope="session")
 def postgres_url(request: pytest.FixtureRequest) -> str:
     """URL (asyncpg) of database ``session_runtime`` on a throwaway PostgreSQL, direct."""
-    _require("pg_ctl", "initdb", "postgres")
-    pg_ctl_executable()  # writes the wrapper postgresql_proc was built with
     proc: Any = request.getfixturevalue("session_runtime_postgresql_proc")
     asyncio.run(_create_database(proc.host, proc.port, proc.user, DBNAME))
     return f"postgresql+asyncpg://{proc.user}@{proc.host}:{proc.port}/{DBNAME}"
@@ -134,6 +188,7 @@ def pgbouncer_proc(
     @pytest.fixture(scope=scope)
     def pgbouncer_fixture(request: pytest.FixtureRequest) -> Iterator[PgBouncer]:
         _require("pgbouncer")
+        _tear_down_on_sigterm()
         executor = request.getfixturevalue(postgresql_proc_fixture)
         bouncer = _launch(executor, pool_size=pool_size, pool_mode=pool_mode, extra=settings)
         try:
