@@ -301,10 +301,14 @@ class _Worker:
             recorded = await asyncio.wait_for(asyncio.shield(cleanup), 5)
             self._tally(outcomes, recorded)
         except (asyncio.TimeoutError, asyncio.CancelledError, DBAPIError, OSError):
+            # Both kinds are safe to lose: the items stay claimed until their
+            # lease runs out, then run again (at least once, recorded once).
             logger.warning(
-                "batch %s: could not hand back %d items; they are claimable after their lease",
+                "batch %s: could not hand back %d items nor record %d finished ones; "
+                "they are claimable again after their lease",
                 self.batch_id,
                 len(held),
+                len(outcomes),
             )
 
     async def _call(self, claim: Claim) -> tuple[Any, str | None, bool]:
