@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 import libcst as cst
 from libcst.metadata import CodeRange
 
+from session_lint import guard
 from session_lint.config import Config
 from session_lint.context import FileContext, Report
 from session_lint.finding import Finding
@@ -145,6 +146,21 @@ def may_fire(source: bytes, prefilter: Prefilter) -> bool:
 def parse(source: bytes) -> cst.Module | Finding:
     """Parse, or an SL000 finding saying why not (path filled in by the caller)."""
     line, column = 1, 1
+    # libcst's native parser can crash the process, or take minutes, on
+    # pathologically deep expressions: those never reach it.
+    too_complex = guard.check(source)
+    if too_complex is not None:
+        line, column = too_complex.line, too_complex.column
+        return Finding(
+            "",
+            line,
+            column,
+            line,
+            column,
+            SyntaxErrorRule.code,
+            SyntaxErrorRule.name,
+            too_complex.message,
+        )
     try:
         return cst.parse_module(source)
     except cst.ParserSyntaxError as exc:
@@ -261,7 +277,10 @@ def _positioned(
     reports: list[Report], module: cst.Module, path: str, result: Analysis
 ) -> list[Finding]:
     try:
-        positions = node_positions(module)
+        # Deep but valid trees (long implicit string concatenations) need more
+        # than the default limit; the CLI has raised it already.
+        with guard.recursion_limit():
+            positions = node_positions(module)
     except RecursionError:
         result.errors.append(
             f"{path}: internal error: file is nested too deeply to locate findings"

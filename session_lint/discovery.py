@@ -14,8 +14,11 @@
 - Symlinked directories are followed, but each real directory is walked once, so
   a symlink loop ends; a file reached twice (two paths, or a symlink) is linted once.
 - ``-`` stands for standard input and is passed through as is.
-- A path that does not exist or cannot be read gives one message each; the other
-  files are still linted (the caller exits 2 at the end).
+- A path that does not exist or cannot be read, and a named path that is not a
+  regular file (a FIFO, socket or device), gives one message each; the other
+  files are still linted (the caller exits 2 at the end). While walking, only
+  regular files are taken: a broken symlink there is passed over in silence
+  (editors leave them as lock files, e.g. Emacs's ``.#name.py``).
 """
 
 from __future__ import annotations
@@ -89,8 +92,11 @@ def discover(paths: Sequence[str], config: Config) -> Discovery:
         if stat.S_ISDIR(info.st_mode):
             for path in _walk(given, config, seen_dirs, result.errors):
                 _add(result, path, seen_files)
-        else:
+        elif stat.S_ISREG(info.st_mode):
             _add(result, given, seen_files, info)
+        else:
+            # Reading a FIFO blocks until a writer comes, a device may never end.
+            result.errors.append(f"{given}: not a regular file; not linted")
     return result
 
 
