@@ -169,20 +169,44 @@ def _pool_context() -> multiprocessing.context.BaseContext:
     return multiprocessing.get_context("spawn")
 
 
-def _run_many(tasks: list[tuple[str, bytes]], config: Config, options: Options) -> list[FileResult]:
+def _run_many(
+    tasks: list[tuple[str, bytes]],
+    config: Config,
+    options: Options,
+    meanwhile: Callable[[], None] | None = None,
+) -> list[FileResult]:
+    """Process ``tasks`` (in a pool when worth it), running ``meanwhile`` in this
+    process while the pool works; results in task order."""
+    meanwhile = meanwhile or _nothing
     jobs = min(options.jobs, len(tasks))
     if jobs > 1 and len(tasks) >= POOL_THRESHOLD:
-        chunksize = max(1, len(tasks) // (jobs * 4))
+        # Largest files first, handed out one by one while there are few: a run is
+        # as slow as its busiest worker, and file sizes vary a hundredfold.
+        order = sorted(range(len(tasks)), key=lambda i: -len(tasks[i][1]))
+        chunksize = 1 if len(tasks) <= 256 else len(tasks) // (jobs * 16)
         try:
             with _pool(jobs, config, options) as pool:
-                return list(pool.map(_work, tasks, chunksize=chunksize))
+                pending = pool.map(_work, [tasks[i] for i in order], chunksize=chunksize)
+                meanwhile()
+                meanwhile = _nothing
+                done = list(pending)
+            results: list[FileResult] = [done[0]] * len(tasks)
+            for position, index in enumerate(order):
+                results[index] = done[position]
+            return results
         except BrokenProcessPool:
             # A worker died: libcst's native parser can crash on pathologically
             # nested code. Redo each file alone so the crash costs one file only.
+            meanwhile()
             return [_isolated(task, config, options) for task in tasks]
         except OSError:
             pass  # cannot start processes here: do the work in this process
+    meanwhile()
     return [process_source(source, path, config, options) for path, source in tasks]
+
+
+def _nothing() -> None:
+    pass
 
 
 def _pool(jobs: int, config: Config, options: Options) -> ProcessPoolExecutor:
@@ -220,6 +244,7 @@ def run(paths: Sequence[str], config: Config, options: Options) -> RunResult:
     keys: dict[int, str] = {}
     may_fire: Callable[[bytes], bool] | None = None
     heavy: list[int] = []
+    light: list[int] = []
     for index, path in enumerate(paths):
         try:
             with open(path, "rb") as handle:
@@ -239,9 +264,16 @@ def run(paths: Sequence[str], config: Config, options: Options) -> RunResult:
             may_fire = _prefilter(config)
         if may_fire(source):
             heavy.append(index)
-        else:  # cheap: no libcst parse unless the file fails to compile
-            results[index] = process_source(source, path, config, options)
-    done = _run_many([(paths[i], sources[i]) for i in heavy], config, options)
+        else:
+            light.append(index)
+
+    def light_work() -> None:
+        # Cheap (no libcst parse unless the file fails to compile); done here while
+        # the pool parses the heavy files.
+        for index in light:
+            results[index] = process_source(sources[index], paths[index], config, options)
+
+    done = _run_many([(paths[i], sources[i]) for i in heavy], config, options, light_work)
     for index, done_result in zip(heavy, done, strict=True):
         results[index] = done_result
     final = [r for r in results if r is not None]

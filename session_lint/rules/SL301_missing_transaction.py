@@ -119,6 +119,9 @@ class MissingTransaction(Rule):
     def prefilter_tokens(cls, config: Config) -> tuple[str, ...]:
         return session_prefilter_tokens(config)  # no session, no finding
 
+    # Only ``async def`` bodies are checked, and a write is one of these calls.
+    requires = (("async",), ("add", "delete", "merge", "flush", "execute", "insert", "update"))
+
     def visit_FunctionDef(self, node: cst.FunctionDef) -> None:
         if node.asynchronous is None or not isinstance(node.body, cst.IndentedBlock):
             return

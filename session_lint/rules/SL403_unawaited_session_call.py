@@ -4,9 +4,13 @@ import libcst as cst
 
 from session_lint.config import Config
 from session_lint.finding import Applicability, Fix, FixAvailability
-from session_lint.rules.base import Rule
+from session_lint.rules.base import Clause, Rule
 from session_lint.semantics.scopes import BindingKind
-from session_lint.semantics.sessions import is_async_session, session_prefilter_tokens
+from session_lint.semantics.sessions import (
+    configured_factories_of,
+    is_async_session,
+    session_prefilter_tokens,
+)
 from session_lint.semantics.transactions import iter_nodes
 
 # AsyncSession's coroutine methods (``add``, ``add_all``, ``expunge`` are plain methods).
@@ -83,6 +87,15 @@ class UnawaitedSessionCall(Rule):
     @classmethod
     def prefilter_tokens(cls, config: Config) -> tuple[str, ...]:
         return session_prefilter_tokens(config)  # no session, no finding
+
+    @classmethod
+    def prefilter(cls, config: Config) -> tuple[Clause, ...]:
+        # A session known to be async is opened with ``async with``, built by an
+        # ``async_sessionmaker``, annotated ``AsyncSession``, or comes from a
+        # configured factory; and the call is one of the coroutine methods.
+        factories = tuple(n.rpartition(".")[2] for n in configured_factories_of(config))
+        asyncness = ("async", "Async", *factories)
+        return ((cls.prefilter_tokens(config), asyncness, tuple(sorted(COROUTINE_METHODS))),)
 
     def visit_Expr(self, node: cst.Expr) -> None:
         call = node.value

@@ -40,6 +40,18 @@ def _strip_await(expr: cst.BaseExpression) -> cst.BaseExpression:
     return expr.expression if isinstance(expr, cst.Await) else expr
 
 
+def configured_factories_of(config: Config) -> frozenset[str]:
+    """Qualified names of the configured session factories, from the config alone."""
+    out: set[str] = set()
+    for target in (config.session_factory, config.background_session_factory):
+        try:
+            imp = Import.from_target(target)
+        except ValueError:
+            continue
+        out.add(f"{imp.module}.{imp.name}")
+    return frozenset(out)
+
+
 def configured_factories(ctx: FileContext) -> frozenset[str]:
     """Qualified names of the configured session factories (``get_session`` …)."""
     out: set[str] = set()
