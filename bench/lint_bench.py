@@ -73,11 +73,13 @@ def build_corpus(dest: Path, *, large: bool) -> tuple[int, int]:
 
 def service_file(dest: Path, size: int = 500) -> Path:
     """A ~500-line service module built from the sample apps' service code."""
+    sources = [
+        p.read_text(encoding="utf-8")
+        for p in sorted((ROOT / "fixtures" / "apps").glob("*/**/services/*.py"))
+    ]
     parts: list[str] = []
-    for path in sorted((ROOT / "fixtures" / "apps").glob("*/**/services/*.py")):
-        parts.append(path.read_text(encoding="utf-8"))
-        if sum(p.count("\n") for p in parts) >= size:
-            break
+    while sum(p.count("\n") for p in parts) < size:  # repeat the services until 500 lines
+        parts.extend(sources)
     text = "\n\n".join(parts)
     out = dest / "service.py"
     out.write_text("\n".join(text.splitlines()[:size]) + "\n", encoding="utf-8")
