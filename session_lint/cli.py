@@ -131,6 +131,7 @@ def _main(args: argparse.Namespace) -> int:
         unsafe_fixes=args.unsafe_fixes,
         use_cache=not args.no_cache,
         jobs=args.jobs or default_jobs(),
+        write_roots=(*paths, config.root),
     )
     if paths == [STDIN]:
         return _lint_stdin(args, config, options)

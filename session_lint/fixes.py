@@ -159,13 +159,21 @@ class WriteError(Exception):
     pass
 
 
-def write_atomically(path: str, data: bytes, expected_old: bytes) -> None:
+def write_atomically(
+    path: str, data: bytes, expected_old: bytes, *, within: Sequence[str] = ()
+) -> None:
     """Replace ``path``'s bytes with ``data`` via a temp file and rename.
 
     Refuses when the file changed since it was read, or is not writable; writes
-    through a symlink to its target (replacing the link itself would break it).
+    through a symlink to its target (replacing the link itself would break it),
+    but only when the target is inside one of ``within`` (directories, or files
+    standing for their directory; empty: anywhere).
     """
     target = Path(os.path.realpath(path))
+    if within and not any(target.is_relative_to(root) for root in _real_roots(within)):
+        # A symlink (of the file or a directory on its way) leads out of the tree
+        # the user asked to fix: someone else's file, maybe shared by projects.
+        raise WriteError(f"{path}: resolves to {target}, outside the linted tree; not fixed")
     try:
         current = target.read_bytes()
     except OSError as exc:
@@ -198,3 +206,14 @@ def write_atomically(path: str, data: bytes, expected_old: bytes) -> None:
         except OSError:
             pass
         raise
+
+
+def _real_roots(paths: Sequence[str]) -> list[Path]:
+    roots = []
+    for path in paths:
+        absolute = os.path.abspath(path)
+        # A named file stands for its directory; the file itself is not resolved,
+        # so a named symlink to another directory's file is still outside.
+        directory = absolute if os.path.isdir(absolute) else os.path.dirname(absolute)
+        roots.append(Path(os.path.realpath(directory)))
+    return roots

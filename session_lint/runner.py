@@ -42,6 +42,10 @@ class Options:
     use_cache: bool = True
     jobs: int = 1
     apply_noqa: bool = True
+    # Where --fix may write: the paths given on the command line (a file stands
+    # for its directory). Empty: the config's root. A file whose real path is
+    # elsewhere (a symlink out of the tree) is left alone.
+    write_roots: tuple[str, ...] = ()
 
     @property
     def fixing(self) -> bool:
@@ -306,7 +310,9 @@ def _write(result: FileResult, original: bytes, config: Config, options: Options
 
     assert result.fixed_source is not None
     try:
-        write_atomically(result.path, result.fixed_source, original)
+        write_atomically(
+            result.path, result.fixed_source, original, within=options.write_roots or (config.root,)
+        )
     except (WriteError, OSError) as exc:
         message = str(exc) if isinstance(exc, WriteError) else _reason(exc)
         result.errors.append(

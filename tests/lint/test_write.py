@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import stat
+import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from session_lint import runner
+from session_lint import fixes, runner
 from session_lint.config import Config
 from session_lint.fixes import WriteError, write_atomically
 from session_lint.runner import Options, run
@@ -27,6 +30,7 @@ AFTER = BEFORE.replace(
     "AsyncSession\n\n", "AsyncSession\nfrom session_runtime import get_session\n\n", 1
 ).replace("AsyncSession(engine)", "get_session()")
 
+ROOT = Path(__file__).resolve().parents[2]
 FIX = Options(fix=True, unsafe_fixes=True, use_cache=False, jobs=1)
 
 
@@ -130,13 +134,162 @@ def test_write_atomically_directly(tmp_path: Path) -> None:
         write_atomically(str(tmp_path / "gone.py"), b"new\n", b"old\n")
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root can write into any directory")
-def test_unwritable_directory(tmp_path: Path) -> None:  # pragma: no cover - non-root only
+def test_unwritable_directory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The temp file cannot be created beside the file (a read-only directory for
+    a normal user). Root may create files anywhere, so the refusal is produced
+    where it happens, in ``mkstemp``, and for one directory only."""
+    (tmp_path / "locked").mkdir()
+    (tmp_path / "open").mkdir()
+    (tmp_path / "locked" / "x.py").write_text(BEFORE)
+    (tmp_path / "open" / "x.py").write_text(BEFORE)
+    real_mkstemp = fixes.tempfile.mkstemp
+
+    def mkstemp(*args: object, dir: str, **kwargs: object) -> tuple[int, str]:
+        if Path(dir) == tmp_path / "locked":
+            raise PermissionError(errno.EACCES, "Permission denied", dir)
+        return real_mkstemp(*args, dir=dir, **kwargs)  # type: ignore[call-overload,no-any-return]
+
+    monkeypatch.setattr(fixes.tempfile, "mkstemp", mkstemp)
+    result = fix_files(tmp_path, "locked/x.py", "open/x.py")
+    locked = tmp_path / "locked" / "x.py"
+    assert result.errors == [
+        f"{locked}: cannot write next to the file: Permission denied; not fixed"
+    ]
+    assert locked.read_text() == BEFORE
+    assert (tmp_path / "open" / "x.py").read_text() == AFTER
+    assert [f.path for f in result.findings] == [str(locked)]
+    assert sorted(p.name for p in (tmp_path / "locked").iterdir()) == ["x.py"]
+
+
+def test_parent_that_is_a_file(tmp_path: Path) -> None:
+    # Without patching: a path through a regular file cannot be re-read or written.
+    (tmp_path / "plain").write_text("x = 1\n")
+    with pytest.raises(WriteError, match="cannot re-read"):
+        write_atomically(str(tmp_path / "plain" / "x.py"), b"new\n", b"old\n")
+    assert (tmp_path / "plain").read_text() == "x = 1\n"
+
+
+@pytest.mark.parametrize("failing", ["fsync", "replace"])
+def test_a_failed_write_leaves_the_file_and_no_temp_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, failing: str
+) -> None:
+    """Atomic: a disk full while writing the temp file, or a failed rename, leaves
+    the original bytes in place and nothing beside them."""
+    (tmp_path / "x.py").write_text(BEFORE)
+
+    def fail(*args: object) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(fixes.os, failing, fail)
+    result = fix_files(tmp_path, "x.py")
+    assert result.errors == [f"{tmp_path / 'x.py'}: No space left on device"]
+    assert (tmp_path / "x.py").read_text() == BEFORE
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["x.py"]
+    assert result.fixed == 0 and [f.code for f in result.findings] == ["SL101"]
+
+
+def test_readers_see_old_or_new_bytes_never_a_mix(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     path = tmp_path / "x.py"
-    path.write_bytes(b"old\n")
-    tmp_path.chmod(0o555)
-    try:
-        with pytest.raises(WriteError, match="not fixed"):
-            write_atomically(str(path), b"new\n", b"old\n")
-    finally:
-        tmp_path.chmod(0o755)
+    path.write_text(BEFORE)
+    seen: list[tuple[str, str]] = []
+    real_replace = fixes.os.replace
+
+    def replace(src: str, dst: str) -> None:
+        # Just before the rename: the file is whole and old, the temp file whole and new.
+        seen.append((Path(dst).read_text(), Path(src).read_text()))
+        real_replace(src, dst)
+
+    monkeypatch.setattr(fixes.os, "replace", replace)
+    assert fix_files(tmp_path, "x.py").errors == []
+    assert seen == [(BEFORE, AFTER)]
+    assert path.read_text() == AFTER
+
+
+def test_symlink_out_of_the_tree_is_not_written(tmp_path: Path) -> None:
+    project, elsewhere = tmp_path / "project", tmp_path / "elsewhere"
+    (project / "app").mkdir(parents=True)
+    (elsewhere / "vendor").mkdir(parents=True)
+    shared = elsewhere / "shared.py"
+    shared.write_text(BEFORE)
+    (elsewhere / "vendor" / "mod.py").write_text(BEFORE)
+    (project / "app" / "link.py").symlink_to(shared)  # a file link out of the tree
+    (project / "app" / "vendor").symlink_to(elsewhere / "vendor")  # a directory link
+    (project / "app" / "own.py").write_text(BEFORE)
+    config = Config(root=str(project), select=("SL000", "SL101"))
+    paths = [str(project / "app" / n) for n in ("link.py", "own.py", "vendor/mod.py")]
+    options = Options(
+        fix=True, unsafe_fixes=True, use_cache=False, write_roots=(str(project / "app"),)
+    )
+    result = run(paths, config, options)
+    assert result.errors == [
+        f"{paths[0]}: resolves to {shared}, outside the linted tree; not fixed",
+        f"{paths[2]}: resolves to {elsewhere / 'vendor' / 'mod.py'}, outside the linted tree; "
+        "not fixed",
+    ]
+    assert shared.read_text() == BEFORE
+    assert (elsewhere / "vendor" / "mod.py").read_text() == BEFORE
+    assert (project / "app" / "own.py").read_text() == AFTER
+    assert (project / "app" / "link.py").is_symlink()
+    # Named on the command line (through the directory link), the file is the
+    # user's explicit choice: it is fixed.
+    named = run(
+        [paths[2]],
+        config,
+        Options(fix=True, unsafe_fixes=True, use_cache=False, write_roots=(paths[2],)),
+    )
+    assert named.errors == [] and named.fixed == 1
+    assert (elsewhere / "vendor" / "mod.py").read_text() == AFTER
+
+
+def test_symlink_out_of_the_tree_through_the_cli(tmp_path: Path) -> None:
+    project, elsewhere = tmp_path / "project", tmp_path / "elsewhere"
+    (project / "app").mkdir(parents=True)
+    elsewhere.mkdir()
+    (project / "pyproject.toml").write_text('[tool.session-lint]\nselect = ["SL101"]\n')
+    (elsewhere / "shared.py").write_text(BEFORE)
+    (project / "app" / "link.py").symlink_to(elsewhere / "shared.py")
+    (project / "app" / "inside.py").write_text(BEFORE)
+    (project / "app" / "link_inside.py").symlink_to(project / "app" / "inside.py")
+    proc = subprocess.run(
+        [sys.executable, "-m", "session_lint", "--no-cache", "--fix", "--unsafe-fixes", "app"],
+        cwd=project,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        timeout=120,
+    )
+    assert proc.returncode == 2
+    assert proc.stderr.splitlines() == [
+        f"session-lint: error: app/link.py: resolves to {elsewhere / 'shared.py'}, "
+        "outside the linted tree; not fixed"
+    ]
+    assert proc.stdout.startswith("app/link.py:6:16: SL101 ")
+    assert (elsewhere / "shared.py").read_text() == BEFORE
+    assert (project / "app" / "inside.py").read_text() == AFTER
+
+
+@pytest.mark.parametrize("name", ["latin1.py", "crlf.py", "bom.py", "locked.py", "link.py"])
+def test_diff_never_writes(tmp_path: Path, name: str) -> None:
+    data = {
+        "latin1.py": ("# -*- coding: latin-1 -*-\n" + BEFORE).encode("latin-1"),
+        "crlf.py": BEFORE.replace("\n", "\r\n").encode(),
+        "bom.py": b"\xef\xbb\xbf" + BEFORE.encode(),
+    }.get(name, BEFORE.encode())
+    path = tmp_path / name
+    if name == "link.py":
+        (tmp_path / "real.py").write_bytes(data)
+        path.symlink_to(tmp_path / "real.py")
+    else:
+        path.write_bytes(data)
+    if name == "locked.py":
+        path.chmod(0o444)
+    before = {p.name: (p.read_bytes(), p.stat().st_mtime_ns) for p in tmp_path.iterdir()}
+    config = Config(root=str(tmp_path), select=("SL000", "SL101"))
+    result = run([str(path)], config, Options(diff=True, unsafe_fixes=True, use_cache=False))
+    assert result.errors == [] and result.fixed == 1
+    (diff,) = result.diffs
+    assert "-    async with AsyncSession(engine) as s:" in diff
+    assert "+    async with get_session() as s:" in diff
+    assert {p.name: (p.read_bytes(), p.stat().st_mtime_ns) for p in tmp_path.iterdir()} == before
