@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from session_lint import discovery, runner
+from session_lint import runner
 from session_lint.config import Config
 from session_lint.discovery import discover
 
@@ -248,7 +248,7 @@ def test_unreadable_directory_in_process(tmp_path: Path, monkeypatch: pytest.Mon
             raise PermissionError(13, "Permission denied", path)
         return real_scandir(path)
 
-    monkeypatch.setattr(discovery.os, "scandir", guarded_scandir)
+    monkeypatch.setattr(os, "scandir", guarded_scandir)
     found = discover([str(tmp_path)], Config(root=str(tmp_path)))
     assert found.errors == [f"{locked}: cannot read directory: Permission denied"]
     assert found.files == [str(tmp_path / "a" / "m.py"), str(tmp_path / "z" / "m.py")]

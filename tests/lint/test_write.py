@@ -7,12 +7,13 @@ import os
 import stat
 import subprocess
 import sys
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from session_lint import fixes, runner
+from session_lint import runner
 from session_lint.config import Config
 from session_lint.fixes import WriteError, write_atomically
 from session_lint.runner import Options, run
@@ -142,14 +143,14 @@ def test_unwritable_directory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
     (tmp_path / "open").mkdir()
     (tmp_path / "locked" / "x.py").write_text(BEFORE)
     (tmp_path / "open" / "x.py").write_text(BEFORE)
-    real_mkstemp = fixes.tempfile.mkstemp
+    real_mkstemp = tempfile.mkstemp
 
-    def mkstemp(*args: object, dir: str, **kwargs: object) -> tuple[int, str]:
+    def mkstemp(prefix: str, suffix: str, dir: str) -> tuple[int, str]:
         if Path(dir) == tmp_path / "locked":
             raise PermissionError(errno.EACCES, "Permission denied", dir)
-        return real_mkstemp(*args, dir=dir, **kwargs)  # type: ignore[call-overload,no-any-return]
+        return real_mkstemp(prefix=prefix, suffix=suffix, dir=dir)
 
-    monkeypatch.setattr(fixes.tempfile, "mkstemp", mkstemp)
+    monkeypatch.setattr(tempfile, "mkstemp", mkstemp)
     result = fix_files(tmp_path, "locked/x.py", "open/x.py")
     locked = tmp_path / "locked" / "x.py"
     assert result.errors == [
@@ -180,7 +181,7 @@ def test_a_failed_write_leaves_the_file_and_no_temp_file(
     def fail(*args: object) -> None:
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(fixes.os, failing, fail)
+    monkeypatch.setattr(os, failing, fail)
     result = fix_files(tmp_path, "x.py")
     assert result.errors == [f"{tmp_path / 'x.py'}: No space left on device"]
     assert (tmp_path / "x.py").read_text() == BEFORE
@@ -194,14 +195,14 @@ def test_readers_see_old_or_new_bytes_never_a_mix(
     path = tmp_path / "x.py"
     path.write_text(BEFORE)
     seen: list[tuple[str, str]] = []
-    real_replace = fixes.os.replace
+    real_replace = os.replace
 
     def replace(src: str, dst: str) -> None:
         # Just before the rename: the file is whole and old, the temp file whole and new.
         seen.append((Path(dst).read_text(), Path(src).read_text()))
         real_replace(src, dst)
 
-    monkeypatch.setattr(fixes.os, "replace", replace)
+    monkeypatch.setattr(os, "replace", replace)
     assert fix_files(tmp_path, "x.py").errors == []
     assert seen == [(BEFORE, AFTER)]
     assert path.read_text() == AFTER
