@@ -8,6 +8,7 @@ from types import TracebackType
 from typing import Any
 
 from sqlalchemy.engine import URL
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from sqlalchemy.pool import QueuePool
 
@@ -138,7 +139,15 @@ class SessionContext:
         if session is not None:
             # close() rolls back whatever the block left open and returns
             # the connection to the pool.
-            await session.close()
+            try:
+                await session.close()
+            except DBAPIError as error:
+                # A connection that died (pooler or server restart) is already
+                # invalidated and the server has dropped its transaction: nothing
+                # is lost by not rolling back, and raising here would replace the
+                # error the block itself saw (or raise after it was handled).
+                if not error.connection_invalidated:
+                    raise
 
 
 def get_session() -> SessionContext:
