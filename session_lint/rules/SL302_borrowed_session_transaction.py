@@ -2,8 +2,7 @@ from __future__ import annotations
 
 import libcst as cst
 
-from session_lint.config import Config
-from session_lint.rules.base import Clause, Rule
+from session_lint.rules.base import SESSION, Rule
 from session_lint.semantics.ownership import (
     Ownership,
     injected_sessions,
@@ -12,7 +11,6 @@ from session_lint.semantics.ownership import (
     ownership,
 )
 from session_lint.semantics.scopes import ScopeKind
-from session_lint.semantics.sessions import session_prefilter_tokens
 
 TRANSACTION_METHODS = frozenset({"begin", "commit", "rollback"})
 # Methods that exist to manage a transaction: a unit of work's context manager, or a
@@ -73,9 +71,7 @@ class BorrowedSessionTransaction(Rule):
     )
     tokens = ("begin", "commit", "rollback")
 
-    @classmethod
-    def prefilter(cls, config: Config) -> tuple[Clause, ...]:
-        return ((cls.tokens, session_prefilter_tokens(config)),)  # and a session
+    requires = (SESSION,)  # and a session
 
     def visit_Call(self, node: cst.Call) -> None:
         func = node.func

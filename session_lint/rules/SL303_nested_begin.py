@@ -4,10 +4,9 @@ from collections.abc import Sequence
 
 import libcst as cst
 
-from session_lint.config import Config
 from session_lint.finding import Applicability, Fix, FixAvailability
-from session_lint.rules.base import Clause, Rule
-from session_lint.semantics.sessions import is_session, session_prefilter_tokens
+from session_lint.rules.base import SESSION, Rule
+from session_lint.semantics.sessions import is_session
 from session_lint.semantics.transactions import (
     AUTOBEGIN_METHODS,
     ENDING_METHODS,
@@ -85,9 +84,7 @@ class NestedBegin(Rule):
     fix_availability = FixAvailability.SOMETIMES
     tokens = ("begin",)
 
-    @classmethod
-    def prefilter(cls, config: Config) -> tuple[Clause, ...]:
-        return ((cls.tokens, session_prefilter_tokens(config)),)  # and a session
+    requires = (SESSION,)  # and a session
 
     def visit_Call(self, node: cst.Call) -> None:
         func = node.func

@@ -2,9 +2,8 @@ from __future__ import annotations
 
 import libcst as cst
 
-from session_lint.config import Config
-from session_lint.rules.base import Clause, Rule
-from session_lint.semantics.sessions import is_session, session_prefilter_tokens
+from session_lint.rules.base import SESSION, Rule
+from session_lint.semantics.sessions import is_session
 from session_lint.semantics.transactions import BEGIN_METHODS
 
 
@@ -52,9 +51,7 @@ class BareBegin(Rule):
     )
     tokens = ("begin",)
 
-    @classmethod
-    def prefilter(cls, config: Config) -> tuple[Clause, ...]:
-        return ((cls.tokens, session_prefilter_tokens(config)),)  # and a session
+    requires = (SESSION,)  # and a session
 
     def visit_Call(self, node: cst.Call) -> None:
         func = node.func

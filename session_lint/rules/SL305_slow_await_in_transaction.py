@@ -2,10 +2,8 @@ from __future__ import annotations
 
 import libcst as cst
 
-from session_lint.config import Config
-from session_lint.rules.base import Clause, Rule
+from session_lint.rules.base import SESSION_OR_CONNECTION, Rule
 from session_lint.semantics.scopes import BindingKind
-from session_lint.semantics.sessions import sql_receiver_prefilter_tokens
 from session_lint.semantics.transactions import enclosing_transactions
 
 
@@ -68,9 +66,7 @@ class SlowAwaitInTransaction(Rule):
     )
     tokens = ("begin",)  # nothing is slow outside a transaction block
 
-    @classmethod
-    def prefilter(cls, config: Config) -> tuple[Clause, ...]:
-        return ((cls.tokens, sql_receiver_prefilter_tokens(config)),)  # on a session or connection
+    requires = (SESSION_OR_CONNECTION,)  # and a session or a connection
 
     def visit_Call(self, node: cst.Call) -> None:
         slow = self.ctx.config.slow_calls

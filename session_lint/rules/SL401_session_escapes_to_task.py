@@ -2,10 +2,8 @@ from __future__ import annotations
 
 import libcst as cst
 
-from session_lint.config import Config
 from session_lint.finding import Import
-from session_lint.rules.base import Clause, Rule
-from session_lint.semantics.sessions import session_prefilter_tokens
+from session_lint.rules.base import SESSION, Rule
 from session_lint.semantics.tasks import session_references, spawned_arguments
 
 
@@ -67,9 +65,7 @@ class SessionEscapesToTask(Rule):
     )
     tokens = ("add_task", "create_task", "ensure_future", "run_in_executor", "start_soon")
 
-    @classmethod
-    def prefilter(cls, config: Config) -> tuple[Clause, ...]:
-        return ((cls.tokens, session_prefilter_tokens(config)),)  # and a session
+    requires = (SESSION,)  # and a session
 
     def visit_Call(self, node: cst.Call) -> None:
         spawned = spawned_arguments(self.ctx, node)

@@ -4,10 +4,8 @@ from collections import Counter
 
 import libcst as cst
 
-from session_lint.config import Config
-from session_lint.rules.base import Clause, Rule
+from session_lint.rules.base import SESSION, Rule
 from session_lint.semantics.scopes import BindingKind
-from session_lint.semantics.sessions import session_prefilter_tokens
 from session_lint.semantics.tasks import session_references
 
 GATHER = frozenset({"asyncio.gather", "asyncio.tasks.gather"})
@@ -64,9 +62,7 @@ class SessionSharedByGather(Rule):
     )
     tokens = ("gather",)
 
-    @classmethod
-    def prefilter(cls, config: Config) -> tuple[Clause, ...]:
-        return ((cls.tokens, session_prefilter_tokens(config)),)  # and a session
+    requires = (SESSION,)  # and a session
 
     def visit_Call(self, node: cst.Call) -> None:
         if not self.ctx.resolves_to(node.func, GATHER):

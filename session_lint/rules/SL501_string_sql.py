@@ -2,11 +2,9 @@ from __future__ import annotations
 
 import libcst as cst
 
-from session_lint.config import Config
 from session_lint.finding import Applicability, Fix, FixAvailability, Import
-from session_lint.rules.base import Clause, Rule
+from session_lint.rules.base import SESSION_OR_CONNECTION, Rule
 from session_lint.semantics.scopes import BindingKind
-from session_lint.semantics.sessions import sql_receiver_prefilter_tokens
 from session_lint.semantics.sql import (
     EXECUTE_METHODS,
     TEXT_FUNCTIONS,
@@ -69,9 +67,7 @@ class StringSql(Rule):
     fix_availability = FixAvailability.SOMETIMES
     tokens = ("execute", "scalar", "stream")
 
-    @classmethod
-    def prefilter(cls, config: Config) -> tuple[Clause, ...]:
-        return ((cls.tokens, sql_receiver_prefilter_tokens(config)),)  # on a session or connection
+    requires = (SESSION_OR_CONNECTION,)  # and a session or a connection
 
     def visit_Call(self, node: cst.Call) -> None:
         if not executes_sql(self.ctx, node, EXECUTE_METHODS):

@@ -24,6 +24,11 @@ Clause = tuple[tuple[str, ...], ...]
 
 # Strings without which no SQLAlchemy name can be imported into a file.
 SQLALCHEMY_IMPORT = ("sqlalchemy", "sqlmodel")
+# Placeholder groups, expanded with the config: strings without which nothing in a
+# file can be a session (``session-names`` and factory names included), or a
+# session or a connection.
+SESSION = ("<session>",)
+SESSION_OR_CONNECTION = ("<session-or-connection>",)
 
 
 class Rule:
@@ -48,7 +53,7 @@ class Rule:
     def prefilter(cls, config: Config) -> tuple[Clause, ...]:
         """When the rule may fire: on a file where, for some clause, every group has
         one of its strings. Must be sound: a file failing it has no finding."""
-        return ((cls.prefilter_tokens(config), *cls.requires),)
+        return ((cls.prefilter_tokens(config), *(expand(g, config) for g in cls.requires)),)
 
     def report(
         self, node: cst.CSTNode, message: str | None = None, *, fix: Fix | None = None
@@ -69,3 +74,17 @@ class Rule:
     @classmethod
     def summary(cls) -> str:
         return cls.doc_section("What it does").split("\n\n")[0].replace("\n", " ")
+
+
+def expand(group: tuple[str, ...], config: Config) -> tuple[str, ...]:
+    """A prefilter group with its placeholders replaced by the config's strings."""
+    from session_lint.semantics.sessions import (
+        session_prefilter_tokens,
+        sql_receiver_prefilter_tokens,
+    )
+
+    if group == SESSION:
+        return session_prefilter_tokens(config)
+    if group == SESSION_OR_CONNECTION:
+        return sql_receiver_prefilter_tokens(config)
+    return group
