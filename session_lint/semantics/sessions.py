@@ -54,30 +54,29 @@ def configured_factories_of(config: Config) -> frozenset[str]:
 
 def configured_factories(ctx: FileContext) -> frozenset[str]:
     """Qualified names of the configured session factories (``get_session`` …)."""
-    out: set[str] = set()
-    for target in (ctx.config.session_factory, ctx.config.background_session_factory):
-        try:
-            imp = Import.from_target(target)
-        except ValueError:
-            continue
-        out.add(f"{imp.module}.{imp.name}")
-    return frozenset(out)
+    return configured_factories_of(ctx.config)
 
 
 def is_session_factory(
-    ctx: FileContext, expr: cst.BaseExpression, scope: Scope | None = None, depth: int = 0
+    ctx: FileContext, expr: cst.BaseExpression, scope: Scope | None = None
 ) -> bool:
     """``async_sessionmaker(...)``/``sessionmaker(...)`` results, and names bound to them."""
-    scope = scope or ctx.scope
+    return _made_by(ctx, expr, SESSIONMAKERS, scope or ctx.scope, 0)
+
+
+def _made_by(
+    ctx: FileContext, expr: cst.BaseExpression, makers: frozenset[str], scope: Scope, depth: int
+) -> bool:
+    """A call of one of ``makers``, or a name every binding of which is one."""
     expr = _strip_await(expr)
     if isinstance(expr, cst.Call):
-        return ctx.resolves_to(expr.func, SESSIONMAKERS, scope)
+        return ctx.resolves_to(expr.func, makers, scope)
     if isinstance(expr, cst.Name) and depth < _MAX_DEPTH:
         bindings = scope.lookup(expr.value)
         return bool(bindings) and all(
             b.kind is BindingKind.ASSIGNMENT
             and b.value is not None
-            and is_session_factory(ctx, b.value, scope, depth + 1)
+            and _made_by(ctx, b.value, makers, scope, depth + 1)
             for b in bindings
         )
     return False
@@ -359,23 +358,9 @@ def is_async_engine_call(
     )
 
 
-def is_engine(
-    ctx: FileContext, expr: cst.BaseExpression, scope: Scope | None = None, depth: int = 0
-) -> bool:
+def is_engine(ctx: FileContext, expr: cst.BaseExpression, scope: Scope | None = None) -> bool:
     """``create_async_engine(...)``/``create_engine(...)`` results and names bound to them."""
-    scope = scope or ctx.scope
-    expr = _strip_await(expr)
-    if isinstance(expr, cst.Call):
-        return is_engine_constructor(ctx, expr.func, scope)
-    if isinstance(expr, cst.Name) and depth < _MAX_DEPTH:
-        bindings = scope.lookup(expr.value)
-        return bool(bindings) and all(
-            b.kind is BindingKind.ASSIGNMENT
-            and b.value is not None
-            and is_engine(ctx, b.value, scope, depth + 1)
-            for b in bindings
-        )
-    return False
+    return _made_by(ctx, expr, ENGINE_CONSTRUCTORS, scope or ctx.scope, 0)
 
 
 # -- connections and async sessions (flow rules) ---------------------------------
