@@ -7,7 +7,9 @@ class SyntaxErrorRule(Rule):
     """
     ## What it does
     Reports a file that cannot be parsed or decoded: a syntax error, an encoding
-    declaration that does not match the bytes, binary content in a `.py` file.
+    declaration that does not match the bytes, binary content in a `.py` file, or
+    an expression nested more than 1,000 levels deep (such as a generated
+    `x = a + a + …` with thousands of terms), which the parser is not given.
 
     ## Why is this bad?
     Nothing in the file can be checked, and nothing is fixed: `--fix` never writes a
