@@ -109,6 +109,48 @@ def test_refuses_a_file_changed_during_the_run(
     assert [(f.path, f.code) for f in result.findings] == [(str(target), "SL101")]
 
 
+@pytest.mark.parametrize("change", ["deleted", "replaced_by_symlink", "made_read_only"])
+def test_other_changes_during_the_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, change: str
+) -> None:
+    target = tmp_path / "busy.py"
+    target.write_text(BEFORE)
+    elsewhere = BEFORE + "# another file\n"
+    (tmp_path / "elsewhere.py").write_text(elsewhere)
+    real_process = runner.process_source
+
+    def process_and_change(
+        source: bytes, path: str, config: Config, options: Options
+    ) -> runner.FileResult:
+        result = real_process(source, path, config, options)
+        if options.fix:  # not when the runner re-analyses the file it did not write
+            change_file()
+        return result
+
+    def change_file() -> None:
+        if change == "deleted":
+            target.unlink()
+        elif change == "replaced_by_symlink":
+            target.unlink()
+            target.symlink_to(tmp_path / "elsewhere.py")
+        else:
+            target.chmod(0o444)
+
+    monkeypatch.setattr(runner, "process_source", process_and_change)
+    result = fix_files(tmp_path, "busy.py")
+    assert len(result.errors) == 1 and result.errors[0].startswith(f"{target}: ")
+    assert result.errors[0].endswith(
+        {
+            "deleted": "cannot re-read before writing: No such file or directory",
+            "replaced_by_symlink": "changed on disk during the run; not fixed",
+            "made_read_only": "not writable; not fixed",
+        }[change]
+    )
+    assert result.fixed == 0
+    assert (tmp_path / "elsewhere.py").read_text() == elsewhere
+    assert target.exists() == (change != "deleted")
+
+
 def test_refuses_a_read_only_file(tmp_path: Path) -> None:
     locked = tmp_path / "locked.py"
     locked.write_text(BEFORE)
