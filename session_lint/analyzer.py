@@ -130,17 +130,14 @@ class Prefilter:
         return False
 
 
-def prefilter_tokens(rules: Sequence[type[Rule]], config: Config) -> Prefilter:
+def prefilter_for(rules: Sequence[type[Rule]], config: Config) -> Prefilter:
+    """The (cached) prefilter of these rules under this config."""
     return _prefilter(tuple(rules), config)
 
 
 @functools.lru_cache(maxsize=32)
 def _prefilter(rules: tuple[type[Rule], ...], config: Config) -> Prefilter:
     return Prefilter(rules, config)
-
-
-def may_fire(source: bytes, prefilter: Prefilter) -> bool:
-    return prefilter(source)
 
 
 def parse(source: bytes) -> cst.Module | Finding:
@@ -203,8 +200,7 @@ def analyze(
     active = enabled_rules(config, path, ALL_RULES if rules is None else rules)
     walkers = [r for r in active if r is not SyntaxErrorRule]
     report_syntax = SyntaxErrorRule in active
-    tokens = prefilter_tokens(walkers, config)
-    if not walkers or (use_prefilter and not may_fire(source, tokens)):
+    if not walkers or (use_prefilter and not prefilter_for(walkers, config)(source)):
         if report_syntax and not _compiles_cheaply(source):
             _parse_into(result, source, path, report_syntax)
         return result

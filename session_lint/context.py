@@ -9,8 +9,9 @@ from typing import TYPE_CHECKING
 import libcst as cst
 
 from session_lint.config import Config
-from session_lint.finding import Fix
+from session_lint.finding import Fix, Import
 from session_lint.semantics.scopes import (
+    BindingKind,
     Scope,
     comprehension_names,
     dotted_name,
@@ -123,6 +124,14 @@ class FileContext:
     ) -> bool:
         return not self.qualified_names(node, scope).isdisjoint(names)
 
-    def is_bound_locally(self, name: str) -> bool:
-        """Whether ``name`` is bound in the module scope by something other than an import."""
-        return any(b.qualified_name is None for b in self.scope.module.bindings.get(name, ()))
+    def can_import(self, imp: Import) -> bool:
+        """Whether a fix may add ``from module import name`` and use ``name`` at the
+        node being visited: no module-level binding of that name other than this
+        very import, and no inner binding shadowing it there."""
+        assert imp.name is not None
+        target = f"{imp.module}.{imp.name}"
+        at_module = self.scope.module.bindings.get(imp.name, [])
+        if any(b.kind is not BindingKind.IMPORT or b.qualified_name != target for b in at_module):
+            return False
+        visible = self.scope.lookup(imp.name)
+        return not visible or visible is at_module

@@ -104,10 +104,9 @@ def apply_fixes(module: cst.Module, fixes: Sequence[Fix]) -> tuple[cst.Module, i
         covered: set[int] = set()
         for node, _ in fix.edits:
             covered.update(_subtree_ids(node))
+        # Overlap either way (an edit inside or above a taken edit) shows here,
+        # since ``covered`` and ``taken`` both hold whole subtrees.
         if covered & taken:
-            continue
-        # An edit above an already-taken node would also overlap.
-        if any(_contains_any(node, taken) for node, _ in fix.edits):
             continue
         chosen.append(fix)
         taken |= covered
@@ -116,7 +115,7 @@ def apply_fixes(module: cst.Module, fixes: Sequence[Fix]) -> tuple[cst.Module, i
     edits = {id(node): new for fix in chosen for node, new in fix.edits}
     new_module = module.visit(_Replacer(edits))
     assert isinstance(new_module, cst.Module)
-    imports = _unique(imp for fix in chosen for imp in fix.imports)
+    imports = list(dict.fromkeys(imp for fix in chosen for imp in fix.imports))
     if imports:
         new_module = add_imports(new_module, imports)
     return new_module, len(chosen)
@@ -130,18 +129,6 @@ def _subtree_ids(node: cst.CSTNode) -> set[int]:
         out.add(id(current))
         stack.extend(children(current))
     return out
-
-
-def _contains_any(node: cst.CSTNode, ids: set[int]) -> bool:
-    return not _subtree_ids(node).isdisjoint(ids)
-
-
-def _unique(imports: object) -> list[Import]:
-    seen: list[Import] = []
-    for imp in imports:  # type: ignore[attr-defined]
-        if imp not in seen:
-            seen.append(imp)
-    return seen
 
 
 def add_imports(module: cst.Module, imports: Sequence[Import]) -> cst.Module:

@@ -292,13 +292,13 @@ def run(paths: Sequence[str], config: Config, options: Options) -> RunResult:
 
 
 def _prefilter(config: Config) -> Callable[[bytes], bool]:
-    from session_lint.analyzer import prefilter_tokens
+    from session_lint.analyzer import prefilter_for
     from session_lint.rules import ALL_RULES, SyntaxErrorRule
 
     rules = [r for r in ALL_RULES if r is not SyntaxErrorRule and config.is_enabled(r.code)]
     if not rules:
         return lambda source: False
-    return prefilter_tokens(rules, config)
+    return prefilter_for(rules, config)
 
 
 def _caching(options: Options) -> bool:

@@ -10,7 +10,6 @@ from session_lint.semantics.known import (
     SESSION_CLASSES,
     SESSIONMAKERS,
 )
-from session_lint.semantics.scopes import BindingKind
 
 
 class DirectSession(Rule):
@@ -93,18 +92,9 @@ class DirectSession(Rule):
             and statement.asynchronous is not None
         ):
             return None
+        if not self.ctx.can_import(factory):
+            return None
         assert factory.name is not None
-        # Importing the factory must not shadow or clash with a module-level name.
-        for binding in self.ctx.scope.module.bindings.get(factory.name, ()):
-            if (
-                binding.kind is not BindingKind.IMPORT
-                or binding.qualified_name != f"{factory.module}.{factory.name}"
-            ):
-                return None
-        if self.ctx.scope.lookup(factory.name) and not self.ctx.scope.module.bindings.get(
-            factory.name
-        ):
-            return None  # a local name of that spelling would shadow the import
         call = cst.Call(func=cst.Name(factory.name))
         return Fix.replace(
             node,

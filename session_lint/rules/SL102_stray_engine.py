@@ -9,7 +9,6 @@ from session_lint.semantics.known import (
     ENGINE_CONSTRUCTORS,
     SESSIONMAKERS,
 )
-from session_lint.semantics.scopes import BindingKind
 
 # Keywords make_engine() hands to create_async_engine() unchanged. Anything else
 # (connect_args, poolclass, execution_options, **kwargs…) is merged, checked or
@@ -134,7 +133,7 @@ class StrayEngine(Rule):
         if assignment.value is not node or not _passes_through(node):
             return None
         assert factory.name is not None
-        if not self._name_is_free(factory):
+        if not self.ctx.can_import(factory):
             return None
         return Fix.replace(
             node,
@@ -142,15 +141,6 @@ class StrayEngine(Rule):
             Applicability.UNSAFE,
             imports=(factory,),
             description=f"create the engine with `{factory.name}()`",
-        )
-
-    def _name_is_free(self, factory: Import) -> bool:
-        """Importing the factory must not shadow or clash with a module-level name."""
-        assert factory.name is not None
-        target = f"{factory.module}.{factory.name}"
-        return all(
-            b.kind is BindingKind.IMPORT and b.qualified_name == target
-            for b in self.ctx.scope.module.bindings.get(factory.name, ())
         )
 
 

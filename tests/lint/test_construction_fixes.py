@@ -1,4 +1,4 @@
-"""Edge cases of the SL102 and SL105 fixes that a fixture cannot show (a fixture of
+"""Edge cases of the SL101, SL102 and SL105 fixes that a fixture cannot show (a fixture of
 a fixing rule must apply a fix)."""
 
 from __future__ import annotations
@@ -95,3 +95,29 @@ def test_sl105_fix_is_idempotent_and_keeps_comments() -> None:
         """
     )
     assert fixed(once, "SL105") == once
+
+
+def test_sl101_no_fix_where_a_local_name_shadows_the_factory() -> None:
+    source = """
+    from sqlalchemy.ext.asyncio import AsyncSession
+    from session_runtime import get_session
+
+    async def handler(engine, get_session):
+        async with AsyncSession(engine) as session:
+            await session.commit()
+    """
+    assert fixed(source, "SL101") == textwrap.dedent(source)
+
+
+def test_sl101_reuses_an_existing_factory_import() -> None:
+    source = """
+    from sqlalchemy.ext.asyncio import AsyncSession
+    from session_runtime import get_session
+
+    async def handler(engine):
+        async with AsyncSession(engine) as session:
+            await session.commit()
+    """
+    out = fixed(source, "SL101")
+    assert "async with get_session() as session:" in out
+    assert out.count("from session_runtime import get_session") == 1

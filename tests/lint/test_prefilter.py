@@ -7,7 +7,7 @@ from pathlib import Path
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from session_lint.analyzer import analyze, prefilter_tokens
+from session_lint.analyzer import analyze, prefilter_for
 from session_lint.config import Config
 from session_lint.rules import ALL_RULES, SyntaxErrorRule
 from tests.lint.fixture_files import ROOT, load
@@ -33,7 +33,7 @@ def test_every_fixture_file_passes_the_prefilter_of_each_rule_that_fires_on_it()
             unfiltered = analyze(source, path, config, [rule], use_prefilter=False)
             if unfiltered.findings:
                 checked += 1
-                assert prefilter_tokens([rule], config)(source), (file.name, rule.code)
+                assert prefilter_for([rule], config)(source), (file.name, rule.code)
     assert checked > 50  # the fixtures exercise every rule
 
 
