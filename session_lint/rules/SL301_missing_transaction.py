@@ -5,9 +5,8 @@ from dataclasses import dataclass
 
 import libcst as cst
 
-from session_lint.config import Config
 from session_lint.finding import Applicability, Fix, FixAvailability
-from session_lint.rules.base import Rule
+from session_lint.rules.base import SESSION, Rule
 from session_lint.semantics.known import ASYNC_SESSION_CLASSES
 from session_lint.semantics.ownership import (
     dependency_manages_transaction,
@@ -19,7 +18,6 @@ from session_lint.semantics.sessions import (
     is_async_session_source,
     is_session_annotation,
     is_session_source,
-    session_prefilter_tokens,
 )
 from session_lint.semantics.sql import EXECUTE_METHODS, first_positional
 from session_lint.semantics.transactions import (
@@ -113,11 +111,7 @@ class MissingTransaction(Rule):
         "session closes and rolls it back, and the change is silently lost"
     )
     fix_availability = FixAvailability.SOMETIMES
-    tokens = ("session", "Session", "SESSION")  # + configured names, below
-
-    @classmethod
-    def prefilter_tokens(cls, config: Config) -> tuple[str, ...]:
-        return session_prefilter_tokens(config)  # no session, no finding
+    tokens = SESSION  # no session, no finding
 
     # Only ``async def`` bodies are checked, and a write is one of these calls.
     requires = (("async",), ("add", "delete", "merge", "flush", "execute", "insert", "update"))

@@ -4,7 +4,7 @@ import libcst as cst
 
 from session_lint.config import Config
 from session_lint.finding import Applicability, Fix, FixAvailability
-from session_lint.rules.base import Clause, Rule
+from session_lint.rules.base import SESSION, Clause, Rule
 from session_lint.semantics.scopes import BindingKind
 from session_lint.semantics.sessions import (
     configured_factories_of,
@@ -82,11 +82,7 @@ class UnawaitedSessionCall(Rule):
     name = "unawaited-session-call"
     message = "`{call}()` on an AsyncSession is a coroutine: without `await` it never runs"
     fix_availability = FixAvailability.SOMETIMES
-    tokens = ("session", "Session", "SESSION")  # + configured names, below
-
-    @classmethod
-    def prefilter_tokens(cls, config: Config) -> tuple[str, ...]:
-        return session_prefilter_tokens(config)  # no session, no finding
+    tokens = SESSION  # no session, no finding
 
     @classmethod
     def prefilter(cls, config: Config) -> tuple[Clause, ...]:
@@ -95,7 +91,7 @@ class UnawaitedSessionCall(Rule):
         # configured factory; and the call is one of the coroutine methods.
         factories = tuple(n.rpartition(".")[2] for n in configured_factories_of(config))
         asyncness = ("async", "Async", *factories)
-        return ((cls.prefilter_tokens(config), asyncness, tuple(sorted(COROUTINE_METHODS))),)
+        return ((session_prefilter_tokens(config), asyncness, tuple(sorted(COROUTINE_METHODS))),)
 
     def visit_Expr(self, node: cst.Expr) -> None:
         call = node.value

@@ -2,14 +2,12 @@ from __future__ import annotations
 
 import libcst as cst
 
-from session_lint.config import Config
-from session_lint.rules.base import Rule
+from session_lint.rules.base import SESSION, Rule
 from session_lint.semantics.known import SESSION_CLASSES
 from session_lint.semantics.ownership import NameUse, is_test_code, name_uses
 from session_lint.semantics.sessions import (
     is_project_session_factory,
     is_session_factory,
-    session_prefilter_tokens,
 )
 
 
@@ -67,11 +65,7 @@ class UnclosedSession(Rule):
         "garbage collection (`The garbage collector is trying to clean up non-checked-in "
         "connection`); open it with `async with` or close it in `finally`"
     )
-    tokens = ("Session", "session", "SESSION")  # also covers sessionmaker
-
-    @classmethod
-    def prefilter_tokens(cls, config: Config) -> tuple[str, ...]:
-        return session_prefilter_tokens(config)  # configured factories may be named anything
+    tokens = SESSION  # the configured factories' names included
 
     def visit_Assign(self, node: cst.Assign) -> None:
         if len(node.targets) == 1:

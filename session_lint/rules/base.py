@@ -53,7 +53,8 @@ class Rule:
     def prefilter(cls, config: Config) -> tuple[Clause, ...]:
         """When the rule may fire: on a file where, for some clause, every group has
         one of its strings. Must be sound: a file failing it has no finding."""
-        return ((cls.prefilter_tokens(config), *(expand(g, config) for g in cls.requires)),)
+        groups = (cls.prefilter_tokens(config), *cls.requires)
+        return (tuple(expand(g, config) for g in groups),)
 
     def report(
         self, node: cst.CSTNode, message: str | None = None, *, fix: Fix | None = None
