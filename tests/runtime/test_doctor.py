@@ -223,7 +223,10 @@ def test_check_engine_defaults_fail_and_the_doctor_removes_its_statements(
         'InvalidSQLStatementNameError: prepared statement "__asyncpg_stmt_'
     )
     assert check["error"].endswith("does not exist")
-    assert check["burst"]["clients"] == 50 and sum(check["burst"]["errors"].values()) > 0
+    # The burst ran; whether it met the error is luck (about 1 run in 10 it does not:
+    # a lightly loaded pooler keeps handing a client the same backend). The verdict
+    # above does not depend on it: the forced move between backends always fails.
+    assert check["burst"]["clients"] == 50
     state = asyncio.run(server_state(doctor_tx_bouncer.url(DBNAME), TX_POOL))
     doctors = [s for v in state.values() for s in v["statements"] if "session-runtime doctor" in s]
     assert doctors == []
@@ -274,3 +277,33 @@ def test_nothing_left_behind(
     # A RESET placeholder reads as "" (never set: NULL); no server keeps the token.
     assert all(v["probe"] in (None, "") for v in state.values()), state
     assert asyncio.run(relations()) == before
+
+
+def test_check_engine_forces_a_move_between_backends(doctor_tx_bouncer: PgBouncer) -> None:
+    """The burst can miss asyncpg's defaults on a lightly loaded pooler (a client
+    keeps getting the same backend); the forced move never does."""
+    from session_runtime.doctor.check_engine import _engine_move
+    from session_runtime.doctor.statements import Statements
+    from session_runtime.doctor.target import Target
+
+    async def go() -> tuple[str | None, str | None, set[int]]:
+        url = doctor_tx_bouncer.url(DBNAME)
+        target = Target.from_url(url, timeout=5.0)
+        sql = Statements.new()
+        seen: set[int] = set()
+        defaults = create_async_engine(url)
+        safe = make_engine(url, pooler="transaction")
+        try:
+            broken = await _engine_move(defaults, sql, target, 1.0, seen)
+            fine = await _engine_move(safe, sql, target, 1.0, seen)
+        finally:
+            await defaults.dispose()
+            await safe.dispose()
+        return broken, fine, seen
+
+    broken, fine, seen = asyncio.run(go())
+    assert broken is not None and broken.startswith(
+        'InvalidSQLStatementNameError: prepared statement "__asyncpg_stmt_'
+    ), broken
+    assert fine is None
+    assert len(seen) >= 2  # both runs reached at least two backends between them

@@ -137,7 +137,7 @@ async def diagnose(target: Target, *, check: tuple[str, AsyncEngine] | None = No
                 await _verify(target, report.configuration, sql)
         if check is not None:
             async with _timed(report, "check_engine"):
-                report.check = await check_engine(check[0], check[1], sql, target.timeout)
+                report.check = await check_engine(check[0], check[1], sql, target, topo.kind, wait)
                 if report.check.burst is not None and topo.kind == "transaction_pooler":
                     dirty |= report.check.burst.backends
     except DoctorError as exc:
