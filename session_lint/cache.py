@@ -18,31 +18,15 @@ import json
 import os
 import tempfile
 from collections.abc import Sequence
-from functools import cache
 from pathlib import Path
 from typing import Any
 
-from session_lint import __version__
 from session_lint.config import Config
 from session_lint.finding import Applicability, Finding, Fix
+from session_lint.fingerprint import tool_fingerprint
 
 CACHE_DIR_NAME = ".session_lint_cache"
 _FORMAT = 1  # bump when the entry layout changes
-
-
-@cache
-def tool_fingerprint() -> str:
-    """The version plus (name, size, mtime) of every module of the installed tool."""
-    package = Path(__file__).resolve().parent
-    digest = hashlib.sha256(f"{__version__}:{_FORMAT}".encode())
-    for file in sorted(package.rglob("*.py")):
-        try:
-            info = file.stat()
-        except OSError:
-            continue
-        rel = file.relative_to(package).as_posix()
-        digest.update(f"{rel}:{info.st_size}:{info.st_mtime_ns}\n".encode())
-    return digest.hexdigest()
 
 
 def light(finding: Finding) -> Finding:
@@ -67,7 +51,7 @@ def light(finding: Finding) -> Finding:
 class Cache:
     def __init__(self, directory: Path, config: Config, *, apply_noqa: bool = True) -> None:
         self.directory = directory
-        self._salt = f"{tool_fingerprint()}:{config.fingerprint()}:{int(apply_noqa)}"
+        self._salt = f"{tool_fingerprint()}:{_FORMAT}:{config.fingerprint()}:{int(apply_noqa)}"
         self._config = config
         self._ready = False
 

@@ -6,6 +6,12 @@ applies ``# noqa`` itself and never fixes, so neither happens here. The config
 is found from each file's location, like the CLI's, unless
 ``--session-lint-config`` names one; a configuration error stops flake8 with its
 message, as it stops the CLI.
+
+flake8 starts a new process for every run, and in an editor that is every save:
+importing libcst and the rules would cost more than the analysis. So this module
+imports neither; the analysis runs in the resident server
+(:mod:`session_lint.server`, started on first use, see :mod:`session_lint.client`
+for when it is used) and in-process only when the server cannot answer.
 """
 
 from __future__ import annotations
@@ -13,16 +19,18 @@ from __future__ import annotations
 import argparse
 import ast
 import io
+import os
 import sys
 import tokenize
 from collections.abc import Iterator, Sequence
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from session_lint import __version__
-from session_lint.analyzer import analyze
-from session_lint.config import Config, load_config
+from session_lint import __version__, client
+
+if TYPE_CHECKING:
+    from session_lint.config import Config
 
 Result = tuple[int, int, str, type[Any]]
 
@@ -31,6 +39,7 @@ class Plugin:
     name = "session-lint"
     version = __version__
     config_file: str | None = None
+    server: str = "auto"
 
     def __init__(self, tree: ast.AST | None, lines: Sequence[str], filename: str) -> None:
         del tree  # flake8's ast is not ours: libcst parses the source once
@@ -47,24 +56,62 @@ class Plugin:
             "nearest pyproject.toml with that table above each file",
         )
 
+        manager.add_option(
+            "--session-lint-server",
+            default="auto",
+            choices=("auto", "on", "off"),
+            parse_from_config=True,
+            help="analyse in the resident server: auto (default) = yes unless the CI "
+            "environment variable is set; the SESSION_LINT_SERVER environment variable "
+            "overrides auto",
+        )
+
     @classmethod
     def parse_options(cls, options: argparse.Namespace) -> None:
         cls.config_file = getattr(options, "session_lint_config", None) or None
+        cls.server = getattr(options, "session_lint_server", None) or "auto"
+        # One file named on the command line is the editor's case: have the
+        # server analyse it while flake8 sets up and runs its own checks.
+        names = [n for n in getattr(options, "filenames", None) or () if n != "-"]
+        if len(names) == 1 and os.path.isfile(names[0]) and client.wanted(cls._setting()):
+            try:
+                client.prefetch(names[0], _config_dir(names[0]), cls.config_file)
+            except OSError:
+                pass  # then it is asked for when flake8 gets to it
+
+    @classmethod
+    def _setting(cls) -> str | None:
+        return None if cls.server == "auto" else cls.server
 
     def run(self) -> Iterator[Result]:
-        config = _config(self.config_file, _config_dir(self.filename))
-        analysis = analyze(self.source, self.filename, config, apply_noqa=False)
+        findings, errors = self._analyze()
         # A rule's internal error must not abort the user's whole flake8 run (the
         # CLI goes on too); say so on stderr and report what the other rules found.
-        for error in analysis.errors:
+        for error in errors:
             print(f"session-lint: error: {error}", file=sys.stderr)
-        for finding in analysis.findings:
-            yield (
-                finding.line,
-                finding.column - 1,
-                f"{finding.code} {finding.message}",
-                type(self),
-            )
+        for line, column, code, message in findings:
+            yield (line, column - 1, f"{code} {message}", type(self))
+
+    def _analyze(self) -> tuple[list[tuple[int, int, str, str]], list[str]]:
+        directory = _config_dir(self.filename)
+        if client.wanted(self._setting()):
+            try:
+                answer = client.analyze_remote(
+                    self.source, self.filename, directory, self.config_file
+                )
+            except client.ServerConfigError as exc:
+                from session_lint.config import ConfigError
+
+                raise ConfigError(str(exc)) from None
+            if answer is not None:
+                findings = [(int(a), int(b), str(c), str(d)) for a, b, c, d in answer["findings"]]
+                return findings, [str(e) for e in answer["errors"]]
+        from session_lint.analyzer import analyze
+
+        config = _config(self.config_file, directory)
+        analysis = analyze(self.source, self.filename, config, apply_noqa=False)
+        local = [(f.line, f.column, f.code, f.message) for f in analysis.findings]
+        return local, analysis.errors
 
 
 def _config_dir(filename: str) -> str:
@@ -75,6 +122,8 @@ def _config_dir(filename: str) -> str:
 
 @lru_cache(maxsize=256)
 def _config(explicit: str | None, directory: str) -> Config:
+    from session_lint.config import load_config
+
     # Walking up for pyproject.toml once per directory, not once per file.
     return load_config([directory], explicit)
 

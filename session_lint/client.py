@@ -1,0 +1,240 @@
+"""The flake8 plugin's side of the analysis server (:mod:`session_lint.server`).
+
+Stdlib only and cheap to import: importing this must not cost what the server
+exists to save. :func:`analyze_remote` answers from the server, starting it
+when none runs; ``None`` means "no answer, analyse in-process", which is always
+correct, only slower.
+
+When the server is used: ``SESSION_LINT_SERVER=off`` (or ``0``, ``false``, ``no``)
+never, ``on`` always, and by default (``auto``) everywhere except under CI (a
+``CI`` environment variable, set by the common CI services), where every run is
+a one-shot run and a process left behind helps nobody. The socket lives in a
+directory only this user can enter: ``$SESSION_LINT_SERVER_DIR``, else
+``$XDG_RUNTIME_DIR/session-lint``, else ``<tmp>/session-lint-<uid>``; a directory
+that others could write to is never used.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import socket
+import stat
+import sys
+import time
+from typing import Any
+
+from session_lint.fingerprint import tool_fingerprint
+
+PROTOCOL = 1
+IDLE_SECONDS = 900.0
+START_TIMEOUT = 10.0  # a cold start on a busy machine; then analyse in-process
+ANSWER_TIMEOUT = 120.0  # a huge file on a busy machine
+_OFF = frozenset({"0", "off", "false", "no"})
+_ON = frozenset({"1", "on", "true", "yes"})
+# Set when the server could not be reached or started: this process stops trying.
+_given_up = False
+# Answers asked for early (see :func:`prefetch`), by absolute path.
+_pending: dict[str, socket.socket] = {}
+
+
+class ServerConfigError(Exception):
+    """The server could not load the configuration; the message says why."""
+
+
+def wanted(setting: str | None = None) -> bool:
+    """Whether to use the server: ``setting`` (the flake8 option) or the
+    environment, ``auto`` meaning "unless under CI"."""
+    value = (setting or os.environ.get("SESSION_LINT_SERVER") or "auto").strip().lower()
+    if value in _OFF or not hasattr(socket, "AF_UNIX") or not hasattr(os, "fork"):
+        return False
+    if value in _ON:
+        return True
+    return os.environ.get("CI", "").strip().lower() in ("", "0", "false")
+
+
+def socket_path() -> str | None:
+    """This build's socket in a private directory, or None if there is none."""
+    directory = os.environ.get("SESSION_LINT_SERVER_DIR")
+    if not directory:
+        runtime = os.environ.get("XDG_RUNTIME_DIR")
+        if runtime and os.path.isdir(runtime):
+            directory = os.path.join(runtime, "session-lint")
+        else:
+            tmp = os.environ.get("TMPDIR") or "/tmp"
+            directory = os.path.join(tmp, f"session-lint-{os.getuid()}")
+    try:
+        os.makedirs(directory, mode=0o700, exist_ok=True)
+        info = os.lstat(directory)
+    except OSError:
+        return None
+    # Anyone who can write there could plant a socket that answers for us.
+    if (
+        not stat.S_ISDIR(info.st_mode)
+        or info.st_uid != os.getuid()
+        or info.st_mode & (stat.S_IWGRP | stat.S_IWOTH)
+    ):
+        return None
+    build = f"{tool_fingerprint()}:{sys.executable}:{sys.version}"
+    name = hashlib.sha256(build.encode()).hexdigest()[:24]
+    return os.path.join(directory, f"{name}.sock")
+
+
+def prefetch(filename: str, config_dir: str, config_file: str | None) -> None:
+    """Ask now for the analysis of the file on disk, to be collected by
+    :func:`analyze_remote`: the server works on it while flake8 starts up and runs
+    its other checks. Only worth it for a run on one file (the editor's case)."""
+    conn = _server()
+    if conn is None:
+        return
+    header = _header(filename, config_dir, config_file, size=0, command="analyze-path")
+    try:
+        conn.sendall(json.dumps(header).encode() + b"\n")
+    except OSError:
+        conn.close()
+        return
+    _pending[os.path.abspath(filename)] = conn
+
+
+def analyze_remote(
+    source: bytes, filename: str, config_dir: str, config_file: str | None
+) -> dict[str, Any] | None:
+    """The server's answer for this file, or None to analyse in-process.
+
+    Raises :class:`ServerConfigError` when the configuration is broken, as the
+    in-process analysis would."""
+    early = _pending.pop(os.path.abspath(filename), None)
+    if early is not None:
+        answer = _receive(early)
+        # Only if the server read the very bytes flake8 hands over: the file may
+        # have changed since, or flake8 may have decoded it differently.
+        if answer is not None and answer.get("sha256") == hashlib.sha256(source).hexdigest():
+            return _checked(answer)
+    conn = _server()
+    if conn is None:
+        return None
+    header = _header(filename, config_dir, config_file, size=len(source))
+    try:
+        conn.sendall(json.dumps(header).encode() + b"\n" + source)
+    except OSError:
+        conn.close()
+        return None
+    answer = _receive(conn)
+    return None if answer is None else _checked(answer)
+
+
+def _server() -> socket.socket | None:
+    """A connection to this build's server, started if need be."""
+    global _given_up
+    if _given_up:
+        return None
+    path = socket_path()
+    conn = None if path is None else (_connect(path) or _start_and_connect(path))
+    if conn is None:
+        _given_up = True
+    return conn
+
+
+def _header(
+    filename: str, config_dir: str, config_file: str | None, *, size: int, command: str = ""
+) -> dict[str, Any]:
+    header: dict[str, Any] = {
+        "protocol": PROTOCOL,
+        "cwd": os.getcwd(),
+        "filename": filename,
+        "config_dir": config_dir,
+        "config": config_file,
+        "size": size,
+    }
+    if command:
+        header["command"] = command
+    return header
+
+
+def _checked(answer: dict[str, Any]) -> dict[str, Any] | None:
+    if "config_error" in answer:
+        raise ServerConfigError(str(answer["config_error"]))
+    if "error" in answer or "findings" not in answer:
+        return None
+    return answer
+
+
+def stop_server(path: str) -> bool:
+    conn = _connect(path)
+    if conn is None:
+        return False
+    try:
+        conn.sendall(
+            json.dumps({"protocol": PROTOCOL, "command": "stop", "size": 0}).encode() + b"\n"
+        )
+    except OSError:
+        conn.close()
+        return False
+    if _receive(conn) is None:
+        return False
+    # Wait until it is gone, so a test (or an upgrade) can rely on it.
+    deadline = time.monotonic() + 10.0
+    while os.path.exists(path) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    return True
+
+
+def _connect(path: str) -> socket.socket | None:
+    conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        conn.connect(path)
+    except OSError:
+        conn.close()
+        return None
+    return conn
+
+
+def _start_and_connect(path: str) -> socket.socket | None:
+    import subprocess
+
+    log = path[: -len(".sock")] + ".log"
+    try:
+        with open(log, "ab") as err:
+            subprocess.Popen(
+                [sys.executable, "-m", "session_lint.server", "--socket", path],
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=err,
+                start_new_session=True,  # outlives this flake8 run, not tied to its terminal
+                close_fds=True,
+            )
+    except OSError:
+        return None
+    deadline = time.monotonic() + START_TIMEOUT
+    while time.monotonic() < deadline:
+        conn = _connect(path)
+        if conn is not None:
+            return conn
+        time.sleep(0.01)
+    return None
+
+
+def _receive(conn: socket.socket) -> dict[str, Any] | None:
+    """One JSON line from the server, then the connection is closed."""
+    with conn:
+        conn.settimeout(ANSWER_TIMEOUT)
+        chunks: list[bytes] = []
+        try:
+            while True:
+                chunk = conn.recv(65536)
+                if not chunk:
+                    break
+                chunks.append(chunk)
+                if chunk.endswith(b"\n"):
+                    break
+        except OSError:
+            return None
+    data = b"".join(chunks)
+    if not data.endswith(b"\n"):
+        return None
+    try:
+        answer = json.loads(data)
+    except ValueError:
+        return None
+    return answer if isinstance(answer, dict) else None
