@@ -16,13 +16,13 @@ that others could write to is never used.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import socket
 import stat
 import sys
 import time
+import zlib
 from typing import Any
 
 from session_lint.fingerprint import tool_fingerprint
@@ -76,8 +76,9 @@ def socket_path() -> str | None:
         or info.st_mode & (stat.S_IWGRP | stat.S_IWOTH)
     ):
         return None
-    build = f"{tool_fingerprint()}:{sys.executable}:{sys.version}"
-    name = hashlib.sha256(build.encode()).hexdigest()[:24]
+    # zlib, not hashlib: OpenSSL's import alone would cost more than the rest.
+    build = f"{tool_fingerprint()}:{sys.executable}:{sys.version}".encode()
+    name = f"{zlib.crc32(build):08x}{zlib.adler32(build):08x}"
     return os.path.join(directory, f"{name}.sock")
 
 
@@ -106,11 +107,17 @@ def analyze_remote(
     in-process analysis would."""
     early = _pending.pop(os.path.abspath(filename), None)
     if early is not None:
-        answer = _receive(early)
-        # Only if the server read the very bytes flake8 hands over: the file may
-        # have changed since, or flake8 may have decoded it differently.
-        if answer is not None and answer.get("sha256") == hashlib.sha256(source).hexdigest():
-            return _checked(answer)
+        # The server answers for these bytes: precomputed if the file it read
+        # holds them, analysed now if it changed or flake8 decoded it otherwise.
+        try:
+            early.sendall(json.dumps({"protocol": PROTOCOL, "size": len(source)}).encode())
+            early.sendall(b"\n" + source)
+        except OSError:
+            early.close()
+        else:
+            answer = _receive(early)
+            if answer is not None:
+                return _checked(answer)
     conn = _server()
     if conn is None:
         return None

@@ -12,9 +12,10 @@ A request is one JSON header line (``cwd``, ``filename``, ``config_dir``,
 ``config``, ``size``) followed by ``size`` bytes of source; the answer is one JSON
 line: ``{"findings": [[line, column, code, message], ...], "errors": [...]}``, or
 ``{"config_error": message}``, or ``{"error": message}`` for anything else. With
-``"command": "analyze-path"`` the server reads the file itself and adds the
-``sha256`` of what it read, so the client can tell whether the answer is for the
-bytes it holds (see :func:`session_lint.client.prefetch`).
+``"command": "analyze-path"`` the server reads and analyses the file itself, then
+waits on the same connection for a second message carrying the bytes flake8
+checks: the answer goes out for those bytes, precomputed if they are the ones it
+read (see :func:`session_lint.client.prefetch`).
 
 Lifetime: one server per tool build and interpreter (the socket's name is their
 fingerprint, so an upgraded tool never talks to an old server); a lock file
@@ -39,7 +40,7 @@ import time
 import traceback
 from collections import OrderedDict
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, BinaryIO
 
 from session_lint import client
 
@@ -50,6 +51,7 @@ _IDLE_EXIT = 0  # a worker with nothing to do
 _RECYCLE_EXIT = 3  # a worker that served its share: the parent forks a fresh one
 _REQUESTS_PER_WORKER = 2000  # bounds whatever a long-lived process might accumulate
 _MEMO_SIZE = 128
+_FOLLOW_UP_TIMEOUT = 120.0  # from flake8's option parsing to its check of the file
 _SAMPLE = b"""\
 from sqlalchemy.ext.asyncio import AsyncSession, create_async_engine
 
@@ -105,8 +107,9 @@ class Worker:
 
     def _serve(self, conn: socket.socket) -> None:
         conn.settimeout(30.0)
+        reader = conn.makefile("rb")
         try:
-            header, source = _read_request(conn)
+            header, source = _read_message(reader)
         except (OSError, ValueError) as exc:
             _send(conn, {"error": f"bad request: {exc}"})
             return
@@ -117,18 +120,35 @@ class Worker:
             return
         try:
             if command == "analyze-path":
-                os.chdir(header["cwd"])
-                with open(header["filename"], "rb") as file:
-                    source = file.read(MAX_SOURCE + 1)
-                if len(source) > MAX_SOURCE:
-                    raise ValueError("source too large")
-            answer = self._answer(header, source)
-            if command == "analyze-path":
-                answer = {**answer, "sha256": hashlib.sha256(source).hexdigest()}
+                answer = self._answer_early(conn, reader, header)
+                if answer is None:
+                    return  # the client never came back for it (flake8 skipped the file)
+            else:
+                answer = self._answer(header, source)
         except Exception as exc:  # the client falls back in-process
             answer = {"error": f"{type(exc).__name__}: {exc}"}
             traceback.print_exc(file=sys.stderr)
         _send(conn, answer)
+
+    def _answer_early(
+        self, conn: socket.socket, reader: BinaryIO, header: dict[str, Any]
+    ) -> dict[str, Any] | None:
+        """Analyse the file as it is on disk now, then wait for the bytes flake8
+        really checks: the same bytes get this answer, others their own."""
+        os.chdir(header["cwd"])
+        with open(header["filename"], "rb") as file:
+            on_disk = file.read(MAX_SOURCE + 1)
+        if len(on_disk) > MAX_SOURCE:
+            raise ValueError("source too large")
+        answer = self._answer(header, on_disk)
+        conn.settimeout(_FOLLOW_UP_TIMEOUT)
+        try:
+            _, source = _read_message(reader)
+        except (OSError, ValueError):
+            return None
+        if source == on_disk:
+            return {**answer, "early": True}  # "early": for tests and curious people
+        return self._answer(header, source)
 
     def _answer(self, header: dict[str, Any], source: bytes) -> dict[str, Any]:
         from session_lint.analyzer import analyze
@@ -165,8 +185,7 @@ class Worker:
         return answer
 
 
-def _read_request(conn: socket.socket) -> tuple[dict[str, Any], bytes]:
-    reader = conn.makefile("rb")
+def _read_message(reader: BinaryIO) -> tuple[dict[str, Any], bytes]:
     line = reader.readline(MAX_HEADER)
     if not line.endswith(b"\n"):
         raise ValueError("no header line")

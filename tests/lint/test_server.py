@@ -3,7 +3,7 @@ in-process analysis, never a stale one, and flake8 never worse off without it.""
 
 from __future__ import annotations
 
-import hashlib
+import json
 import os
 import subprocess
 import sys
@@ -101,14 +101,14 @@ def test_prefetched_answer_is_used_only_for_the_same_bytes(
     client.prefetch("app.py", str(root), None)
     assert list(client._pending) == [str(root / "app.py")]
     same = client.analyze_remote(SOURCE, "app.py", str(root), None)
-    assert same is not None and same["sha256"] == hashlib.sha256(SOURCE).hexdigest()
+    assert same is not None and same.get("early") is True
     assert same["findings"] == in_process(SOURCE, "app.py", root)
     # The file changes between the early request and flake8's read: the early
-    # answer is for other bytes, so the server is asked again.
+    # answer is for other bytes, so the server analyses the bytes flake8 holds.
     client.prefetch("app.py", str(root), None)
     edited = SOURCE.replace(b"AsyncSession(engine)", b"make_session()")
     answer = client.analyze_remote(edited, "app.py", str(root), None)
-    assert answer is not None and "sha256" not in answer
+    assert answer is not None and "early" not in answer
     assert answer["findings"] == in_process(edited, "app.py", root) == []
 
 
@@ -222,3 +222,33 @@ def test_idle_server_exits_by_itself(server_dir: Path, tmp_path: Path) -> None:
     finally:
         if server.poll() is None:
             server.kill()
+
+
+def test_an_early_request_nobody_collects_does_not_block_the_server(
+    server_dir: Path, tmp_path: Path
+) -> None:
+    path = str(server_dir / "single.sock")
+    server = subprocess.Popen(
+        [sys.executable, "-m", "session_lint.server", "--socket", path, "--workers", "1"],
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while not os.path.exists(path) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        root = project(tmp_path)
+        os.chdir(root)
+        early = client._connect(path)
+        assert early is not None
+        header = client._header("app.py", str(root), None, size=0, command="analyze-path")
+        early.sendall(json.dumps(header).encode() + b"\n")
+        early.close()  # flake8 excluded the file, or exited
+        late = client._connect(path)
+        assert late is not None
+        header = client._header("app.py", str(root), None, size=len(SOURCE))
+        late.sendall(json.dumps(header).encode() + b"\n" + SOURCE)
+        answer = client._receive(late)
+        assert answer is not None and [f[2] for f in answer["findings"]] == ["SL101"]
+    finally:
+        client.stop_server(path)
+        server.wait(timeout=30)
