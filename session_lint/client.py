@@ -5,13 +5,13 @@ exists to save. :func:`analyze_remote` answers from the server, starting it
 when none runs; ``None`` means "no answer, analyse in-process", which is always
 correct, only slower.
 
-When the server is used: ``SESSION_LINT_SERVER=off`` (or ``0``, ``false``, ``no``)
-never, ``on`` always, and by default (``auto``) everywhere except under CI (a
-``CI`` environment variable, set by the common CI services), where every run is
-a one-shot run and a process left behind helps nobody. The socket lives in a
-directory only this user can enter: ``$SESSION_LINT_SERVER_DIR``, else
-``$XDG_RUNTIME_DIR/session-lint``, else ``<tmp>/session-lint-<uid>``; a directory
-that others could write to is never used.
+The plugin uses the server when flake8 checks one file (the editor's case), and
+then: with ``SESSION_LINT_SERVER=off`` (or ``0``, ``false``, ``no``) never, with
+``on`` always, and by default (``auto``) unless under CI (a ``CI`` environment
+variable, set by the common CI services), where every run is a one-shot run and
+a process left behind helps nobody. The socket lives in a directory only this
+user can enter: ``$SESSION_LINT_SERVER_DIR``, else ``$XDG_RUNTIME_DIR/session-lint``,
+else ``<tmp>/session-lint-<uid>``; a directory others could write to is never used.
 """
 
 from __future__ import annotations

@@ -234,11 +234,18 @@ def find_config_file(paths: Sequence[str]) -> Path | None:
     return None
 
 
-def load_config(paths: Sequence[str], explicit: str | None = None) -> Config:
+def load_config(
+    paths: Sequence[str], explicit: str | None = None, *, cwd: str | None = None
+) -> Config:
+    """The config for these paths; ``cwd`` stands for the working directory (the
+    analysis server answers for processes that have their own)."""
+    here = Path(cwd) if cwd else Path.cwd()
     if explicit:
-        path = Path(explicit)
+        path = here / explicit
         if not path.is_file():
             raise ConfigError(f"{explicit}: config file not found")
         return load_config_file(path)
+    if cwd:
+        paths = [str(here if p == "-" else here / p) for p in paths]
     found = find_config_file(paths)
-    return load_config_file(found) if found else Config(root=str(Path.cwd()))
+    return load_config_file(found) if found else Config(root=str(here))

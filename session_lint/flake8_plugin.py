@@ -39,7 +39,7 @@ class Plugin:
     name = "session-lint"
     version = __version__
     config_file: str | None = None
-    server: str = "auto"
+    use_server = False
 
     def __init__(self, tree: ast.AST | None, lines: Sequence[str], filename: str) -> None:
         del tree  # flake8's ast is not ours: libcst parses the source once
@@ -61,27 +61,24 @@ class Plugin:
             default="auto",
             choices=("auto", "on", "off"),
             parse_from_config=True,
-            help="analyse in the resident server: auto (default) = yes unless the CI "
-            "environment variable is set; the SESSION_LINT_SERVER environment variable "
-            "overrides auto",
+            help="when flake8 checks one file, analyse it in the resident server: auto "
+            "(default) = yes unless the CI environment variable is set; the "
+            "SESSION_LINT_SERVER environment variable overrides auto",
         )
 
     @classmethod
     def parse_options(cls, options: argparse.Namespace) -> None:
         cls.config_file = getattr(options, "session_lint_config", None) or None
-        cls.server = getattr(options, "session_lint_server", None) or "auto"
-        # One file named on the command line is the editor's case: have the
-        # server analyse it while flake8 sets up and runs its own checks.
-        names = [n for n in getattr(options, "filenames", None) or () if n != "-"]
-        if len(names) == 1 and os.path.isfile(names[0]) and client.wanted(cls._setting()):
-            try:
-                client.prefetch(names[0], _config_dir(names[0]), cls.config_file)
-            except OSError:
-                pass  # then it is asked for when flake8 gets to it
-
-    @classmethod
-    def _setting(cls) -> str | None:
-        return None if cls.server == "auto" else cls.server
+        server = getattr(options, "session_lint_server", None) or "auto"
+        # The server is for the editor's case, flake8 on one file (or stdin). A run
+        # on many files analyses in flake8's own processes, in parallel, where
+        # the start-up cost is shared by the files.
+        names = list(getattr(options, "filenames", None) or ())
+        one_file = len(names) == 1 and (names[0] == "-" or os.path.isfile(names[0]))
+        cls.use_server = one_file and client.wanted(None if server == "auto" else server)
+        if cls.use_server and names[0] != "-":
+            # Have the server analyse it while flake8 sets up and runs its own checks.
+            client.prefetch(names[0], _config_dir(names[0]), cls.config_file)
 
     def run(self) -> Iterator[Result]:
         findings, errors = self._analyze()
@@ -94,7 +91,7 @@ class Plugin:
 
     def _analyze(self) -> tuple[list[tuple[int, int, str, str]], list[str]]:
         directory = _config_dir(self.filename)
-        if client.wanted(self._setting()):
+        if self.use_server:
             try:
                 answer = client.analyze_remote(
                     self.source, self.filename, directory, self.config_file

@@ -1,45 +1,50 @@
 """A resident analysis server, so that flake8 in an editor stays quick.
 
-An editor runs flake8 on every save, each time in a new process, and a new
-process pays ~0.2 s to import libcst and the rules before it analyses a line.
-The server pays that once: it imports everything, analyses a small sample (so
-lazy imports and compiled patterns are warm), then forks a few workers that
-share that state and take requests on one Unix socket. The flake8 plugin
-(:mod:`session_lint.client`) starts it on first use and falls back to analysing
-in-process whenever it cannot get an answer.
+An editor runs flake8 on a file on every save, each time in a new process, and a
+new process pays ~0.2 s to import libcst and the rules before it analyses a line.
+The server pays that once, and then it keeps ahead of the editor:
+
+- it remembers the files it was asked about lately and, when one of them changes
+  on disk (the save that comes before the flake8 run), analyses it at once, so
+  the answer is ready or under way when flake8 asks;
+- flake8 asks early (:func:`session_lint.client.prefetch`, at option parsing), so
+  a file the server does not watch yet is analysed while flake8 starts up;
+- answers are kept by the bytes, path and config they are for, and are only
+  ever given for exactly those: never a stale one.
+
+It serves flake8 runs on one file (the editor's case; see the plugin); runs on
+many files analyse in flake8's own processes, in parallel, as before.
 
 A request is one JSON header line (``cwd``, ``filename``, ``config_dir``,
-``config``, ``size``) followed by ``size`` bytes of source; the answer is one JSON
-line: ``{"findings": [[line, column, code, message], ...], "errors": [...]}``, or
-``{"config_error": message}``, or ``{"error": message}`` for anything else. With
-``"command": "analyze-path"`` the server reads and analyses the file itself, then
-waits on the same connection for a second message carrying the bytes flake8
-checks: the answer goes out for those bytes, precomputed if they are the ones it
-read (see :func:`session_lint.client.prefetch`).
+``config``, ``size``) then ``size`` bytes of source; the answer one JSON line:
+``{"findings": [[line, column, code, message], ...], "errors": [...]}``, or
+``{"config_error": message}``, or ``{"error": message}`` for anything else (the
+client then analyses in-process). With ``"command": "analyze-path"`` the server
+reads and analyses the file itself, then waits on the same connection for a
+second message with the bytes flake8 checks, and answers for those.
 
 Lifetime: one server per tool build and interpreter (the socket's name is their
 fingerprint, so an upgraded tool never talks to an old server); a lock file
-makes concurrent starts harmless; workers exit when no request came for
-``--idle`` seconds (they share the lock file's mtime as "last request"), and the
-server exits when its workers have; ``--stop`` ends it at once.
+(holding the pid) makes concurrent starts harmless; the server exits after
+``--idle`` seconds without a request; ``--stop`` ends it at once.
 """
 
 from __future__ import annotations
 
 import argparse
-import errno
 import fcntl
-import gc
 import hashlib
 import json
 import os
 import signal
 import socket
 import sys
+import threading
 import time
 import traceback
 from collections import OrderedDict
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any, BinaryIO
 
 from session_lint import client
@@ -47,10 +52,10 @@ from session_lint import client
 PROTOCOL = 1
 MAX_HEADER = 64 * 1024
 MAX_SOURCE = 64 * 1024 * 1024
-_IDLE_EXIT = 0  # a worker with nothing to do
-_RECYCLE_EXIT = 3  # a worker that served its share: the parent forks a fresh one
-_REQUESTS_PER_WORKER = 2000  # bounds whatever a long-lived process might accumulate
-_MEMO_SIZE = 128
+_MEMO_SIZE = 64
+_WATCHED = 16  # the files of the last requests: an editor's open files
+_WATCH_FOR = 1800.0  # seconds a file stays watched after its last request
+_POLL = 0.005  # seconds between looks at the watched files: a stat each, ~2 µs
 _FOLLOW_UP_TIMEOUT = 120.0  # from flake8's option parsing to its check of the file
 _SAMPLE = b"""\
 from sqlalchemy.ext.asyncio import AsyncSession, create_async_engine
@@ -63,126 +68,218 @@ async def handler(session: AsyncSession) -> None:
         await session.execute("select 1")
 """
 
+Answer = dict[str, Any]
 
-class Worker:
-    """Answers requests on the shared listening socket, one at a time."""
 
-    def __init__(self, listener: socket.socket, activity_file: str, idle: float) -> None:
+@dataclass
+class Request:
+    """Where a file's answer depends on: the client's working directory, the
+    file's name as flake8 gave it, the directory its config is looked up from,
+    and an explicit config file."""
+
+    cwd: str
+    filename: str
+    config_dir: str
+    config: str | None
+
+    @classmethod
+    def from_header(cls, header: dict[str, Any]) -> Request:
+        config = header.get("config")
+        return cls(
+            str(header["cwd"]),
+            str(header["filename"]),
+            str(header["config_dir"]),
+            None if config is None else str(config),
+        )
+
+    @property
+    def path(self) -> str:
+        return os.path.join(self.cwd, self.filename)
+
+
+@dataclass
+class Watched:
+    request: Request
+    last_request: float
+    seen: tuple[int, int] | None  # (mtime_ns, size) last analysed
+
+
+class Server:
+    def __init__(self, listener: socket.socket, idle: float) -> None:
         self.listener = listener
-        self.activity_file = activity_file
         self.idle = idle
-        self.memo: OrderedDict[tuple[str, ...], dict[str, Any]] = OrderedDict()
+        self.last_request = time.monotonic()
+        self.stopping = threading.Event()
+        self._lock = threading.Lock()
+        self._memo: OrderedDict[tuple[str, ...], Answer] = OrderedDict()
+        self._running: dict[tuple[str, ...], threading.Event] = {}
+        self._watched: OrderedDict[str, Watched] = OrderedDict()
 
-    def run(self) -> int:
-        self.listener.settimeout(min(self.idle, 30.0))
-        served = 0
-        while served < _REQUESTS_PER_WORKER:
+    # -- serving ------------------------------------------------------------------
+    def serve_forever(self) -> None:
+        threading.Thread(target=self._watch, name="watch", daemon=True).start()
+        self.listener.settimeout(1.0)
+        while not self.stopping.is_set():
+            if time.monotonic() - self.last_request > self.idle:
+                return
             try:
                 conn, _ = self.listener.accept()
             except TimeoutError:
-                if self._idle_for() >= self.idle:
-                    return _IDLE_EXIT
                 continue
-            except OSError as exc:
-                if exc.errno == errno.EINTR:
-                    continue
-                return _IDLE_EXIT  # the listener is gone: the server is stopping
-            with conn:
-                self._serve(conn)
-            served += 1
-            self._touch()
-        return _RECYCLE_EXIT
-
-    def _idle_for(self) -> float:
-        try:
-            return time.time() - os.stat(self.activity_file).st_mtime
-        except OSError:
-            return float("inf")  # the server's files are gone: stop
-
-    def _touch(self) -> None:
-        try:
-            os.utime(self.activity_file)
-        except OSError:
-            pass
+            except OSError:
+                return  # the listener was closed: stopping
+            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
 
     def _serve(self, conn: socket.socket) -> None:
-        conn.settimeout(30.0)
-        reader = conn.makefile("rb")
-        try:
-            header, source = _read_message(reader)
-        except (OSError, ValueError) as exc:
-            _send(conn, {"error": f"bad request: {exc}"})
-            return
-        command = header.get("command")
-        if command == "stop":
-            _send(conn, {"stopped": True})
-            os.kill(os.getppid(), signal.SIGTERM)
-            return
-        try:
-            if command == "analyze-path":
-                answer = self._answer_early(conn, reader, header)
-                if answer is None:
-                    return  # the client never came back for it (flake8 skipped the file)
-            else:
-                answer = self._answer(header, source)
-        except Exception as exc:  # the client falls back in-process
-            answer = {"error": f"{type(exc).__name__}: {exc}"}
-            traceback.print_exc(file=sys.stderr)
-        _send(conn, answer)
+        with conn:
+            conn.settimeout(30.0)
+            reader = conn.makefile("rb")
+            try:
+                header, source = _read_message(reader)
+            except (OSError, ValueError) as exc:
+                _send(conn, {"error": f"bad request: {exc}"})
+                return
+            self.last_request = time.monotonic()
+            command = header.get("command")
+            if command == "stop":
+                _send(conn, {"stopped": True})
+                self.stop()
+                return
+            try:
+                request = Request.from_header(header)
+                if command == "analyze-path":
+                    answer = self._answer_early(conn, reader, request)
+                    if answer is None:
+                        return  # nobody came back for it (flake8 skipped the file)
+                else:
+                    answer = self.answer(request, source)
+            except Exception as exc:  # the client falls back in-process
+                answer = {"error": f"{type(exc).__name__}: {exc}"}
+                traceback.print_exc(file=sys.stderr)
+            _send(conn, answer)
+
+    def stop(self) -> None:
+        self.stopping.set()
+        self.listener.close()
 
     def _answer_early(
-        self, conn: socket.socket, reader: BinaryIO, header: dict[str, Any]
-    ) -> dict[str, Any] | None:
+        self, conn: socket.socket, reader: BinaryIO, request: Request
+    ) -> Answer | None:
         """Analyse the file as it is on disk now, then wait for the bytes flake8
         really checks: the same bytes get this answer, others their own."""
-        os.chdir(header["cwd"])
-        with open(header["filename"], "rb") as file:
-            on_disk = file.read(MAX_SOURCE + 1)
-        if len(on_disk) > MAX_SOURCE:
-            raise ValueError("source too large")
-        answer = self._answer(header, on_disk)
+        on_disk = _read_file(request.path)
+        answer = self.answer(request, on_disk)
         conn.settimeout(_FOLLOW_UP_TIMEOUT)
         try:
             _, source = _read_message(reader)
         except (OSError, ValueError):
             return None
         if source == on_disk:
-            return {**answer, "early": True}  # "early": for tests and curious people
-        return self._answer(header, source)
+            return {**answer, "early": True}
+        return self.answer(request, source)
 
-    def _answer(self, header: dict[str, Any], source: bytes) -> dict[str, Any]:
-        from session_lint.analyzer import analyze
+    # -- answers ------------------------------------------------------------------
+    def answer(self, request: Request, source: bytes, *, watch: bool = True) -> Answer:
+        """The findings for these bytes at this path, analysed once: a request for
+        bytes under analysis (by the watcher, say) waits for that analysis."""
         from session_lint.config import ConfigError, load_config
 
-        # The plugin resolves paths as flake8's process sees them: relative
-        # filenames and "no config found, root = cwd" included.
-        os.chdir(header["cwd"])
+        if watch:
+            self._remember(request)
         try:
-            config = load_config([header["config_dir"]], header.get("config"))
+            config = load_config([request.config_dir], request.config, cwd=request.cwd)
         except ConfigError as exc:
             return {"config_error": str(exc)}
-        filename: str = header["filename"]
         key = (
+            os.path.realpath(request.path),
             hashlib.sha256(source).hexdigest(),
-            filename,
-            header["cwd"],
             config.root,
             config.fingerprint(),
         )
-        cached = self.memo.get(key)
-        if cached is not None:
-            self.memo.move_to_end(key)
-            return cached
-        analysis = analyze(source, filename, config, apply_noqa=False)
-        answer = {
+        while True:
+            with self._lock:
+                cached = self._memo.get(key)
+                if cached is not None:
+                    self._memo.move_to_end(key)
+                    return {**cached, "memo": True}  # "memo": for tests and curious people
+                running = self._running.get(key)
+                if running is None:
+                    done = self._running[key] = threading.Event()
+                    break
+            running.wait(timeout=60.0)
+            with self._lock:
+                if key not in self._memo:  # that analysis failed: do it here
+                    self._running.pop(key, None)
+        try:
+            answer = self._analyze(request, source, config)
+            with self._lock:
+                if not answer["errors"]:
+                    self._memo[key] = answer
+                    while len(self._memo) > _MEMO_SIZE:
+                        self._memo.popitem(last=False)
+            return answer
+        finally:
+            with self._lock:
+                self._running.pop(key, None)
+            done.set()
+
+    def _analyze(self, request: Request, source: bytes, config: Any) -> Answer:
+        from session_lint.analyzer import analyze
+
+        # An absolute path, since this process's working directory is not the
+        # client's; the findings (line, column, code, message) do not hold it.
+        analysis = analyze(source, request.path, config, apply_noqa=False)
+        return {
             "findings": [[f.line, f.column, f.code, f.message] for f in analysis.findings],
             "errors": analysis.errors,
         }
-        if not analysis.errors:
-            self.memo[key] = answer
-            if len(self.memo) > _MEMO_SIZE:
-                self.memo.popitem(last=False)
-        return answer
+
+    # -- watching -----------------------------------------------------------------
+    def _remember(self, request: Request) -> None:
+        path = request.path
+        with self._lock:
+            entry = self._watched.pop(path, None)
+            seen = entry.seen if entry is not None else _stat(path)
+            self._watched[path] = Watched(request, time.monotonic(), seen)
+            while len(self._watched) > _WATCHED:
+                self._watched.popitem(last=False)
+
+    def _watch(self) -> None:
+        """Analyse a watched file as soon as it changes on disk: the editor saves,
+        then starts flake8, which needs ~0.1 s before it asks."""
+        while not self.stopping.wait(_POLL):
+            now = time.monotonic()
+            with self._lock:
+                entries = list(self._watched.items())
+            for path, entry in entries:
+                if now - entry.last_request > _WATCH_FOR:
+                    with self._lock:
+                        self._watched.pop(path, None)
+                    continue
+                seen = _stat(path)
+                if seen is None or seen == entry.seen:
+                    continue
+                entry.seen = seen
+                try:
+                    self.answer(entry.request, _read_file(path), watch=False)
+                except Exception:  # a request for it will say what is wrong
+                    traceback.print_exc(file=sys.stderr)
+
+
+def _stat(path: str) -> tuple[int, int] | None:
+    try:
+        info = os.stat(path)
+    except OSError:
+        return None
+    return (info.st_mtime_ns, info.st_size)
+
+
+def _read_file(path: str) -> bytes:
+    with open(path, "rb") as file:
+        data = file.read(MAX_SOURCE + 1)
+    if len(data) > MAX_SOURCE:
+        raise ValueError("source too large")
+    return data
 
 
 def _read_message(reader: BinaryIO) -> tuple[dict[str, Any], bytes]:
@@ -201,7 +298,7 @@ def _read_message(reader: BinaryIO) -> tuple[dict[str, Any], bytes]:
     return header, source
 
 
-def _send(conn: socket.socket, answer: dict[str, Any]) -> None:
+def _send(conn: socket.socket, answer: Answer) -> None:
     try:
         conn.sendall(json.dumps(answer).encode() + b"\n")
     except OSError:
@@ -215,12 +312,13 @@ def _warm_up() -> None:
     analyze(_SAMPLE, "warm_up.py", Config(root=os.getcwd()))
 
 
-def serve(socket_path: str, *, idle: float, workers: int) -> int:
+def serve(socket_path: str, *, idle: float) -> int:
     lock_path = socket_path + ".lock"
     lock_fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600)
     try:
         fcntl.flock(lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError:
+        os.close(lock_fd)
         return 0  # another server for this build is starting or running
     os.ftruncate(lock_fd, 0)
     os.write(lock_fd, f"{os.getpid()}\n".encode())  # who holds it, for people and tests
@@ -236,45 +334,12 @@ def serve(socket_path: str, *, idle: float, workers: int) -> int:
     finally:
         os.umask(old_umask)
     listener.listen(64)
-    os.utime(lock_path)
     identity = os.stat(socket_path).st_ino
-    gc.collect()
-    gc.freeze()  # the warm heap stays shared with the workers instead of copied
-    children: set[int] = set()
-    stopping = False
-
-    def stop(signum: int, frame: object) -> None:
-        nonlocal stopping
-        stopping = True
-        for pid in list(children):
-            _kill(pid)
-
-    signal.signal(signal.SIGTERM, stop)
-    signal.signal(signal.SIGINT, stop)
-    crashes: list[float] = []
+    server = Server(listener, idle)
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: server.stop())
     try:
-        for _ in range(workers):
-            children.add(_fork_worker(listener, lock_path, idle))
-        while children:
-            try:
-                pid, status = os.wait()
-            except ChildProcessError:
-                break
-            except InterruptedError:
-                continue
-            children.discard(pid)
-            if stopping:
-                continue
-            code = os.waitstatus_to_exitcode(status)
-            if code == _IDLE_EXIT:
-                continue
-            if code != _RECYCLE_EXIT:
-                now = time.monotonic()
-                crashes = [t for t in crashes if now - t < 60] + [now]
-                if len(crashes) > 5:  # something is wrong: let clients fall back
-                    stop(signal.SIGTERM, None)
-                    continue
-            children.add(_fork_worker(listener, lock_path, idle))
+        server.serve_forever()
     finally:
         listener.close()
         try:
@@ -284,29 +349,6 @@ def serve(socket_path: str, *, idle: float, workers: int) -> int:
             pass
         os.close(lock_fd)
     return 0
-
-
-def _kill(pid: int) -> None:
-    try:
-        os.kill(pid, signal.SIGTERM)
-    except ProcessLookupError:
-        pass
-
-
-def _fork_worker(listener: socket.socket, activity_file: str, idle: float) -> int:
-    pid = os.fork()
-    if pid:
-        return pid
-    code = 1
-    try:
-        signal.signal(signal.SIGTERM, signal.SIG_DFL)
-        signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides
-        code = Worker(listener, activity_file, idle).run()
-    except BaseException:  # report, then leave without the parent's cleanup
-        traceback.print_exc(file=sys.stderr)
-    finally:
-        sys.stderr.flush()
-        os._exit(code)  # never run the parent's cleanup in a child
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -324,12 +366,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         default=client.IDLE_SECONDS,
         help="exit after this many seconds without a request (default: %(default)s)",
     )
-    parser.add_argument(
-        "--workers",
-        type=int,
-        default=max(1, os.cpu_count() or 1),
-        help="requests answered at once (default: the CPU count)",
-    )
     parser.add_argument("--stop", action="store_true", help="stop this build's server")
     parser.add_argument("--where", action="store_true", help="print this build's socket path")
     args = parser.parse_args(argv)
@@ -344,7 +380,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         stopped = client.stop_server(path)
         print("stopped" if stopped else "no server was running")
         return 0
-    return serve(path, idle=args.idle, workers=args.workers)
+    return serve(path, idle=args.idle)
 
 
 if __name__ == "__main__":

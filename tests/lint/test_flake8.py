@@ -18,8 +18,6 @@ from collections import defaultdict
 from importlib.metadata import entry_points
 from pathlib import Path
 
-import pytest
-
 from session_lint.config import find_config_file
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -111,17 +109,10 @@ def run_cli(files: list[str]) -> set[Location]:
     return found
 
 
-@pytest.mark.parametrize("server", ["off", "on"])
-def test_flake8_matches_cli_on_every_fixture(
-    tmp_path: Path, server: str, request: pytest.FixtureRequest
-) -> None:
-    """In-process and through the analysis server alike."""
-    server_dir: Path | None = request.getfixturevalue("server_dir") if server == "on" else None
+def test_flake8_matches_cli_on_every_fixture(tmp_path: Path) -> None:
     files = fixture_files()
     assert files, "no fixture files found"
     from_flake8 = run_flake8(files, flake8_config(tmp_path))
-    if server_dir is not None:
-        assert list(server_dir.glob("*.sock")), "flake8 asked the server"
     from_cli = run_cli(files)
     assert from_cli, "the fixtures should produce findings"
     assert sorted(from_flake8 - from_cli) == [], "only flake8 reports these"

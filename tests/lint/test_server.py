@@ -78,6 +78,17 @@ def test_answers_equal_in_process(server_dir: Path, tmp_path: Path) -> None:
     assert list(server_dir.glob("*.sock")), "the client started a server"
 
 
+def test_answers_equal_in_process_on_every_fixture(server_dir: Path) -> None:
+    files = sorted((ROOT / "fixtures").rglob("*.py"))
+    assert len(files) > 40
+    for file in files:
+        source = file.read_bytes()
+        answer = client.analyze_remote(source, str(file), str(file.parent), None)
+        assert answer is not None, file
+        assert answer["findings"] == in_process(source, str(file), file.parent), file
+    assert list(server_dir.glob("*.sock")), "one server answered"
+
+
 def test_flake8_through_the_server_never_imports_libcst(server_dir: Path, tmp_path: Path) -> None:
     root = project(tmp_path)
     first = run_flake8(root, "app.py")  # starts the server
@@ -110,6 +121,23 @@ def test_prefetched_answer_is_used_only_for_the_same_bytes(
     answer = client.analyze_remote(edited, "app.py", str(root), None)
     assert answer is not None and "early" not in answer
     assert answer["findings"] == in_process(edited, "app.py", root) == []
+
+
+def test_a_watched_file_is_analysed_when_it_changes(server_dir: Path, tmp_path: Path) -> None:
+    root = project(tmp_path)
+    os.chdir(root)
+    first = client.analyze_remote(SOURCE, "app.py", str(root), None)
+    assert first is not None and "memo" not in first
+    # The editor saves: the server analyses the new bytes before flake8 asks.
+    edited = SOURCE + b"\n\nasync def other(engine):\n    return AsyncSession(engine)\n"
+    (root / "app.py").write_bytes(edited)
+    time.sleep(3)  # the watcher looks every few ms; the analysis takes a few ms more
+    # One request only: a second would find the first one's answer in the memo.
+    answer = client.analyze_remote(edited, "app.py", str(root), None)
+    assert answer is not None
+    assert answer.get("memo") is True, "answered from the watcher's analysis"
+    assert answer["findings"] == in_process(edited, "app.py", root)
+    assert [f[2] for f in answer["findings"]] == ["SL101", "SL101"]
 
 
 def test_config_changes_are_seen_at_once(server_dir: Path, tmp_path: Path) -> None:
@@ -229,7 +257,7 @@ def test_an_early_request_nobody_collects_does_not_block_the_server(
 ) -> None:
     path = str(server_dir / "single.sock")
     server = subprocess.Popen(
-        [sys.executable, "-m", "session_lint.server", "--socket", path, "--workers", "1"],
+        [sys.executable, "-m", "session_lint.server", "--socket", path],
         env={**os.environ, "PYTHONPATH": str(ROOT)},
     )
     try:
