@@ -47,7 +47,7 @@ def wanted(setting: str | None = None) -> bool:
     """Whether to use the server: ``setting`` (the flake8 option) or the
     environment, ``auto`` meaning "unless under CI"."""
     value = (setting or os.environ.get("SESSION_LINT_SERVER") or "auto").strip().lower()
-    if value in _OFF or not hasattr(socket, "AF_UNIX") or not hasattr(os, "fork"):
+    if value in _OFF or os.name != "posix" or not hasattr(socket, "AF_UNIX"):
         return False
     if value in _ON:
         return True
@@ -203,7 +203,7 @@ def _start_and_connect(path: str) -> socket.socket | None:
     log = path[: -len(".sock")] + ".log"
     try:
         with open(log, "ab") as err:
-            subprocess.Popen(
+            server = subprocess.Popen(
                 [sys.executable, "-m", "session_lint.server", "--socket", path],
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.DEVNULL,
@@ -218,6 +218,10 @@ def _start_and_connect(path: str) -> socket.socket | None:
         conn = _connect(path)
         if conn is not None:
             return conn
+        # Exit 0: another server of this build holds the lock and is starting.
+        # Anything else: it broke (see the log); analyse in-process, now.
+        if server.poll() not in (None, 0):
+            return None
         time.sleep(0.01)
     return None
 

@@ -111,6 +111,9 @@ class Server:
         self.last_request = time.monotonic()
         self.stopping = threading.Event()
         self._lock = threading.Lock()
+        # One analysis at a time: the GIL allows no more anyway, and the analysis
+        # may raise the process-wide recursion limit for a deep file.
+        self._analysis = threading.Lock()
         self._memo: OrderedDict[tuple[str, ...], Answer] = OrderedDict()
         self._running: dict[tuple[str, ...], threading.Event] = {}
         self._watched: OrderedDict[str, Watched] = OrderedDict()
@@ -211,7 +214,8 @@ class Server:
                 if key not in self._memo:  # that analysis failed: do it here
                     self._running.pop(key, None)
         try:
-            answer = self._analyze(request, source, config)
+            with self._analysis:
+                answer = self._analyze(request, source, config)
             with self._lock:
                 if not answer["errors"]:
                     self._memo[key] = answer

@@ -280,3 +280,15 @@ def test_an_early_request_nobody_collects_does_not_block_the_server(
     finally:
         client.stop_server(path)
         server.wait(timeout=30)
+
+
+def test_a_server_that_cannot_start_costs_no_wait(
+    server_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root = project(tmp_path)
+    os.chdir(root)
+    monkeypatch.setattr(sys, "executable", "/bin/false")  # the server "crashes" at once
+    start = time.monotonic()
+    assert client.analyze_remote(SOURCE, "app.py", str(root), None) is None
+    assert time.monotonic() - start < client.START_TIMEOUT / 2
+    assert client._given_up, "and this process does not try again"
