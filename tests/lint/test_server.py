@@ -56,10 +56,11 @@ def project(tmp_path: Path, config: str = "") -> Path:
     return tmp_path
 
 
-def run_flake8(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
+def run_flake8(cwd: Path, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
     config = flake8_config(cwd)
     return subprocess.run(
         [sys.executable, "-c", PROBE, "--config", str(config), "--select", "SL", *args],
+        input=stdin,
         cwd=cwd,
         capture_output=True,
         text=True,
@@ -102,6 +103,11 @@ def test_flake8_through_the_server_never_imports_libcst(server_dir: Path, tmp_pa
     off = run_flake8(root, "--session-lint-server=off", "app.py")
     assert off.stdout == second.stdout
     assert "libcst imported: True" in off.stderr
+    # An editor's unsaved buffer, on stdin.
+    piped = run_flake8(root, "--stdin-display-name=app.py", "-", stdin=SOURCE.decode())
+    assert piped.returncode == 1, piped.stderr
+    assert piped.stdout == second.stdout
+    assert "libcst imported: False" in piped.stderr
 
 
 def test_prefetched_answer_is_used_only_for_the_same_bytes(
