@@ -4,9 +4,10 @@ The pipeline for a file:
 1. prefilter: a file holding none of the enabled rules' tokens is not parsed;
 2. ``libcst.parse_module`` once (a parse failure is one SL000 finding);
 3. one :class:`~session_lint.walker.Dispatcher` walk: the scope tracker, then every rule;
-4. only if something was reported: one position pass over the same tree (libcst's
-   ``PositionProvider`` answers, computed cheaply: see ``positions``), looked up
-   by node identity;
+4. only if something was reported: a position pass over the top-level statements
+   the reports were made in, or over the whole tree when that cannot be proven
+   exact (libcst's ``PositionProvider`` answers either way, computed cheaply: see
+   ``positions``), looked up by node identity;
 5. ``# noqa`` and per-file-ignores filtering.
 """
 
@@ -14,7 +15,7 @@ from __future__ import annotations
 
 import functools
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 import libcst as cst
@@ -24,7 +25,7 @@ from session_lint import guard
 from session_lint.config import Config
 from session_lint.context import FileContext, Report
 from session_lint.finding import Finding
-from session_lint.positions import node_positions
+from session_lint.positions import node_positions, statement_positions
 from session_lint.rules import ALL_RULES, Rule, SyntaxErrorRule
 from session_lint.semantics.scopes import (
     Scope,
@@ -208,7 +209,15 @@ def analyze(
     if module is None:
         return result
 
-    ctx = FileContext(path, config, module, module_scope(module), [], config.is_engine_module(path))
+    ctx = FileContext(
+        path,
+        config,
+        module,
+        module_scope(module),
+        [],
+        config.is_engine_module(path),
+        source=source,
+    )
     errors: list[str] = []
 
     def on_error(owner: object, exc: BaseException) -> None:
@@ -228,7 +237,7 @@ def analyze(
         errors.append(f"{path}: internal error: file is nested too deeply to analyse")
     result.errors.extend(errors)
     if ctx.reports:
-        result.findings.extend(_positioned(ctx.reports, module, path, result))
+        result.findings.extend(_positioned(ctx.reports, module, source, path, result))
     if apply_noqa:
         result.findings = filter_noqa(result.findings, source)
     result.findings.sort(key=Finding.sort_key)
@@ -269,14 +278,34 @@ def _parse_into(
     return parsed
 
 
+def _locate(
+    reports: list[Report], module: cst.Module, source: bytes
+) -> Mapping[cst.CSTNode, CodeRange]:
+    """Positions for the reported nodes: from the top-level statements they were
+    reported in when that is exact and covers them all, else from the whole module."""
+    tops: dict[int, cst.CSTNode] = {}
+    for report in reports:
+        if report.top is None:
+            return node_positions(module)
+        tops[id(report.top)] = report.top
+    try:
+        text = source.decode(module.encoding)  # what libcst parsed
+    except (UnicodeDecodeError, LookupError):
+        return node_positions(module)
+    found = statement_positions(module, text, tops.values())
+    if found is not None and all(report.node in found for report in reports):
+        return found
+    return node_positions(module)
+
+
 def _positioned(
-    reports: list[Report], module: cst.Module, path: str, result: Analysis
+    reports: list[Report], module: cst.Module, source: bytes, path: str, result: Analysis
 ) -> list[Finding]:
     try:
         # Deep but valid trees (long implicit string concatenations) need more
         # than the default limit; the CLI has raised it already.
         with guard.recursion_limit():
-            positions = node_positions(module)
+            positions = _locate(reports, module, source)
     except RecursionError:
         result.errors.append(
             f"{path}: internal error: file is nested too deeply to locate findings"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import codecs
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -23,6 +24,9 @@ if TYPE_CHECKING:
     from session_lint.rules.base import Rule
 
 _COMPREHENSION_TYPES = frozenset({cst.ListComp, cst.SetComp, cst.GeneratorExp, cst.DictComp})
+# Encodings in which a byte below 0x80 is always that ASCII character and an ASCII
+# character is always that byte: an ASCII word is in the text iff it is in the bytes.
+_ASCII_EXACT = frozenset({"utf-8", "utf-8-sig", "ascii", "iso8859-1"})
 
 
 @dataclass(frozen=True, eq=False)
@@ -34,6 +38,8 @@ class Report:
     node: cst.CSTNode
     message: str
     fix: Fix | None
+    # The top-level statement the walk was in: positions are computed for those only.
+    top: cst.CSTNode | None = None
 
 
 @dataclass(eq=False)
@@ -45,9 +51,27 @@ class FileContext:
     ancestors: list[cst.CSTNode]
     is_engine_module: bool
     reports: list[Report] = field(default_factory=list)
+    source: bytes | None = None  # the bytes the module was parsed from, when known
     _where_cache: tuple[cst.CSTNode | None, Scope, Scope, frozenset[str]] | None = field(
         default=None, repr=False
     )
+    # Most rules resolve the same ``node.func`` in the same scope (~7 asks per
+    # distinct pair on a service file). Keyed by identities; the entry keeps both
+    # objects alive so an id cannot be reused while cached. Scopes are not changed
+    # after they are built, so an answer never goes stale.
+    _names_cache: dict[tuple[int, int], tuple[Scope, cst.BaseExpression, frozenset[str]]] = field(
+        default_factory=dict, repr=False
+    )
+
+    # -- text ----------------------------------------------------------------
+    def may_mention(self, word: str) -> bool:
+        """Whether the ASCII ``word`` may occur in the file's text: False only when it
+        certainly does not. Names are spelled verbatim in the source, so a file
+        without ``word`` has no node named ``word``: a search of the tree can be
+        skipped."""
+        if self.source is None or codecs.lookup(self.module.encoding).name not in _ASCII_EXACT:
+            return True
+        return word.encode("ascii") in self.source
 
     # -- tree position -----------------------------------------------------
     @property
@@ -76,12 +100,17 @@ class FileContext:
         """Import-qualified names of ``node``. Without ``scope``, ``node`` is taken to
         sit at (or below) the node being visited: decorators, defaults and bases
         resolve in the enclosing scope, comprehension variables shadow imports."""
-        if scope is not None:
-            return qualified_names(scope, node)
-        where, shadowed = self._where()
-        if shadowed and (dotted_name(node) or "").partition(".")[0] in shadowed:
-            return frozenset()
-        return qualified_names(where, node)
+        if scope is None:
+            scope, shadowed = self._where()
+            if shadowed and (dotted_name(node) or "").partition(".")[0] in shadowed:
+                return frozenset()
+        key = (id(scope), id(node))
+        cached = self._names_cache.get(key)
+        if cached is not None:
+            return cached[2]
+        names = qualified_names(scope, node)
+        self._names_cache[key] = (scope, node, names)
+        return names
 
     def _where(self) -> tuple[Scope, frozenset[str]]:
         """The scope the visited node is evaluated in, and the comprehension variables

@@ -11,7 +11,7 @@ from session_lint.semantics.known import (
     SESSION_CLASSES,
     SESSIONMAKERS,
 )
-from session_lint.semantics.scopes import Scope, ScopeKind
+from session_lint.semantics.scopes import BindingKind, Scope, ScopeKind
 from session_lint.walker import children
 
 # Calls that run a coroutine function once, as a program's entry point.
@@ -116,11 +116,23 @@ class EnginePerCall(Rule):
         if cached is not None:
             return cached
         found: set[str] = set()
+        module = self.ctx.scope.module
+        # A name resolves in the module scope only through a module-level import of
+        # the runner or of a package above it: without one, no call can match.
+        if not any(
+            binding.kind is BindingKind.IMPORT
+            and binding.qualified_name
+            and _leads_to_runner(binding.qualified_name)
+            for bindings in module.bindings.values()
+            for binding in bindings
+        ):
+            self._entries = frozenset[str]()
+            return self._entries
         for call in _calls(self.ctx.module):
             if not call.args:
                 continue
             # The module scope is right for the usual ``if __name__ == "__main__"`` block.
-            if not self.ctx.resolves_to(call.func, _ENTRY_RUNNERS, self.ctx.scope.module):
+            if not self.ctx.resolves_to(call.func, _ENTRY_RUNNERS, module):
                 continue
             target = call.args[0].value
             if isinstance(target, cst.Call):
@@ -193,6 +205,15 @@ class EnginePerCall(Rule):
 _ENGINE = "engine"
 _FACTORY = "factory"
 _MAX_DEPTH = 6
+
+
+def _leads_to_runner(qualified_name: str) -> bool:
+    """Whether a name imported as ``qualified_name`` (or an attribute of it) can be
+    one of the entry runners."""
+    return any(
+        runner == qualified_name or runner.startswith(qualified_name + ".")
+        for runner in _ENTRY_RUNNERS
+    )
 
 
 def _is_method_call(attribute: cst.Attribute, grandparent: cst.CSTNode) -> bool:

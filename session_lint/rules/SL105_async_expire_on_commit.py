@@ -128,6 +128,11 @@ class AsyncExpireOnCommit(Rule):
 
     def _configured_names(self) -> frozenset[str]:
         cached: frozenset[str] | None = getattr(self, "_configured", None)
+        if cached is None and not (
+            self.ctx.may_mention("configure") and self.ctx.may_mention(_KEYWORD)
+        ):
+            # Neither name in the text: no such call, and no need to search the tree.
+            cached = self._configured = frozenset[str]()
         if cached is None:
             found: set[str] = set()
             stack: list[cst.CSTNode] = [self.ctx.module]

@@ -23,6 +23,7 @@ from session_lint.semantics.sql import EXECUTE_METHODS, first_positional
 from session_lint.semantics.transactions import (
     BEGIN_METHODS,
     WRITE_METHODS,
+    blocks_and_withs,
     is_write_statement,
     method_call,
     transaction_keys,
@@ -128,7 +129,7 @@ class MissingTransaction(Rule):
         body = function.body
         assert isinstance(body, cst.IndentedBlock)
         blocks: list[SessionBlock] = []
-        for node, _ in walk_with_ancestors([body]):
+        for node in blocks_and_withs(body):
             if isinstance(node, cst.With) and node.asynchronous is not None:
                 if not isinstance(node.body, cst.IndentedBlock):
                     continue

@@ -59,7 +59,9 @@ class Rule:
     def report(
         self, node: cst.CSTNode, message: str | None = None, *, fix: Fix | None = None
     ) -> None:
-        self.ctx.reports.append(Report(type(self), node, message or self.message, fix))
+        ancestors = self.ctx.ancestors
+        top = ancestors[1] if len(ancestors) > 1 else None
+        self.ctx.reports.append(Report(type(self), node, message or self.message, fix, top))
 
     # -- docs --------------------------------------------------------------------
     @classmethod

@@ -181,6 +181,32 @@ def earlier_statements(chain: Sequence[cst.CSTNode]) -> Iterator[cst.BaseStateme
         yield from reversed(body[:index])
 
 
+# Nodes that can hold statements. Statements never sit inside an expression, so a
+# search for statements and blocks need not enter anything else.
+_STATEMENT_HOLDERS = (
+    cst.IndentedBlock,
+    cst.BaseCompoundStatement,
+    cst.Else,
+    cst.ExceptHandler,
+    cst.ExceptStarHandler,
+    cst.Finally,
+    cst.MatchCase,
+)
+
+
+def blocks_and_withs(body: cst.IndentedBlock) -> Iterator[cst.IndentedBlock | cst.With]:
+    """The ``IndentedBlock`` and ``With`` nodes under ``body`` (itself included), in
+    the order ``walk_with_ancestors([body])`` yields them, not entering nested scopes;
+    only statements are visited, never expressions."""
+    stack: list[cst.CSTNode] = [body]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, (cst.IndentedBlock, cst.With)):
+            yield node
+        if isinstance(node, _STATEMENT_HOLDERS) and not isinstance(node, _SCOPE_NODES):
+            stack.extend(reversed(children(node)))
+
+
 def walk_with_ancestors(
     nodes: Sequence[cst.CSTNode],
 ) -> Iterator[tuple[cst.CSTNode, Sequence[cst.CSTNode]]]:
