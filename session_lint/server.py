@@ -48,6 +48,7 @@ from dataclasses import dataclass
 from typing import Any, BinaryIO
 
 from session_lint import client
+from session_lint.file_events import FileEvents
 
 PROTOCOL = 1
 MAX_HEADER = 64 * 1024
@@ -55,7 +56,7 @@ MAX_SOURCE = 64 * 1024 * 1024
 _MEMO_SIZE = 64
 _WATCHED = 16  # the files of the last requests: an editor's open files
 _WATCH_FOR = 1800.0  # seconds a file stays watched after its last request
-_POLL = 0.005  # seconds between looks at the watched files: a stat each, ~2 µs
+_LOOK_EVERY = 1.0  # seconds: a look at the watched files even without a file event
 _FOLLOW_UP_TIMEOUT = 120.0  # from flake8's option parsing to its check of the file
 _SAMPLE = b"""\
 from sqlalchemy.ext.asyncio import AsyncSession, create_async_engine
@@ -117,6 +118,7 @@ class Server:
         self._memo: OrderedDict[tuple[str, ...], Answer] = OrderedDict()
         self._running: dict[tuple[str, ...], threading.Event] = {}
         self._watched: OrderedDict[str, Watched] = OrderedDict()
+        self._events = FileEvents()
 
     # -- serving ------------------------------------------------------------------
     def serve_forever(self) -> None:
@@ -247,11 +249,14 @@ class Server:
             self._watched[path] = Watched(request, time.monotonic(), seen)
             while len(self._watched) > _WATCHED:
                 self._watched.popitem(last=False)
+        self._events.watch(os.path.dirname(path))
 
     def _watch(self) -> None:
         """Analyse a watched file as soon as it changes on disk: the editor saves,
-        then starts flake8, which needs ~0.1 s before it asks."""
-        while not self.stopping.wait(_POLL):
+        then starts flake8, which needs ~0.1 s before it asks. Woken by file
+        events (inotify) where there are, else by polling."""
+        while not self.stopping.is_set():
+            self._events.wait(_LOOK_EVERY)
             now = time.monotonic()
             with self._lock:
                 entries = list(self._watched.items())
