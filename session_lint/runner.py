@@ -13,21 +13,24 @@ from __future__ import annotations
 
 import difflib
 import io
-import multiprocessing
 import os
 import sys
 import tokenize
 from collections.abc import Callable, Sequence
-from concurrent.futures import ProcessPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from session_lint.cache import Cache, light
 from session_lint.config import Config
 from session_lint.finding import Finding
 
+if TYPE_CHECKING:
+    import multiprocessing.context
+    from concurrent.futures import ProcessPoolExecutor
+
 # The analyzer and the rules import libcst (~0.15 s): a run whose every file is a
 # cache hit never imports them, so they are imported where a file is analysed.
+# The process pool's modules (~8 ms) are imported where a pool starts, likewise.
 
 # Below this many files to parse, a pool costs more to start than it saves.
 POOL_THRESHOLD = 8
@@ -167,6 +170,8 @@ def _work(task: tuple[str, bytes]) -> FileResult:
 
 
 def _pool_context() -> multiprocessing.context.BaseContext:
+    import multiprocessing
+
     # fork starts workers without re-importing libcst; elsewhere it is unsafe or absent.
     if sys.platform.startswith("linux"):
         return multiprocessing.get_context("fork")
@@ -188,6 +193,8 @@ def _run_many(
         # as slow as its busiest worker, and file sizes vary a hundredfold.
         order = sorted(range(len(tasks)), key=lambda i: -len(tasks[i][1]))
         chunksize = 1 if len(tasks) <= 256 else len(tasks) // (jobs * 16)
+        from concurrent.futures.process import BrokenProcessPool
+
         try:
             with _pool(jobs, config, options) as pool:
                 pending = pool.map(_work, [tasks[i] for i in order], chunksize=chunksize)
@@ -214,12 +221,16 @@ def _nothing() -> None:
 
 
 def _pool(jobs: int, config: Config, options: Options) -> ProcessPoolExecutor:
+    from concurrent.futures import ProcessPoolExecutor
+
     return ProcessPoolExecutor(
         jobs, _pool_context(), initializer=_init_worker, initargs=(config, options)
     )
 
 
 def _isolated(task: tuple[str, bytes], config: Config, options: Options) -> FileResult:
+    from concurrent.futures.process import BrokenProcessPool
+
     try:
         with _pool(1, config, options) as pool:
             return pool.submit(_work, task).result()
