@@ -7,8 +7,10 @@ linter that quietly checks less than its user believes.
 from __future__ import annotations
 
 import fnmatch
+import functools
 import hashlib
 import json
+import os
 import sys
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, fields, replace
@@ -100,14 +102,20 @@ class Config:
         return any(glob_match(rel, p) for p in (*self.exclude, *self.extend_exclude))
 
     def relative(self, path: str) -> str:
+        """``path`` relative to the root, resolved (``Path.resolve().relative_to``),
+        or as given when outside it; with ``/`` separators."""
         if path == "-":
             return path
-        p = Path(path)
         try:
-            rel = p.resolve().relative_to(Path(self.root).resolve())
-        except (ValueError, OSError):
-            rel = p
-        return rel.as_posix()
+            real, root = os.path.realpath(path), _real_root(self.root)
+        except (OSError, ValueError):
+            return Path(path).as_posix()
+        if real == root:
+            return "."
+        prefix = root.rstrip(os.sep) + os.sep
+        if not real.startswith(prefix):
+            return Path(path).as_posix()
+        return real[len(prefix) :].replace(os.sep, "/")
 
     def fingerprint(self) -> str:
         """A stable hash of everything that can change findings (for the cache)."""
@@ -116,6 +124,17 @@ class Config:
 
     def with_overrides(self, **changes: Any) -> Config:
         return replace(self, **changes)
+
+
+def _real_root(root: str) -> str:
+    # Resolved once, not once per file (a run asks for every file's relative
+    # path); a relative root follows the working directory, so it is not kept.
+    return _real_absolute(root) if os.path.isabs(root) else os.path.realpath(root)
+
+
+@functools.lru_cache(maxsize=64)
+def _real_absolute(root: str) -> str:
+    return os.path.realpath(root)
 
 
 def _matches(code: str, prefixes: Iterable[str]) -> bool:

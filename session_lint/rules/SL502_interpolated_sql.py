@@ -5,9 +5,8 @@ import re
 import libcst as cst
 
 from session_lint.config import Config
-from session_lint.rules.base import SQLALCHEMY_IMPORT, Clause, Rule
+from session_lint.rules.base import SESSION_OR_CONNECTION, SQLALCHEMY_IMPORT, Clause, Rule, clauses
 from session_lint.semantics.scopes import BindingKind
-from session_lint.semantics.sessions import sql_receiver_prefilter_tokens
 from session_lint.semantics.sql import (
     DRIVER_SQL_METHODS,
     EXECUTE_METHODS,
@@ -92,7 +91,7 @@ class InterpolatedSql(Rule):
         return (
             (("text",), SQLALCHEMY_IMPORT),  # sqlalchemy's text()
             (("exec_driver_sql",),),
-            (("execute", "scalar", "stream"), sql_receiver_prefilter_tokens(config)),
+            *clauses(config, ("execute", "scalar", "stream"), SESSION_OR_CONNECTION),
         )
 
     def visit_Call(self, node: cst.Call) -> None:

@@ -53,8 +53,7 @@ class Rule:
     def prefilter(cls, config: Config) -> tuple[Clause, ...]:
         """When the rule may fire: on a file where, for some clause, every group has
         one of its strings. Must be sound: a file failing it has no finding."""
-        groups = (cls.prefilter_tokens(config), *cls.requires)
-        return (tuple(expand(g, config) for g in groups),)
+        return clauses(config, cls.prefilter_tokens(config), *cls.requires)
 
     def report(
         self, node: cst.CSTNode, message: str | None = None, *, fix: Fix | None = None
@@ -79,15 +78,31 @@ class Rule:
         return cls.doc_section("What it does").split("\n\n")[0].replace("\n", " ")
 
 
-def expand(group: tuple[str, ...], config: Config) -> tuple[str, ...]:
-    """A prefilter group with its placeholders replaced by the config's strings."""
-    from session_lint.semantics.sessions import (
-        session_prefilter_tokens,
-        sql_receiver_prefilter_tokens,
-    )
+def clauses(config: Config, *groups: tuple[str, ...]) -> tuple[Clause, ...]:
+    """The clauses for "every one of ``groups``", placeholders expanded: one clause
+    per choice among each group's alternatives."""
+    result: list[Clause] = [()]
+    for group in groups:
+        result = [
+            clause + alternative
+            for clause in result
+            for alternative in _alternatives(group, config)
+        ]
+    return tuple(result)
+
+
+def _alternatives(group: tuple[str, ...], config: Config) -> tuple[Clause, ...]:
+    from session_lint.semantics.sessions import ENGINE_SPELLINGS, session_prefilter_tokens
 
     if group == SESSION:
-        return session_prefilter_tokens(config)
+        return ((session_prefilter_tokens(config),),)
     if group == SESSION_OR_CONNECTION:
-        return sql_receiver_prefilter_tokens(config)
-    return group
+        # A session; or a connection: from an engine (``engine.connect()``, by binding
+        # or by an ``*engine`` name; a session's ``connection()`` needs a session), or
+        # a parameter annotated ``Connection``, which resolves only through an import
+        # of SQLAlchemy.
+        return (
+            (tuple(sorted({*session_prefilter_tokens(config), *ENGINE_SPELLINGS})),),
+            (("Connection",), SQLALCHEMY_IMPORT),
+        )
+    return ((group,),)

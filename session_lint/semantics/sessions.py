@@ -158,15 +158,9 @@ def session_prefilter_tokens(config: Config) -> tuple[str, ...]:
     return tuple(sorted(tokens))
 
 
-# Strings without which no expression can be a SQLAlchemy connection: an engine by
-# binding or by name (``engine``, ``*_engine``), a ``Connection`` annotation, or a
-# session's ``connection()``.
-_CONNECTION_SPELLINGS = ("engine", "Engine", "ENGINE", "Connection", "connection")
-
-
-def sql_receiver_prefilter_tokens(config: Config) -> tuple[str, ...]:
-    """Strings a file must contain to hold a session or a connection."""
-    return tuple(sorted({*session_prefilter_tokens(config), *_CONNECTION_SPELLINGS}))
+# Strings without which nothing is an engine: a constructor (``create_engine``,
+# ``create_async_engine``, ``engine_from_config``...) or a name ending in "engine".
+ENGINE_SPELLINGS = ("engine", "Engine", "ENGINE")
 
 
 def is_project_session_factory(
