@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 import libcst as cst
 from libcst.metadata import CodeRange
 
-from session_lint import guard
+from session_lint import guard, tokens
 from session_lint.config import Config
 from session_lint.context import FileContext, Report
 from session_lint.finding import Finding
@@ -110,7 +110,7 @@ class Prefilter:
                     ids.append(patterns.setdefault(key, len(patterns)))
                 clauses.add(tuple(sorted(set(ids))))
         self._regexes = [
-            re.compile(b"|".join(re.escape(t.encode()) for t in group)) if group else None
+            re.compile(b"|".join(tokens.pattern(t) for t in group)) if group else None
             for group in patterns
         ]
         # Fewest groups first: most files are decided by the first clause's answers.

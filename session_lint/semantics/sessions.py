@@ -24,6 +24,7 @@ from session_lint.semantics.known import (
     SESSIONMAKERS,
 )
 from session_lint.semantics.scopes import Binding, BindingKind, Scope
+from session_lint.tokens import whole_name
 
 
 class Origin(enum.Enum):
@@ -145,9 +146,10 @@ _SESSION_SPELLINGS = ("session", "Session", "SESSION")
 def session_prefilter_tokens(config: Config) -> tuple[str, ...]:
     """Strings a file must contain for any expression in it to be a session: a
     session class or factory (``Session``, ``sessionmaker``, ``get_session``), an
-    annotation, a configured session name, or a configured factory's name. Rules
-    that only fire on sessions can use them as their prefilter."""
-    tokens = set(_SESSION_SPELLINGS) | set(config.session_names)
+    annotation, a configured session name (as a whole name), or a configured
+    factory's name. Rules that only fire on sessions can use them as their prefilter."""
+    # Session names are compared as whole names: "db" must not pass every "pdb".
+    tokens = set(_SESSION_SPELLINGS) | {whole_name(n) for n in config.session_names}
     for target in (config.session_factory, config.background_session_factory):
         try:
             name = Import.from_target(target).name
