@@ -51,7 +51,9 @@ def light(finding: Finding) -> Finding:
 class Cache:
     def __init__(self, directory: Path, config: Config, *, apply_noqa: bool = True) -> None:
         self.directory = directory
-        self._salt = f"{tool_fingerprint()}:{_FORMAT}:{config.fingerprint()}:{int(apply_noqa)}"
+        salt = f"{tool_fingerprint()}:{_FORMAT}:{config.fingerprint()}:{int(apply_noqa)}"
+        # The tool's fingerprint is a few kB of text: hashed once, copied per file.
+        self._salted = hashlib.sha256(salt.encode())
         self._config = config
         self._ready = False
 
@@ -60,7 +62,7 @@ class Cache:
         return cls(Path(config.root) / CACHE_DIR_NAME, config, apply_noqa=apply_noqa)
 
     def key(self, source: bytes, path: str) -> str:
-        digest = hashlib.sha256(self._salt.encode())
+        digest = self._salted.copy()
         digest.update(b"\0" + self._config.relative(path).encode("utf-8", "surrogateescape"))
         digest.update(b"\0" + source)
         return digest.hexdigest()
