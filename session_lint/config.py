@@ -17,6 +17,8 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+from session_lint.project_index import EMPTY_INDEX, ProjectIndex
+
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover - exercised on 3.10 only
@@ -73,6 +75,8 @@ class Config:
     pooler: str = "auto"
     extra_execution_options: tuple[str, ...] = ()
     slow_calls: tuple[str, ...] = DEFAULT_SLOW_CALLS
+    # What the pass over the whole project learned (see ``project_index``).
+    project: ProjectIndex = EMPTY_INDEX
     # Where the config file lives; globs in the file are relative to it.
     root: str = field(default=".", compare=False)
     source: str | None = field(default=None, compare=False)
@@ -120,6 +124,7 @@ class Config:
     def fingerprint(self) -> str:
         """A stable hash of everything that can change findings (for the cache)."""
         data = {f.name: getattr(self, f.name) for f in fields(self) if f.compare}
+        data["project"] = self.project.fingerprint()
         return hashlib.sha256(json.dumps(data, sort_keys=True, default=list).encode()).hexdigest()
 
     def with_overrides(self, **changes: Any) -> Config:
