@@ -24,6 +24,7 @@ from libcst.metadata import CodeRange
 from session_lint import guard, tokens
 from session_lint.config import Config
 from session_lint.context import FileContext, Report
+from session_lint.evidence import has_evidence, module_of
 from session_lint.finding import Finding
 from session_lint.positions import node_positions, statement_positions
 from session_lint.rules import ALL_RULES, Rule, SyntaxErrorRule
@@ -199,8 +200,11 @@ def analyze(
     prefilter sound."""
     result = Analysis(path)
     active = enabled_rules(config, path, ALL_RULES if rules is None else rules)
-    walkers = [r for r in active if r is not SyntaxErrorRule]
     report_syntax = SyntaxErrorRule in active
+    walkers = [r for r in active if r is not SyntaxErrorRule]
+    # Without evidence of SQLAlchemy, only rules that need none (see ``evidence``).
+    if any(r.needs_evidence for r in walkers) and not has_evidence(source, path, config):
+        walkers = [r for r in walkers if not r.needs_evidence]
     if not walkers or (use_prefilter and not prefilter_for(walkers, config)(source)):
         if report_syntax and not _compiles_cheaply(source):
             _parse_into(result, source, path, report_syntax)
@@ -215,7 +219,7 @@ def analyze(
         module,
         module_scope(module),
         [],
-        config.is_engine_module(path),
+        is_engine_module(path, config),
         source=source,
     )
     errors: list[str] = []
@@ -242,6 +246,15 @@ def analyze(
         result.findings = filter_noqa(result.findings, source)
     result.findings.sort(key=Finding.sort_key)
     return result
+
+
+def is_engine_module(path: str, config: Config) -> bool:
+    """Named so in ``engine-modules``, or found by the project index to build the
+    app's engine and session factory."""
+    if config.is_engine_module(path):
+        return True
+    modules = config.project.engine_modules
+    return bool(modules) and module_of(config.relative(path))[0] in modules
 
 
 def _compiles_cheaply(source: bytes) -> bool:

@@ -268,8 +268,21 @@ def load_config(
         path = here / explicit
         if not path.is_file():
             raise ConfigError(f"{explicit}: config file not found")
-        return load_config_file(path)
+        return with_project_index(load_config_file(path))
     if cwd:
         paths = [str(here if p == "-" else here / p) for p in paths]
     found = find_config_file(paths)
-    return load_config_file(found) if found else Config(root=str(here))
+    config = load_config_file(found) if found else Config(root=str(here))
+    return with_project_index(config)
+
+
+def with_project_index(config: Config) -> Config:
+    """The config with the index of its project (see ``project_index``)."""
+    from session_lint.project_index import build_index
+
+    patterns = (*config.exclude, *config.extend_exclude)
+
+    def excluded(relative: str) -> bool:
+        return any(glob_match(relative, p) for p in patterns)
+
+    return replace(config, project=build_index(config.root, excluded))

@@ -11,9 +11,26 @@ server and the cache all see the same facts, and the cache key covers them.
 
 from __future__ import annotations
 
+import ast
 import hashlib
 import json
-from dataclasses import asdict, dataclass
+import os
+import re
+import tempfile
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass, fields, replace
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+from session_lint.semantics.known import (
+    ASYNC_SESSION_CLASSES,
+    ASYNC_SESSIONMAKERS,
+    ENGINE_CONSTRUCTORS,
+    SESSIONMAKERS,
+    SYNC_SESSION_CLASSES,
+    SYNC_SESSIONMAKERS,
+)
 
 
 @dataclass(frozen=True)
@@ -26,8 +43,8 @@ class ProjectIndex:
     # transaction: "commits" (commits or begins on exit) | "none".
     session_factories: tuple[tuple[str, str, str], ...] = ()
     # Attribute names assigned a sessionmaker anywhere (``self.async_session = ...``),
-    # with the factory's kind.
-    attribute_factories: tuple[tuple[str, str], ...] = ()
+    # or naming a method that is a session context manager, with (kind, transaction).
+    attribute_factories: tuple[tuple[str, str, str], ...] = ()
     # Project modules (dotted) that build the app's engine or session factory at
     # module level: engine modules whatever their file name.
     engine_modules: tuple[str, ...] = ()
@@ -45,9 +62,556 @@ class ProjectIndex:
     # Whether a dependency file was found at all: without one, nothing is known
     # about what the project can import.
     dependencies_known: bool = False
+    # Whether an index pass ran at all (tests that analyse a snippet have none).
+    scanned: bool = False
 
     def fingerprint(self) -> str:
         return hashlib.sha256(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()
 
+    # Lookups, built on first use (a cached_property writes the instance dict
+    # directly, which a frozen dataclass allows).
+    @cached_property
+    def types(self) -> dict[str, str]:
+        return dict(self.session_types)
+
+    @cached_property
+    def factories(self) -> dict[str, tuple[str, str]]:
+        return {name: (kind, transaction) for name, kind, transaction in self.session_factories}
+
+    @cached_property
+    def attributes(self) -> dict[str, tuple[str, str]]:
+        return {name: (kind, transaction) for name, kind, transaction in self.attribute_factories}
+
+    @cached_property
+    def exported_names(self) -> frozenset[str]:
+        """The last components of every exported type and factory: a file that
+        contains none of them cannot import one."""
+        return frozenset(
+            name.rpartition(".")[2] for name in (*self.types, *self.factories)
+        ) | frozenset(self.attributes)
+
 
 EMPTY_INDEX = ProjectIndex()
+
+
+# -- building the index ---------------------------------------------------------------
+
+# Bytes without which a file holds no fact the index keeps, and the shapes of
+# statements that make one (a file without any of them is not parsed): a
+# sessionmaker, a type alias, a context manager or dependency that yields a
+# session, a function that returns one, a re-export of a session class.
+_CANDIDATE = re.compile(rb"sqlalchemy|sqlmodel|[Ss]ession")
+_DEFINES = re.compile(
+    rb"sessionmaker|NewType|TypeAlias|contextmanager"
+    rb"|^[ \t]*yield[ \t]+\w*(?:session|db|conn)\w*[ \t]*$"
+    rb"|^[ \t]*return[ \t][^#\n]*[Ss]ession"
+    rb"|=[ \t]*Annotated\[[^\n]*Session"
+    rb"|^(?:from|import)[ \t][^\n]*Session",
+    re.M,
+)
+_SKIPPED_DIRS = frozenset(
+    {
+        ".git", ".hg", ".svn", ".venv", "venv", ".direnv", "__pycache__", "__pypackages__",
+        "build", "dist", "_build", ".eggs", ".tox", ".nox", ".mypy_cache", ".pytest_cache",
+        ".ruff_cache", "node_modules", "site-packages", ".session_lint_cache", ".corpus",
+    }
+)  # fmt: skip
+_MAX_FILES = 20_000  # a root that is a home directory is not a project
+_FIXPOINT_ROUNDS = 6  # re-exports and factories built on factories: a few hops deep
+
+ASYNC, SYNC, UNKNOWN = "async", "sync", "unknown"
+COMMITS, NO_COMMIT = "commits", "none"
+
+
+def module_name(relative: str) -> str | None:
+    """``app/db/session.py`` -> ``app.db.session``; ``src/`` is a layout, not a package."""
+    if not relative.endswith((".py", ".pyi")):
+        return None
+    parts = relative.replace("\\", "/").rsplit(".", 1)[0].split("/")
+    if parts and parts[0] == "src" and len(parts) > 1:
+        parts = parts[1:]
+    if parts and parts[-1] == "__init__":
+        parts = parts[:-1]
+    if not parts or not all(p.isidentifier() for p in parts):
+        return None
+    return ".".join(parts)
+
+
+def absolute_import(module: str, current: str, is_package: bool) -> str:
+    """``..db`` seen from ``app.api.users`` -> ``app.db``."""
+    dots = len(module) - len(module.lstrip("."))
+    if not dots:
+        return module
+    base = current.split(".") if current else []
+    if not is_package:
+        base = base[:-1]
+    if dots > 1:
+        base = base[: len(base) - (dots - 1)] if dots - 1 <= len(base) else []
+    rest = module[dots:]
+    return ".".join([*base, rest] if rest else base)
+
+
+@dataclass
+class _Module:
+    name: str
+    is_package: bool
+    tree: ast.Module
+    imports: dict[str, str]  # local name -> qualified name (every import in the file)
+    # Walked once: every call, every assignment, and per function its nodes that
+    # matter (rounds of the fixpoint only look at these).
+    calls: list[ast.Call]
+    assignments: list[ast.Assign | ast.AnnAssign]
+    bodies: dict[int, list[ast.AST]]
+
+
+def _project_files(root: Path) -> list[tuple[str, Path]]:
+    """The project's regular ``.py`` files (a FIFO or a device named ``x.py`` is
+    never opened), with paths relative to ``root``; symlinked directories are not
+    followed (no loops)."""
+    out: list[tuple[str, Path]] = []
+    pending = [(root, "")]
+    while pending:
+        directory, prefix = pending.pop()
+        try:
+            entries = sorted(os.scandir(directory), key=lambda e: e.name)
+        except OSError:
+            continue
+        for entry in entries:
+            try:
+                if entry.is_dir(follow_symlinks=False):
+                    if entry.name not in _SKIPPED_DIRS and not entry.name.startswith("."):
+                        pending.append((Path(entry.path), f"{prefix}{entry.name}/"))
+                elif entry.name.endswith(".py") and entry.is_file():
+                    out.append((f"{prefix}{entry.name}", Path(entry.path)))
+            except OSError:
+                continue
+            if len(out) > _MAX_FILES:
+                return []
+    out.sort()
+    return out
+
+
+def _qualify(expr: ast.expr, imports: Mapping[str, str], local: str) -> str | None:
+    """The qualified name an expression refers to: imports first, else a name of
+    this module (``local.name``)."""
+    parts: list[str] = []
+    while isinstance(expr, ast.Attribute):
+        parts.append(expr.attr)
+        expr = expr.value
+    if not isinstance(expr, ast.Name):
+        return None
+    head = imports.get(expr.id, f"{local}.{expr.id}")
+    return ".".join([head, *reversed(parts)])
+
+
+class _Facts:
+    """What is known so far, across modules; grown to a fixpoint."""
+
+    def __init__(self) -> None:
+        self.types: dict[str, str] = {}  # qualified name -> async|sync
+        self.factories: dict[str, tuple[str, str]] = {}  # qualified -> (kind, transaction)
+        self.attributes: dict[str, tuple[str, str]] = {}  # name -> (kind, transaction)
+        self.engine_modules: set[str] = set()
+
+    def size(self) -> int:
+        return len(self.types) + len(self.factories) + len(self.attributes)
+
+
+def _session_class_kind(qualified: str | None, facts: _Facts) -> str | None:
+    if qualified is None:
+        return None
+    if qualified in ASYNC_SESSION_CLASSES:
+        return ASYNC
+    if qualified in SYNC_SESSION_CLASSES:
+        return SYNC
+    return facts.types.get(qualified)
+
+
+def _annotation_kind(
+    expr: ast.expr | None, module: _Module, facts: _Facts, depth: int = 0
+) -> str | None:
+    """``AsyncSession``, ``Optional[...]``, ``AsyncGenerator[AsyncSession, None]``,
+    ``Annotated[AsyncSession, ...]``, ``X | None``, a project alias: async or sync."""
+    if expr is None or depth > 4:
+        return None
+    if isinstance(expr, ast.Constant) and isinstance(expr.value, str):
+        try:
+            expr = ast.parse(expr.value, mode="eval").body
+        except SyntaxError:
+            return None
+    if isinstance(expr, ast.Subscript):
+        inner = expr.slice
+        first = inner.elts[0] if isinstance(inner, ast.Tuple) and inner.elts else inner
+        return _annotation_kind(first, module, facts, depth + 1)
+    if isinstance(expr, ast.BinOp) and isinstance(expr.op, ast.BitOr):
+        return _annotation_kind(expr.left, module, facts, depth + 1) or _annotation_kind(
+            expr.right, module, facts, depth + 1
+        )
+    return _session_class_kind(_qualify(expr, module.imports, module.name), facts)
+
+
+def _maker_kind(call: ast.Call, module: _Module, facts: _Facts) -> str | None:
+    """``async_sessionmaker(...)`` -> async, ``sessionmaker(...)`` -> sync (async with
+    ``class_=AsyncSession``); None for any other call."""
+    name = _qualify(call.func, module.imports, module.name)
+    if name in ASYNC_SESSIONMAKERS:
+        return ASYNC
+    if name in SYNC_SESSIONMAKERS:
+        for kw in call.keywords:
+            if (
+                kw.arg == "class_"
+                and _session_class_kind(_qualify(kw.value, module.imports, module.name), facts)
+                == ASYNC
+            ):
+                return ASYNC
+        return SYNC
+    return None
+
+
+def _source_facts(
+    expr: ast.expr, module: _Module, facts: _Facts, makers: Mapping[str, str]
+) -> tuple[str, str] | None:
+    """(kind, transaction) when ``expr`` opens a session: ``AsyncSession(...)``,
+    ``factory()``, ``factory.begin()``, ``self.factory()``, a project factory's call."""
+    if isinstance(expr, ast.Await):
+        expr = expr.value
+    if not isinstance(expr, ast.Call):
+        return None
+    func = expr.func
+    begins = isinstance(func, ast.Attribute) and func.attr == "begin"
+    target = func.value if begins and isinstance(func, ast.Attribute) else func
+    if isinstance(target, ast.Call):  # sessionmaker(...)() / async_sessionmaker(...).begin()
+        kind = _maker_kind(target, module, facts)
+        return (kind, COMMITS if begins else NO_COMMIT) if kind else None
+    if isinstance(target, ast.Attribute) and isinstance(target.value, ast.Name):
+        if target.value.id in ("self", "cls") and target.attr in facts.attributes:
+            kind, transaction = facts.attributes[target.attr]
+            return kind, COMMITS if begins else transaction
+    if isinstance(target, ast.Name) and target.id in makers:
+        return makers[target.id], COMMITS if begins else NO_COMMIT
+    qualified = _qualify(target, module.imports, module.name)
+    kind = _session_class_kind(qualified, facts)
+    if kind is not None and not begins:
+        return kind, NO_COMMIT
+    if qualified in facts.factories and not begins:
+        return facts.factories[qualified]
+    return None
+
+
+_CM_DECORATORS = frozenset({"contextlib.asynccontextmanager", "contextlib.contextmanager"})
+
+
+def _function_factory(
+    func: ast.FunctionDef | ast.AsyncFunctionDef,
+    module: _Module,
+    facts: _Facts,
+    makers: Mapping[str, str],
+) -> tuple[str, str] | None:
+    """(kind, transaction) when the function yields or returns a session."""
+    bound: dict[str, tuple[str, str]] = {}  # local name -> facts of what opened it
+    begun: set[str] = set()  # names some ``with x.begin()`` covers
+    committed: set[str] = set()
+    given: list[ast.expr] = []
+    for node in module.bodies.get(id(func), ()):
+        if isinstance(node, (ast.With, ast.AsyncWith)):
+            for item in node.items:
+                found = _source_facts(item.context_expr, module, facts, makers)
+                if found and isinstance(item.optional_vars, ast.Name):
+                    bound[item.optional_vars.id] = found
+                call = item.context_expr
+                if (
+                    isinstance(call, ast.Call)
+                    and isinstance(call.func, ast.Attribute)
+                    and call.func.attr == "begin"
+                    and isinstance(call.func.value, ast.Name)
+                ):
+                    begun.add(call.func.value.id)
+        elif isinstance(node, ast.Assign) and len(node.targets) == 1:
+            found = _source_facts(node.value, module, facts, makers)
+            if found and isinstance(node.targets[0], ast.Name):
+                bound[node.targets[0].id] = found
+        elif isinstance(node, (ast.Yield, ast.Return)) and node.value is not None:
+            given.append(node.value)
+        elif (
+            isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Attribute)
+            and node.func.attr == "commit"
+            and isinstance(node.func.value, ast.Name)
+        ):
+            committed.add(node.func.value.id)
+    for value in given:
+        if isinstance(value, ast.Name) and value.id in bound:
+            kind, transaction = bound[value.id]
+            if value.id in begun or value.id in committed:
+                transaction = COMMITS
+            return kind, transaction
+        direct = _source_facts(value, module, facts, makers)
+        if direct is not None:
+            return direct
+    # Evidence from the signature alone: ``-> AsyncIterator[AsyncSession]``; what it
+    # does on exit is not known.
+    declared = _annotation_kind(func.returns, module, facts)
+    if declared is not None and given:
+        return declared, UNKNOWN
+    return None
+
+
+def _parse_modules(where: Path | list[tuple[str, Path]]) -> list[_Module]:
+    modules: list[_Module] = []
+    for relative, path in _project_files(where) if isinstance(where, Path) else where:
+        name = module_name(relative)
+        if name is None:
+            continue
+        try:
+            source = path.read_bytes()
+        except OSError:
+            continue
+        if not _CANDIDATE.search(source) or not _DEFINES.search(source):
+            continue
+        try:
+            tree = ast.parse(source, relative)
+        except (SyntaxError, ValueError, RecursionError, MemoryError):
+            continue
+        is_package = relative.endswith("__init__.py")
+        module = _Module(name, is_package, tree, {}, [], [], {})
+        imports: list[ast.Import | ast.ImportFrom] = []
+        for statement in tree.body:
+            if isinstance(statement, ast.ClassDef):
+                for inner in statement.body:
+                    _collect(inner, module, imports)
+            else:
+                _collect(statement, module, imports)
+        module.imports = _imports(imports, name, is_package)
+        modules.append(module)
+    return modules
+
+
+_RELEVANT = (ast.With, ast.AsyncWith, ast.Assign, ast.Yield, ast.Return, ast.Call)
+
+
+def _collect(
+    statement: ast.stmt, module: _Module, imports: list[ast.Import | ast.ImportFrom]
+) -> None:
+    """One walk of a top-level statement (or method): calls, assignments, imports,
+    and for a function the nodes a factory is recognised by."""
+    relevant: list[ast.AST] = []
+    gives = False
+    for node in ast.walk(statement):
+        if isinstance(node, ast.Call):
+            module.calls.append(node)
+        elif isinstance(node, (ast.Assign, ast.AnnAssign)):
+            module.assignments.append(node)
+        elif isinstance(node, (ast.Import, ast.ImportFrom)):
+            imports.append(node)
+        if isinstance(node, _RELEVANT):
+            relevant.append(node)
+            gives = gives or isinstance(node, (ast.Yield, ast.Return))
+    if gives and isinstance(statement, (ast.FunctionDef, ast.AsyncFunctionDef)):
+        module.bodies[id(statement)] = relevant
+
+
+def _imports(
+    nodes: list[ast.Import | ast.ImportFrom], name: str, is_package: bool
+) -> dict[str, str]:
+    """Every import of the file, lazy ones in functions included (one namespace:
+    the index is a heuristic over a whole file, the linter resolves per scope)."""
+    out: dict[str, str] = {}
+    for node in nodes:
+        if isinstance(node, ast.ImportFrom):
+            source = absolute_import("." * node.level + (node.module or ""), name, is_package)
+            for alias in node.names:
+                out[alias.asname or alias.name] = f"{source}.{alias.name}"
+        elif isinstance(node, ast.Import):
+            for alias in node.names:
+                if alias.asname:
+                    out[alias.asname] = alias.name
+                else:
+                    head = alias.name.split(".", 1)[0]
+                    out[head] = head
+    return out
+
+
+def _learn(module: _Module, facts: _Facts) -> None:
+    """One round over one module: what it defines, given what is known so far."""
+    local = module.name
+    makers: dict[str, str] = {}
+    # Re-exports: ``from sqlalchemy.ext.asyncio import AsyncSession`` in ``app.db``
+    # makes ``app.db.AsyncSession`` a name of the class; same for factories.
+    for alias, qualified in module.imports.items():
+        kind = _session_class_kind(qualified, facts)
+        if kind is not None:
+            facts.types.setdefault(f"{local}.{alias}", kind)
+        if qualified in facts.factories:
+            facts.factories.setdefault(f"{local}.{alias}", facts.factories[qualified])
+    builds_engine = builds_maker = False
+    for call in module.calls:
+        called = _qualify(call.func, module.imports, local)
+        if called in ENGINE_CONSTRUCTORS:
+            builds_engine = True
+        elif called in SESSIONMAKERS:
+            builds_maker = True
+    for node in module.assignments:
+        if node.value is not None:
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            value = node.value
+            if isinstance(value, ast.Call):
+                kind = _maker_kind(value, module, facts)
+                if kind is not None:
+                    for target in targets:
+                        if isinstance(target, ast.Name):
+                            makers[target.id] = kind
+                        elif isinstance(target, ast.Attribute):
+                            facts.attributes.setdefault(target.attr, (kind, NO_COMMIT))
+    for statement in module.tree.body:
+        _learn_statement(statement, module, facts, makers, local)
+    if builds_engine and builds_maker:
+        facts.engine_modules.add(local)
+
+
+def _learn_statement(
+    statement: ast.stmt, module: _Module, facts: _Facts, makers: Mapping[str, str], prefix: str
+) -> None:
+    if isinstance(statement, (ast.Assign, ast.AnnAssign)) and statement.value is not None:
+        targets = statement.targets if isinstance(statement, ast.Assign) else [statement.target]
+        names = [t.id for t in targets if isinstance(t, ast.Name)]
+        value = statement.value
+        kind: str | None = None
+        if isinstance(value, ast.Call):
+            maker = _maker_kind(value, module, facts)
+            if maker is not None:
+                for name in names:
+                    facts.factories.setdefault(f"{prefix}.{name}", (maker, NO_COMMIT))
+                return
+            # ``AsyncSession = NewType("AsyncSession", sqlalchemy.ext.asyncio.AsyncSession)``
+            called = _qualify(value.func, module.imports, module.name)
+            if called in ("typing.NewType", "typing_extensions.NewType") and len(value.args) == 2:
+                kind = _annotation_kind(value.args[1], module, facts)
+        elif isinstance(value, (ast.Name, ast.Attribute, ast.Subscript, ast.BinOp, ast.Constant)):
+            # ``DbSession = Annotated[AsyncSession, Depends(get_db)]``, ``X: TypeAlias = ...``
+            kind = _annotation_kind(value, module, facts)
+        if kind is not None:
+            for name in names:
+                facts.types.setdefault(f"{prefix}.{name}", kind)
+    elif isinstance(statement, (ast.FunctionDef, ast.AsyncFunctionDef)):
+        found = _function_factory(statement, module, facts, makers)
+        if found is not None:
+            facts.factories.setdefault(f"{prefix}.{statement.name}", found)
+            if prefix != module.name:  # a method: ``self.with_session()``
+                decorated = any(
+                    _qualify(d, module.imports, module.name) in _CM_DECORATORS
+                    for d in statement.decorator_list
+                )
+                if decorated:
+                    facts.attributes.setdefault(statement.name, found)
+    elif isinstance(statement, ast.ClassDef) and prefix == module.name:
+        for inner in statement.body:
+            _learn_statement(inner, module, facts, makers, f"{prefix}.{statement.name}")
+
+
+def scan(root: Path, files: list[tuple[str, Path]] | None = None) -> ProjectIndex:
+    """The index of the project under ``root``: facts about sessions, factories and
+    engine modules; dependency facts are added by :func:`build_index`."""
+    modules = _parse_modules(root if files is None else files)
+    facts = _Facts()
+    for _ in range(_FIXPOINT_ROUNDS):
+        before = facts.size()
+        for module in modules:
+            _learn(module, facts)
+        if facts.size() == before:
+            break
+    exporting = {name.rsplit(".", 1)[0] for name in (*facts.types, *facts.factories) if "." in name}
+    return ProjectIndex(
+        session_types=tuple(sorted(facts.types.items())),
+        session_factories=tuple(sorted((k, *v) for k, v in facts.factories.items())),
+        attribute_factories=tuple(sorted((k, *v) for k, v in facts.attributes.items())),
+        engine_modules=tuple(sorted(facts.engine_modules)),
+        evidence_modules=tuple(sorted(exporting)),
+        scanned=True,
+    )
+
+
+# -- the index of a run ------------------------------------------------------------
+
+_INDEX_CACHE = "index"  # a directory in the result cache, one entry per key
+_DEPENDENCY_FILES = re.compile(
+    r"(?:pyproject\.toml|setup\.cfg|uv\.lock|poetry\.lock|requirements[^/]*\.txt)$"
+)
+
+
+def build_index(root: str, excluded: Callable[[str], bool] | None = None) -> ProjectIndex:
+    """The index of the project at ``root`` (the config file's directory, or the
+    working directory), from the on-disk cache when no file changed since.
+    ``excluded`` takes a path relative to the root: what the config keeps out of
+    linting is not the project's code either."""
+    base = Path(root)
+    files = _project_files(base)
+    if excluded is not None:
+        files = [(relative, path) for relative, path in files if not excluded(relative)]
+    key = _index_key(base, files)
+    entry = base / ".session_lint_cache" / _INDEX_CACHE / f"{key}.json"
+    try:
+        return _from_json(json.loads(entry.read_text(encoding="utf-8")))
+    except (OSError, ValueError, TypeError, KeyError):
+        pass
+    index = _with_dependencies(scan(base, files), base)
+    _store(entry, index)
+    return index
+
+
+def _with_dependencies(index: ProjectIndex, root: Path) -> ProjectIndex:
+    from session_lint.dependencies import dependency_facts
+
+    return replace(index, **dependency_facts(root))
+
+
+def _index_key(root: Path, files: list[tuple[str, Path]]) -> str:
+    from session_lint.fingerprint import tool_fingerprint
+
+    digest = hashlib.sha256(tool_fingerprint().encode())
+    stats = list(files)
+    try:
+        stats.extend(
+            (p.name, p) for p in root.iterdir() if _DEPENDENCY_FILES.search(p.name)
+        )
+        requirements = root / "requirements"
+        if requirements.is_dir():
+            stats.extend((f"requirements/{p.name}", p) for p in requirements.iterdir())
+    except OSError:
+        pass
+    for relative, path in stats:
+        try:
+            info = path.stat()
+        except OSError:
+            continue
+        digest.update(f"{relative}:{info.st_size}:{info.st_mtime_ns}\n".encode())
+    return digest.hexdigest()
+
+
+def _from_json(data: dict[str, Any]) -> ProjectIndex:
+    values: dict[str, Any] = {}
+    for f in fields(ProjectIndex):
+        raw = data[f.name]
+        if isinstance(raw, list):
+            raw = tuple(tuple(x) if isinstance(x, list) else x for x in raw)
+        values[f.name] = raw
+    return ProjectIndex(**values)
+
+
+def _store(entry: Path, index: ProjectIndex) -> None:
+    """Best effort, atomic: a cache that cannot be written only costs time."""
+    try:
+        entry.parent.mkdir(parents=True, exist_ok=True)
+        cache_dir = entry.parent.parent
+        ignore = cache_dir / ".gitignore"
+        if not ignore.exists():
+            ignore.write_text("# Automatically created by session-lint.\n*\n", encoding="utf-8")
+        fd, tmp = tempfile.mkstemp(dir=entry.parent, prefix=".tmp-", suffix=".json")
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as handle:
+                json.dump(asdict(index), handle)
+            os.replace(tmp, entry)
+        except BaseException:
+            os.unlink(tmp)
+            raise
+    except OSError:
+        pass

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING
 
 from session_lint.cache import Cache, light
 from session_lint.config import Config
+from session_lint.evidence import has_evidence
 from session_lint.finding import Finding
 
 if TYPE_CHECKING:
@@ -257,7 +258,7 @@ def run(paths: Sequence[str], config: Config, options: Options) -> RunResult:
     sources: dict[int, bytes] = {}
     cache = Cache.for_config(config, apply_noqa=options.apply_noqa) if _caching(options) else None
     keys: dict[int, str] = {}
-    may_fire: Callable[[bytes], bool] | None = None
+    may_fire: Callable[[bytes, str], bool] | None = None
     heavy: list[int] = []
     light: list[int] = []
     for index, path in enumerate(paths):
@@ -277,7 +278,7 @@ def run(paths: Sequence[str], config: Config, options: Options) -> RunResult:
                 continue
         if may_fire is None:
             may_fire = _prefilter(config)
-        if may_fire(source):
+        if may_fire(source, path):
             heavy.append(index)
         else:
             light.append(index)
@@ -302,14 +303,28 @@ def run(paths: Sequence[str], config: Config, options: Options) -> RunResult:
     return RunResult(final)
 
 
-def _prefilter(config: Config) -> Callable[[bytes], bool]:
+def _prefilter(config: Config) -> Callable[[bytes, str], bool]:
+    """Whether a file needs a parse: some enabled rule may fire on its bytes, and
+    the rule needs no evidence of SQLAlchemy or the file has it."""
     from session_lint.analyzer import prefilter_for
     from session_lint.rules import ALL_RULES, SyntaxErrorRule
 
     rules = [r for r in ALL_RULES if r is not SyntaxErrorRule and config.is_enabled(r.code)]
-    if not rules:
-        return lambda source: False
-    return prefilter_for(rules, config)
+    needing = [r for r in rules if r.needs_evidence]
+    free = [r for r in rules if not r.needs_evidence]
+    with_evidence = prefilter_for(needing, config) if needing else None
+    without = prefilter_for(free, config) if free else None
+
+    def may_fire(source: bytes, path: str) -> bool:
+        if without is not None and without(source):
+            return True
+        return (
+            with_evidence is not None
+            and with_evidence(source)
+            and has_evidence(source, path, config)
+        )
+
+    return may_fire
 
 
 def _caching(options: Options) -> bool:

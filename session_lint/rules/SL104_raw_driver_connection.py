@@ -62,6 +62,8 @@ class RawDriverConnection(Rule):
         "connection from the engine"
     )
     tokens = ("asyncpg", "psycopg")
+    # The trigger is an import of a driver's connect function: evidence enough.
+    needs_evidence = False
 
     def visit_Call(self, node: cst.Call) -> None:
         if not self.ctx.is_engine_module and self.ctx.resolves_to(node.func, RAW_DRIVER_CONNECTS):

@@ -18,6 +18,7 @@ from session_lint.semantics.sessions import (
     is_async_session_source,
     is_session_annotation,
     is_session_source,
+    may_end_transaction,
 )
 from session_lint.semantics.sql import EXECUTE_METHODS, first_positional
 from session_lint.semantics.transactions import (
@@ -141,7 +142,11 @@ class MissingTransaction(Rule):
                     call = method_call(item.item)
                     if call is not None and call.method in BEGIN_METHODS:
                         continue  # factory.begin(): the whole block is a transaction
-                    if is_session_source(ctx, item.item) and item.asname.name.value not in begun:
+                    if (
+                        is_session_source(ctx, item.item)
+                        and item.asname.name.value not in begun
+                        and not may_end_transaction(ctx, item.item)
+                    ):
                         blocks.append(SessionBlock(item.asname.name.value, node.body, 0))
             elif isinstance(node, cst.IndentedBlock):
                 for index, stmt in enumerate(node.body):
@@ -170,6 +175,8 @@ class MissingTransaction(Rule):
             return None
         call = method_call(value)
         if call is not None and call.method in BEGIN_METHODS:
+            return None
+        if may_end_transaction(self.ctx, value):
             return None
         return target.value if is_async_session_source(self.ctx, value) else None
 

@@ -40,6 +40,10 @@ class Rule:
     # strings, nor on one that misses every string of any group in ``requires``.
     tokens: ClassVar[tuple[str, ...]] = ()
     requires: ClassVar[tuple[tuple[str, ...], ...]] = ()
+    # Whether the rule needs evidence of SQLAlchemy in the file (``evidence``): true
+    # for every rule that reasons about sessions, engines or connections, whose
+    # names alone prove nothing.
+    needs_evidence: ClassVar[bool] = True
 
     def __init__(self, ctx: FileContext) -> None:
         self.ctx = ctx

@@ -22,6 +22,13 @@ from session_lint.semantics.known import (
     ENGINE_CONSTRUCTORS,
     SESSION_CLASSES,
     SESSIONMAKERS,
+    SYNC_SESSION_CLASSES,
+)
+from session_lint.semantics.project import (
+    ASYNC,
+    NO_COMMIT,
+    project_factory,
+    project_session_type,
 )
 from session_lint.semantics.scopes import Binding, BindingKind, Scope
 from session_lint.tokens import whole_name
@@ -100,6 +107,28 @@ def is_session_source(
     return is_session_factory(ctx, func, scope) or is_project_session_factory(ctx, expr, scope)
 
 
+def may_end_transaction(
+    ctx: FileContext, expr: cst.BaseExpression, scope: Scope | None = None
+) -> bool:
+    """Whether a session opened by ``expr`` may be committed for its user on exit:
+    one of the project's factories that commits, begins, or does what the index
+    cannot see (it wraps a factory from another package). Writes in its block are
+    then not known to be lost."""
+    expr = _strip_await(expr)
+    if not isinstance(expr, cst.Call):
+        return False
+    found = project_factory(ctx, expr, scope or ctx.scope)
+    return found is not None and found[1] != NO_COMMIT
+
+
+def project_source(
+    ctx: FileContext, call: cst.Call, scope: Scope | None = None
+) -> tuple[str, str] | None:
+    """(kind, transaction) when ``call`` opens a session through one of the
+    project's own factories (see ``semantics.project``)."""
+    return project_factory(ctx, call, scope or ctx.scope)
+
+
 # Libraries whose "sessions" are not SQLAlchemy's (HTTP clients, cloud SDKs, ML runtimes…).
 _NOT_SQLALCHEMY_ROOTS = frozenset(
     {
@@ -168,15 +197,20 @@ ENGINE_SPELLINGS = ("engine", "Engine", "ENGINE")
 def is_project_session_factory(
     ctx: FileContext, call: cst.Call, scope: Scope | None = None
 ) -> bool:
-    """A call of a session factory imported from the project's own modules, which
-    the analysis cannot open: ``async_session()``, ``SessionLocal()`` after ``from
-    app.db import …``. Recognised by import (not a known library), name (it says
-    ``session``) and call shape (no positional arguments: ``object_session(obj)``
-    and the like look a session *up*) — the configured-name fallback of DESIGN §3,
-    applied to factories."""
+    """A call of one of the project's session factories. With a project index,
+    only what the index proves (``semantics.project``). Without one (a snippet
+    analysed on its own), a guess: a callable imported from a module that is not
+    a known library, named like a session factory (``async_session()``,
+    ``SessionLocal()``; not a ``...Maker``, which makes factories), called with no
+    positional arguments (``object_session(obj)`` and the like look a session
+    *up*)."""
     scope = scope or ctx.scope
+    if ctx.config.project.scanned:
+        return project_factory(ctx, call, scope) is not None
     func = call.func
     if not isinstance(func, cst.Name) or not any(t in func.value for t in _SESSION_SPELLINGS):
+        return False
+    if "maker" in func.value.lower() or func.value.lower().endswith(("ids", "id")):
         return False
     if any(arg.keyword is None for arg in call.args):
         return False
@@ -201,6 +235,9 @@ def is_async_session_source(
         return False
     if ctx.resolves_to(expr.func, ASYNC_SESSION_CLASSES | configured_factories(ctx), scope):
         return True
+    found = project_factory(ctx, expr, scope)
+    if found is not None:
+        return found[0] == ASYNC
     target = (
         expr.func.value
         if isinstance(expr.func, cst.Attribute) and expr.func.attr.value == "begin"
@@ -272,6 +309,10 @@ def is_session_annotation(
         return is_session_annotation(ctx, parsed, scope, classes, _depth + 1)
     if ctx.resolves_to(annotation, classes, scope):
         return True
+    kind = project_session_type(ctx, annotation, scope)
+    if kind is not None:
+        wanted = ASYNC_SESSION_CLASSES if kind == ASYNC else SYNC_SESSION_CLASSES
+        return not classes.isdisjoint(wanted)
     if isinstance(annotation, cst.Name):
         # A type alias: ``DbSession = Annotated[AsyncSession, Depends(get_db)]``.
         return any(
@@ -427,7 +468,14 @@ def is_async_session(
     found = session_binding(ctx, expr.value, scope)
     if found is None:
         return False
-    binding, _ = found
+    # Every binding must be an async session: a name bound from
+    # ``async_sessionmaker(...)()`` in one branch and ``sessionmaker(...)()`` in
+    # another is not known to be async, and awaiting its calls would break the
+    # sync branch.
+    return all(_binding_is_async(ctx, b, scope) for b in scope.lookup(expr.value))
+
+
+def _binding_is_async(ctx: FileContext, binding: Binding, scope: Scope) -> bool:
     if binding.kind is BindingKind.WITH:
         return binding.is_async_with or (
             binding.value is not None and is_async_session_source(ctx, binding.value, scope)
