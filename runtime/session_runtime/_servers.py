@@ -17,6 +17,12 @@ Measured pitfalls this module handles:
 * pgbouncer drops to ``user=`` before it opens its log and pid files, so its
   dir belongs to that user; with ``auth_type = trust`` it still needs the user
   in ``auth_file``.
+* pytest-postgresql's executor (mirakuru) returns from ``start()`` as soon as
+  the TCP port accepts a connection, without waiting for its ``pg_ctl start
+  -w``. The postmaster listens before crash recovery is over, and until then
+  every connection is refused with SQLSTATE 57P03 ("the database system is
+  not yet accepting connections"). :meth:`PostgresServer.start` therefore
+  waits for pg_ctl to exit and then for a real connection to be accepted.
 """
 
 from __future__ import annotations
@@ -30,6 +36,7 @@ import shutil
 import signal
 import socket
 import stat
+import struct
 import subprocess
 import sys
 import tempfile
@@ -42,6 +49,8 @@ __all__ = [
     "BinaryMissingError",
     "PgBouncer",
     "PostgresServer",
+    "ServerStartError",
+    "accepts_connections",
     "find_binary",
     "free_port",
     "pg_ctl_executable",
@@ -51,6 +60,10 @@ __all__ = [
 
 class BinaryMissingError(RuntimeError):
     """A server binary (pg_ctl, initdb, pgbouncer) is not installed."""
+
+
+class ServerStartError(RuntimeError):
+    """A server did not come up (in time); the message ends with its log's last lines."""
 
 
 def _version_key(path: Path) -> tuple[int, ...]:
@@ -121,6 +134,58 @@ def wait_for_port(port: int, timeout: float, proc: subprocess.Popen[bytes] | Non
         if time.monotonic() > deadline:
             raise TimeoutError(f"nothing listening on 127.0.0.1:{port} after {timeout:.1f}s")
         time.sleep(0.02)
+
+
+def _message(payload: bytes) -> dict[str, str]:
+    """Fields of an ErrorResponse/NoticeResponse body: {'C': sqlstate, 'M': message, ...}."""
+    fields: dict[str, str] = {}
+    for part in payload.split(b"\0"):
+        if part:
+            fields[chr(part[0])] = part[1:].decode(errors="replace")
+    return fields
+
+
+def accepts_connections(
+    host: str, port: int, user: str, dbname: str = "postgres", timeout: float = 5.0
+) -> str | None:
+    """One real connection attempt: None if the server accepts it, else why not.
+
+    Sends a protocol 3.0 StartupMessage and reads the answer, with
+    ``pg_isready``'s reading of it: the server accepts connections unless
+    it refuses the TCP connection, closes it, or answers with SQLSTATE 57P03
+    (``cannot_connect_now``: starting up, in crash recovery, not yet
+    consistent, shutting down). An authentication request or any other error
+    (a missing database or role) comes from a server that accepts
+    connections. Standard library only, usable before any driver is
+    imported and from inside an event loop.
+    """
+    params = f"user\0{user}\0database\0{dbname}\0\0".encode()
+    startup = struct.pack("!ii", 8 + len(params), 196608) + params
+    try:
+        with socket.create_connection((host, port), timeout=timeout) as sock:
+            sock.settimeout(timeout)
+            sock.sendall(startup)
+            stream = sock.makefile("rb")
+            while True:
+                header = stream.read(5)
+                if len(header) < 5:
+                    return "the server closed the connection during the startup handshake"
+                kind, length = header[:1], struct.unpack("!i", header[1:])[0]
+                payload = stream.read(length - 4)
+                if kind == b"E":
+                    fields = _message(payload)
+                    if fields.get("C") == "57P03":
+                        return f"{fields.get('C')}: {fields.get('M', '')}"
+                    return None
+                if kind == b"R" and struct.unpack("!i", payload[:4])[0] != 0:
+                    return None  # asks for a password: it accepts connections
+                if kind == b"Z":  # ReadyForQuery: a working session
+                    with contextlib.suppress(OSError):
+                        sock.sendall(b"X\0\0\0\4")  # Terminate
+                    return None
+                # AuthenticationOk, ParameterStatus, BackendKeyData, notices: read on.
+    except OSError as exc:
+        return f"{type(exc).__name__}: {exc}"
 
 
 def make_reachable(path: Path, user: pwd.struct_passwd) -> None:
@@ -258,12 +323,88 @@ class PostgresServer:
             user=user,
         )
 
-    def start(self) -> PostgresServer:
-        """Start the cluster (``initdb`` the first time; later starts keep the data)."""
+    def start(self, timeout: float = 60.0) -> PostgresServer:
+        """Start the cluster (``initdb`` the first time; later starts keep the data).
+
+        Returns once the server accepts connections, which is what
+        ``pg_ctl start -w`` promises, also after a crash (``stop_server("immediate")``):
+        the executor itself returns as soon as the port is open, and the
+        postmaster opens it before crash recovery is over. So this waits for
+        pg_ctl to exit (0: the server reported itself ready), then polls with
+        real connection attempts (:func:`accepts_connections`) until one is
+        accepted.
+
+        Args:
+            timeout: seconds for pg_ctl and the polling together (pg_ctl's
+                own default wait, ``PGCTLTIMEOUT``, is 60).
+
+        Raises:
+            ServerStartError: pg_ctl failed, or no connection was accepted
+                within ``timeout``; the message ends with the server log.
+        """
+        deadline = time.monotonic() + timeout
         if self not in _started:
             _started.append(self)
-        self.executor.start()
-        return self
+        try:
+            self.executor.start()
+        except Exception as exc:
+            raise ServerStartError(
+                f"PostgreSQL on port {self.port} did not start: {exc}\n{self.log_tail()}"
+            ) from exc
+        launcher = self.executor.process
+        if launcher is not None:
+            try:
+                code = launcher.wait(max(deadline - time.monotonic(), 0.1))
+            except subprocess.TimeoutExpired:
+                raise ServerStartError(
+                    f"pg_ctl start -w did not return within {timeout:g} s "
+                    f"(port {self.port})\n{self.log_tail()}"
+                ) from None
+            if code != 0:
+                raise ServerStartError(
+                    f"pg_ctl start -w exited with {code} (port {self.port})\n{self.log_tail()}"
+                )
+        pause = 0.02
+        while True:
+            why = accepts_connections(
+                self.host, self.port, self.user, "postgres", timeout=min(timeout, 5.0)
+            )
+            if why is None:
+                return self
+            if time.monotonic() >= deadline:
+                raise ServerStartError(
+                    f"PostgreSQL on port {self.port} did not accept a connection within "
+                    f"{timeout:g} s (last answer: {why})\n{self.log_tail()}"
+                )
+            # Each refused attempt writes a FATAL line to the server log: back off.
+            time.sleep(min(pause, max(deadline - time.monotonic(), 0.0)))
+            pause = min(pause * 2, 0.2)
+
+    def log_tail(self, lines: int = 30) -> str:
+        """The server log's last ``lines`` distinct messages (crash recovery, startup failures).
+
+        A message logged many times (the FATAL line of every refused connection
+        attempt) is shown once, where it last occurred, with its count.
+        """
+        try:
+            text = Path(self.executor.logfile).read_text(errors="replace")
+        except OSError as exc:
+            return f"(no server log: {exc})"
+        kept: list[str] = []
+        counts: dict[str, int] = {}
+        for line in reversed(text.splitlines()):
+            # "2026-01-01 00:00:00.000 UTC [pid] FATAL:  ...": compare what follows the pid.
+            message = line.split("] ", 1)[-1]
+            if message in counts:
+                counts[message] += 1
+                continue
+            counts[message] = 1
+            kept.append(line)
+        shown = []
+        for line in reversed(kept[:lines]):
+            repeats = counts[line.split("] ", 1)[-1]]
+            shown.append(f"{line}  (x{repeats})" if repeats > 1 else line)
+        return "\n".join(shown)
 
     def stop_server(self, mode: str = "fast") -> None:
         """``pg_ctl stop -m <mode>`` (``smart``, ``fast`` or ``immediate``), keeping the data.
