@@ -5,10 +5,10 @@
 Each artefact is downloaded with pip, as users get it (``python -m pip download
 --no-deps --only-binary :all:`` for a wheel, ``--no-binary :all:`` for an sdist; pip
 prepares an sdist's metadata, which may install its build backend into a temporary
-environment), checked against the pinned sha256, and its ``.py`` files unpacked into
-``DIR/trees/<name>-<version>/`` (an sdist's top directory is dropped, so the tree is
-the project as its authors check it out). ``DIR`` is ``.corpus/`` at the repository
-root unless ``--dir`` or ``$SESSION_LINT_CORPUS_DIR`` says otherwise.
+environment), checked against the pinned sha256, and its ``.py`` files unpacked
+into ``DIR/site-packages/<name>-<version>/`` (an sdist's top directory is dropped, so
+the tree is the project as its authors check it out). ``DIR`` is ``.corpus/`` at the
+repository root unless ``--dir`` or ``$SESSION_LINT_CORPUS_DIR`` says otherwise.
 
 Idempotent: a downloaded file with the right hash is not downloaded again, and a
 tree whose marker records the artefact's hash and whose files still hash to what the
@@ -17,21 +17,28 @@ again). Unpacking is safe: members are read and written by this module, never by
 ``tarfile``/``zipfile`` extraction; only regular ``.py`` files are taken; a name that
 is absolute or climbs out of the tree stops the fetch.
 
-Each tree gets a ``pyproject.toml`` holding an empty ``[tool.session-lint]`` table
-(no artefact's own ``pyproject.toml`` is unpacked, only ``.py`` files): every rule
-on, the defaults, and the tree itself as the project root, as when a user runs
-session-lint in a checkout of the package. Without it, a corpus directory inside a
-project would be linted with that project's configuration (session-lint looks for
-its table walking up from the linted path; this repository has one).
+Besides the ``.py`` files, a tree holds what session-lint reads of a project: the
+files that declare its dependencies (an sdist's ``pyproject.toml``, ``setup.cfg``,
+``Pipfile``, ``requirements*.txt``, ``requirements/*.txt``, ``uv.lock``,
+``poetry.lock`` at its top), and for a wheel a ``pyproject.toml`` whose ``[project]``
+table is made from the wheel's ``METADATA`` (name, version, ``Requires-Dist``): what
+a checkout of the package declares. Its ``pyproject.toml`` also gets an empty
+``[tool.session-lint]`` table (unless it has one): every rule on, the defaults, the
+tree itself as the project root, as when a user runs session-lint in a checkout of
+the package. Without it, a corpus directory inside a project would be linted with
+that project's configuration (session-lint looks for its table walking up from the
+linted path; this repository has one).
 """
 
 from __future__ import annotations
 
 import argparse
+import email.parser
 import hashlib
 import io
 import json
 import os
+import re
 import shutil
 import stat
 import subprocess
@@ -52,15 +59,31 @@ else:  # pragma: no cover - the project's venv is 3.11
 ROOT = Path(__file__).resolve().parents[2]
 PACKAGES_FILE = Path(__file__).resolve().parent / "packages.toml"
 ENV_DIR = "SESSION_LINT_CORPUS_DIR"
+# A name session-lint never walks into (``discovery.ALWAYS_SKIPPED``): linting this
+# repository (``session-lint .``, tests/lint/test_self_lint.py) passes the corpus by.
+TREES = "site-packages"
 MARKER = ".session-lint-corpus.json"  # in each tree, written last
 TREE_CONFIG = "pyproject.toml"
-TREE_CONFIG_TEXT = (
-    "# Written by bench/corpus/fetch.py: session-lint's defaults, with this tree as the\n"
-    "# project root (and no configuration from a directory above it).\n"
-    "[tool.session-lint]\n"
+TREE_CONFIG_NOTE = (
+    "# bench/corpus/fetch.py added the [tool.session-lint] table at the end: session-lint's\n"
+    "# defaults, with this tree as the project root (no configuration from above it).\n"
 )
-MAX_UNPACKED = 512 * 1024 * 1024  # bytes of .py per artefact; more is not a package
-FORMAT = 1  # of the marker; a change unpacks every tree again
+WHEEL_CONFIG_NOTE = (
+    "# Written by bench/corpus/fetch.py: the wheel's METADATA as a [project] table (what a\n"
+    "# checkout of the package declares), and session-lint's defaults, with this tree as\n"
+    "# the project root (no configuration from above it).\n"
+)
+SESSION_LINT_TABLE = "[tool.session-lint]\n"
+# What session-lint reads of a project besides its Python files (see
+# ``session_lint.dependencies``), relative to the tree's top.
+DECLARATIONS = re.compile(
+    r"pyproject\.toml|setup\.cfg|Pipfile|requirements[^/]*\.txt|requirements/[^/]+\.txt"
+    r"|uv\.lock|poetry\.lock",
+    re.I,
+)
+EXTRA = re.compile(r"""\bextra\s*==\s*['"]([^'"]+)['"]""")  # in a Requires-Dist marker
+MAX_UNPACKED = 512 * 1024 * 1024  # bytes unpacked per artefact; more is not a package
+FORMAT = 3  # of the marker; a change unpacks every tree again
 
 
 class FetchError(Exception):
@@ -196,9 +219,10 @@ def _tar_members(archive: Path) -> Iterator[tuple[str, bytes]]:
                 yield member.name, handle.read()
 
 
-def python_files(package: Package, archive: Path) -> Iterator[tuple[PurePosixPath, bytes]]:
-    """``(relative path, bytes)`` of the artefact's regular ``.py`` files, in
-    archive order; an sdist's single top directory is dropped."""
+def wanted_files(package: Package, archive: Path) -> Iterator[tuple[PurePosixPath, bytes]]:
+    """``(relative path, bytes)`` of the artefact's regular ``.py`` files, its
+    dependency declarations (an sdist's) and its ``METADATA`` (a wheel's), in archive
+    order; an sdist's single top directory is dropped."""
     members = _tar_members(archive) if package.is_sdist else _zip_members(archive)
     total = 0
     top: str | None = None
@@ -210,12 +234,86 @@ def python_files(package: Package, archive: Path) -> Iterator[tuple[PurePosixPat
             if relative.parts[0] != top or len(relative.parts) < 2:
                 raise FetchError(f"{package.file}: member {name!r} is outside {top}/")
             relative = PurePosixPath(*relative.parts[1:])
-        if relative.suffix != ".py":
+        keep = (
+            relative.suffix == ".py"
+            or (package.is_sdist and DECLARATIONS.fullmatch(relative.as_posix()) is not None)
+            or (not package.is_sdist and is_wheel_metadata(relative))
+        )
+        if not keep:
             continue
         total += len(data)
         if total > MAX_UNPACKED:
-            raise FetchError(f"{package.file}: more than {MAX_UNPACKED} bytes of Python")
+            raise FetchError(f"{package.file}: more than {MAX_UNPACKED} bytes to unpack")
         yield relative, data
+
+
+def is_wheel_metadata(relative: PurePosixPath) -> bool:
+    return (
+        len(relative.parts) == 2
+        and relative.parts[0].endswith(".dist-info")
+        and relative.name == "METADATA"
+    )
+
+
+def toml_string(text: str) -> str:
+    return json.dumps(text, ensure_ascii=False).replace("\x7f", "\\u007f")
+
+
+def project_table(metadata: bytes) -> str:
+    """A ``[project]`` table from a wheel's ``METADATA``: name, version and its
+    ``Requires-Dist`` lines, those under ``extra == "x"`` as optional dependencies."""
+    message = email.parser.BytesHeaderParser().parsebytes(metadata)
+    required: list[str] = []
+    extras: dict[str, list[str]] = {}
+    for requirement in message.get_all("Requires-Dist") or []:
+        extra = EXTRA.search(requirement)
+        if extra is None:
+            required.append(requirement)
+            continue
+        # As the extra's own list states it: without the ``extra == "x"`` clause.
+        name, _, marker = requirement.partition(";")
+        marker = re.sub(r"^\s*and\s+|\s+and\s*$", "", EXTRA.sub("", marker).strip())
+        marker = re.sub(r"\s+and\s+and\s+", " and ", marker).strip()
+        line = f"{name.strip()}; {marker}" if marker else name.strip()
+        extras.setdefault(extra.group(1), []).append(line)
+
+    def array(items: list[str]) -> str:
+        return "[\n" + "".join(f"    {toml_string(i)},\n" for i in items) + "]"
+
+    lines = [
+        "[project]",
+        f"name = {toml_string(str(message.get('Name', '')))}",
+        f"version = {toml_string(str(message.get('Version', '')))}",
+        f"dependencies = {array(required)}",
+    ]
+    if extras:
+        lines.append("\n[project.optional-dependencies]")
+        lines += [f"{toml_string(name)} = {array(items)}" for name, items in extras.items()]
+    return "\n".join(lines) + "\n"
+
+
+def tree_pyproject(package: Package, own: bytes | None, metadata: bytes | None) -> str:
+    """The tree's ``pyproject.toml``: the sdist's own (or one made from the wheel's
+    METADATA) with an empty ``[tool.session-lint]`` table, unless it has one."""
+    if own is not None:
+        try:
+            text = own.decode("utf-8")
+            has_table = "session-lint" in tomllib.loads(text).get("tool", {})
+        except (UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+            raise FetchError(f"{package.file}: pyproject.toml: {exc}") from exc
+        if has_table:
+            return text
+        text = TREE_CONFIG_NOTE + text.rstrip("\n") + "\n\n" + SESSION_LINT_TABLE
+    else:
+        project = project_table(metadata) + "\n" if metadata else ""
+        text = WHEEL_CONFIG_NOTE + project + SESSION_LINT_TABLE
+    try:
+        tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise FetchError(
+            f"{package.file}: pyproject.toml with session-lint's table: {exc}"
+        ) from exc
+    return text
 
 
 def tree_digest(root: Path) -> str:
@@ -259,10 +357,18 @@ def unpack(package: Package, archive: Path, root: Path) -> int:
     try:
         count = 0
         seen: set[PurePosixPath] = set()
-        for relative, data in python_files(package, archive):
+        own_pyproject: bytes | None = None
+        metadata: bytes | None = None
+        for relative, data in wanted_files(package, archive):
             if relative in seen:
                 raise FetchError(f"{package.file}: {relative} appears twice")
             seen.add(relative)
+            if is_wheel_metadata(relative):
+                metadata = data
+                continue
+            if relative == PurePosixPath(TREE_CONFIG):
+                own_pyproject = data
+                continue
             target = staging.joinpath(*relative.parts)
             target.parent.mkdir(parents=True, exist_ok=True)
             # Created here and never through a link: the parents are directories
@@ -270,8 +376,10 @@ def unpack(package: Package, archive: Path, root: Path) -> int:
             fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
             with io.FileIO(fd, "wb") as out:
                 out.write(data)
-            count += 1
-        (staging / TREE_CONFIG).write_text(TREE_CONFIG_TEXT, encoding="utf-8")
+            if relative.suffix == ".py":
+                count += 1
+        pyproject = tree_pyproject(package, own_pyproject, metadata)
+        (staging / TREE_CONFIG).write_text(pyproject, encoding="utf-8")
         marker = {
             "format": FORMAT,
             "file": package.file,
@@ -290,7 +398,7 @@ def unpack(package: Package, archive: Path, root: Path) -> int:
 
 
 def fetch_package(package: Package, directory: Path) -> Tree:
-    root = directory / "trees" / package.key
+    root = directory / TREES / package.key
     files = verified_tree(package, root)
     if files is not None:
         return Tree(package, root, files, reused=True)
