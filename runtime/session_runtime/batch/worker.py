@@ -40,7 +40,13 @@ from .errors import BatchNotFoundError, PermanentItemError
 from .models import BatchState
 from .validation import parse_batch_id
 
-__all__ = ["Handler", "WorkerReport", "process_batch_with_own_session"]
+__all__ = [
+    "DEFAULT_CONNECT_BUDGET",
+    "Handler",
+    "WorkerReport",
+    "process_batch_with_own_session",
+    "server_not_ready",
+]
 
 logger = logging.getLogger("session_runtime.batch")
 
@@ -56,6 +62,56 @@ _MIN_BACKOFF = 0.05
 # Database errors in a row (pooler restart, failover) a worker rides out
 # with back-off before it gives up and raises.
 _MAX_DB_ERRORS = 5
+
+#: How long a worker waits, by default, for a database that answers it is not
+#: accepting connections yet (starting up, crash recovery): what ``pg_ctl
+#: start -w`` allows a server to start (``PGCTLTIMEOUT``).
+DEFAULT_CONNECT_BUDGET = timedelta(seconds=60)
+# Back-off while the database is not ready: 50 ms doubling to this, so the
+# worker notices the end of recovery within a second.
+_MAX_NOT_READY_BACKOFF = 1.0
+
+# SQLSTATE cannot_connect_now.
+_CANNOT_CONNECT_NOW = "57P03"
+# PostgreSQL's 57P03 messages that mean "not yet" (not "shutting down").
+# pgbouncer relays them to a client waiting for its login with its own
+# SQLSTATE (08P01), and psycopg's connect errors carry none: the text is all
+# that is left there.
+_NOT_READY_MESSAGES = (
+    "the database system is starting up",
+    "the database system is not yet accepting connections",
+    "the database system is not accepting connections",
+    "the database system is in recovery mode",
+)
+
+
+def server_not_ready(exc: BaseException) -> bool:
+    """Whether ``exc`` says the database is up but not accepting connections *yet*.
+
+    True for SQLSTATE 57P03 (``cannot_connect_now``: starting up, crash
+    recovery, not yet consistent, a standby without hot standby) anywhere in
+    the chain of causes, except "the database system is shutting down"; and
+    for an error whose message is one of PostgreSQL's "not yet" messages
+    (pgbouncer relays them under SQLSTATE 08P01). Such a server will accept
+    connections soon without anybody doing anything, so it is worth waiting
+    for, where a refused connect or a timeout is not.
+    """
+    seen: set[int] = set()
+    pending: list[BaseException] = [exc]
+    while pending:
+        error = pending.pop()
+        if id(error) in seen:
+            continue
+        seen.add(id(error))
+        text = str(error)
+        if getattr(error, "sqlstate", None) == _CANNOT_CONNECT_NOW and "shutting down" not in text:
+            return True
+        if any(message in text for message in _NOT_READY_MESSAGES):
+            return True
+        for inner in (getattr(error, "orig", None), error.__cause__):
+            if isinstance(inner, BaseException):
+                pending.append(inner)
+    return False
 
 
 @dataclass
@@ -76,6 +132,9 @@ class WorkerReport:
     #: The batch's status when this worker stopped.
     state: BatchState | None = None
     seconds: float = 0.0
+    #: Database steps retried because the database was not accepting
+    #: connections yet (starting up, crash recovery).
+    not_ready_retries: int = 0
 
 
 def _positive_seconds(name: str, value: object) -> float:
@@ -128,6 +187,7 @@ class _Worker:
         max_attempts: int,
         retry_delay: timedelta,
         poll_interval: float,
+        connect_budget: float = DEFAULT_CONNECT_BUDGET.total_seconds(),
     ) -> None:
         self.batch_id = batch_id
         self.handler = handler
@@ -138,6 +198,7 @@ class _Worker:
         self.max_attempts = max_attempts
         self.retry_delay = retry_delay
         self.poll_interval = poll_interval
+        self.connect_budget = connect_budget
         self.report = WorkerReport(batch_id, owner)
         self.running: dict[int, tuple[Claim, asyncio.Task[None]]] = {}
         self.outcomes: list[Outcome] = []
@@ -152,13 +213,39 @@ class _Worker:
         return is_final(status)
 
     async def _db(self, step: Callable[[AsyncSession], Awaitable[T]]) -> T:
-        """Run ``step(session)`` in its own short transaction, riding out brief outages."""
+        """Run ``step(session)`` in its own short transaction, riding out brief outages.
+
+        A database that is not accepting connections yet (:func:`server_not_ready`)
+        is retried with back-off for up to ``connect_budget`` seconds from the
+        first such answer; then, and for every other database error, at most
+        :data:`_MAX_DB_ERRORS` attempts in a row.
+        """
         failures = 0
+        not_ready_since: float | None = None
+        pause = _MIN_BACKOFF
         while True:
             try:
                 async with get_background_session() as session, session.begin():
                     return await step(session)
             except (DBAPIError, OSError) as exc:
+                if server_not_ready(exc):
+                    now = time.monotonic()
+                    if not_ready_since is None:
+                        not_ready_since = now
+                        logger.warning(
+                            "batch %s: the database is not accepting connections yet; "
+                            "waiting up to %g s for it: %s",
+                            self.batch_id,
+                            self.connect_budget,
+                            exc,
+                        )
+                    left = not_ready_since + self.connect_budget - now
+                    if left > 0:
+                        self.report.not_ready_retries += 1
+                        await asyncio.sleep(min(pause, left))
+                        pause = min(pause * 2, _MAX_NOT_READY_BACKOFF)
+                        continue
+                    # Budget spent: from now on it counts like any other error.
                 failures += 1
                 if failures >= _MAX_DB_ERRORS:
                     raise
@@ -353,6 +440,7 @@ async def process_batch_with_own_session(
     handler_timeout: timedelta | None = None,
     poll_interval: timedelta = timedelta(seconds=1),
     worker_id: str | None = None,
+    connect_budget: timedelta = DEFAULT_CONNECT_BUDGET,
 ) -> WorkerReport:
     """Process a batch's items until the batch is finished; return what this worker did.
 
@@ -381,6 +469,17 @@ async def process_batch_with_own_session(
       ``completed``/``completed_with_errors`` exactly once.
     * Execution is at least once: a worker killed mid-item leaves it to be
       run again. Recording is exactly once.
+    * Database errors (pooler restart, failover) are retried with back-off,
+      up to 5 attempts in a row per step, then raised. A database that
+      answers it is not accepting connections *yet* (SQLSTATE 57P03:
+      starting up, crash recovery; pgbouncer relays these messages) is
+      waited for instead, with back-off (50 ms doubling to 1 s), for up to
+      ``connect_budget`` (default 60 s, what ``pg_ctl start -w`` allows a
+      server) from its first such answer, and counted in the report's
+      ``not_ready_retries``: a worker that a process manager starts while
+      the database recovers does not die and get restarted in a loop. After
+      the budget, those errors count like any other.
+
     Returns when the batch is final (so with several workers, each returns
     once the last item anywhere is recorded). Cancelling it cancels the
     running handlers and hands their items back at once.
@@ -406,6 +505,8 @@ async def process_batch_with_own_session(
                 "could claim the item while the handler still runs"
             )
     poll = _positive_seconds("poll_interval", poll_interval)
+    if not isinstance(connect_budget, timedelta) or connect_budget.total_seconds() < 0:
+        raise ValueError(f"connect_budget must be a timedelta >= 0, got {connect_budget!r}")
     owner = _default_worker_id() if worker_id is None else worker_id
     if not isinstance(owner, str) or not owner or len(owner) > 200:
         raise ValueError(
@@ -422,6 +523,7 @@ async def process_batch_with_own_session(
         max_attempts=max_attempts,
         retry_delay=retry_delay,
         poll_interval=poll,
+        connect_budget=connect_budget.total_seconds(),
     )
     began = time.monotonic()
     status = await worker._db(lambda s: start_batch(s, batch))
