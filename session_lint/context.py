@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 import libcst as cst
 
 from session_lint.config import Config
+from session_lint.dependencies import can_import_module, implied_by_import
 from session_lint.finding import Fix, Import
 from session_lint.semantics.scopes import (
     BindingKind,
@@ -153,11 +154,29 @@ class FileContext:
     ) -> bool:
         return not self.qualified_names(node, scope).isdisjoint(names)
 
+    def project_can_import(self, module: str) -> bool:
+        """Whether a fix may import ``module`` at all: the project can import it
+        (one of its own modules, the standard library, a declared dependency), or
+        this file already imports from the same top-level package (or from one
+        whose distribution installs it: ``session_runtime`` brings ``sqlalchemy``)."""
+        if can_import_module(self.config.project, module):
+            return True
+        return any(
+            binding.kind is BindingKind.IMPORT
+            and binding.qualified_name is not None
+            and implied_by_import(module, binding.qualified_name)
+            for bindings in self.scope.module.bindings.values()
+            for binding in bindings
+        )
+
     def can_import(self, imp: Import) -> bool:
         """Whether a fix may add ``from module import name`` and use ``name`` at the
-        node being visited: no module-level binding of that name other than this
-        very import, and no inner binding shadowing it there."""
+        node being visited: the project can import the module
+        (:meth:`project_can_import`), no module-level binding of that name other
+        than this very import, and no inner binding shadowing it there."""
         assert imp.name is not None
+        if not self.project_can_import(imp.module):
+            return False
         target = f"{imp.module}.{imp.name}"
         at_module = self.scope.module.bindings.get(imp.name, [])
         if any(b.kind is not BindingKind.IMPORT or b.qualified_name != target for b in at_module):

@@ -54,17 +54,24 @@ SKIPPED_DIRS = frozenset(
     }
 )
 
-# Import name -> distributions that make it importable. A distribution that always
-# installs another counts for it (SQLModel, Alembic and session-runtime install
-# SQLAlchemy). Names not listed are compared normalised (``foo_bar`` ~ ``foo-bar``).
+# Import name -> the distributions that ship it, where the name alone does not say
+# (any other name is compared normalised: ``foo_bar`` ~ ``foo-bar``).
 IMPORT_DISTRIBUTIONS: Mapping[str, tuple[str, ...]] = {
     "session_runtime": ("session-runtime",),
-    "sqlalchemy": ("sqlalchemy", "sqlmodel", "alembic", "session-runtime"),
-    "asyncpg": ("asyncpg", "session-runtime"),
+    "sqlalchemy": ("sqlalchemy",),
+    "asyncpg": ("asyncpg",),
     "psycopg": ("psycopg", "psycopg-binary", "psycopg-c"),
     "psycopg2": ("psycopg2", "psycopg2-binary"),
     "sqlmodel": ("sqlmodel",),
     "fastapi": ("fastapi", "fastapi-slim"),
+}
+
+# Distribution -> distributions it always installs: a project that declares (or a
+# file that imports) SQLModel can import SQLAlchemy.
+INSTALLS: Mapping[str, tuple[str, ...]] = {
+    "session-runtime": ("sqlalchemy", "asyncpg"),
+    "sqlmodel": ("sqlalchemy",),
+    "alembic": ("sqlalchemy",),
 }
 
 _NAME = re.compile(r"\s*([A-Za-z0-9](?:[A-Za-z0-9._-]*[A-Za-z0-9])?)")
@@ -100,7 +107,7 @@ def version_key(version: str) -> VersionKey | None:
     rest = (match.group("rest") or "").lower()
     phase = 1
     if rest:
-        phase = 2 if re.match(r"[-_.]?(post|rev|r)", rest) else 0
+        phase = 0 if re.match(r"[-_.]?(a|b|c|rc|alpha|beta|pre|preview|dev)", rest) else 2
     return int(match.group("epoch") or 0), tuple(release), phase
 
 
@@ -558,22 +565,43 @@ def local_modules(root: Path) -> tuple[str, ...]:
 
 # -- the question fixes ask ----------------------------------------------------------
 def distributions_for(module: str) -> tuple[str, ...]:
-    """Normalised names of the distributions that make ``module`` importable."""
+    """Normalised names of the distributions that ship ``module``'s top-level package."""
     top = module.partition(".")[0]
     return IMPORT_DISTRIBUTIONS.get(top.lower(), (normalize(top),))
+
+
+def installed_with(distributions: Iterable[str]) -> frozenset[str]:
+    """``distributions`` and the ones they always install."""
+    found = set(distributions)
+    for dist in tuple(found):
+        found.update(INSTALLS.get(dist, ()))
+    return frozenset(found)
 
 
 def can_import_module(index: ProjectIndex, module: str) -> bool:
     """Whether code in the project can import ``module`` (dotted, absolute): it is
     one of the project's own modules, the standard library, or a declared
-    distribution provides it."""
+    distribution ships it (or always installs the one that does)."""
     top = module.partition(".")[0]
     if not top:
         return False  # a relative import: resolved against the file, not the project
     if top in index.local_modules or top in sys.stdlib_module_names:
         return True
-    declared = index.dependencies
-    return any(dist in declared for dist in distributions_for(top))
+    installed = installed_with(index.dependencies)
+    return any(dist in installed for dist in distributions_for(top))
+
+
+def implied_by_import(module: str, imported: str) -> bool:
+    """Whether a file that imports ``imported`` can also import ``module``: same
+    top-level package, or the distribution shipping ``imported`` always installs
+    the one shipping ``module`` (``session_runtime`` brings ``sqlalchemy``)."""
+    top, other = module.partition(".")[0], imported.partition(".")[0]
+    if not top or not other:
+        return False
+    if top == other:
+        return True
+    installed = installed_with(distributions_for(other))
+    return any(dist in installed for dist in distributions_for(top))
 
 
 def unimportable_hint(module: str, setting: str | None = None) -> str:

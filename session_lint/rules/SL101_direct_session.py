@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import libcst as cst
 
+from session_lint.dependencies import unimportable_hint
 from session_lint.finding import Applicability, Fix, FixAvailability, Import
 from session_lint.rules.base import SQLALCHEMY_IMPORT, Rule
 from session_lint.semantics.known import (
@@ -56,7 +57,10 @@ class DirectSession(Rule):
     and imports the configured `session-factory`. It is unsafe: the session then
     uses the factory's engine and options instead of the arguments it was built
     with. Sessions built outside `async with`, and synchronous sessions, are not
-    fixed.
+    fixed. Nor is any session when the project cannot import the factory's module
+    (not one of its own modules nor a declared dependency, e.g. `session_runtime`
+    in a project that does not depend on session-runtime): the message then says
+    to set `session-factory`.
     """
 
     code = "SL101"
@@ -78,20 +82,28 @@ class DirectSession(Rule):
             return
         factory = Import.from_target(self.ctx.config.session_factory)
         message = self.message.format(factory=factory.name)
-        self.report(node, message, fix=self._fix(node, factory) if is_async else None)
+        fix = None
+        if is_async and self._fixable_place(node):
+            if self.ctx.project_can_import(factory.module):
+                fix = self._fix(node, factory)
+            else:
+                message += unimportable_hint(factory.module, "session-factory")
+        self.report(node, message, fix=fix)
 
-    def _fix(self, node: cst.Call, factory: Import) -> Fix | None:
+    def _fixable_place(self, node: cst.Call) -> bool:
+        """``async with <node> as s:``, the one place the fix rewrites."""
         ancestors = self.ctx.ancestor_chain()
         if len(ancestors) < 2:
-            return None
+            return False
         item, statement = ancestors[-1], ancestors[-2]
-        if not (
+        return (
             isinstance(item, cst.WithItem)
             and item.item is node
             and isinstance(statement, cst.With)
             and statement.asynchronous is not None
-        ):
-            return None
+        )
+
+    def _fix(self, node: cst.Call, factory: Import) -> Fix | None:
         if not self.ctx.can_import(factory):
             return None
         assert factory.name is not None

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import libcst as cst
 
+from session_lint.dependencies import unimportable_hint
 from session_lint.finding import Applicability, Fix, FixAvailability, Import
 from session_lint.rules.base import SQLALCHEMY_IMPORT, Rule
 from session_lint.semantics.known import (
@@ -78,8 +79,10 @@ class StrayEngine(Rule):
     pool class, which changes how the engine behaves. It is offered only when every
     keyword is one the factory passes through unchanged (`echo`, `pool_size`,
     `max_overflow`, `pool_timeout`, `pool_recycle`, `pool_pre_ping`, …) and the
-    factory's name is free in the module. Engines created elsewhere, synchronous
-    engines and session factories are not fixed.
+    factory's name is free in the module and the project can import the factory's
+    module (one of its own modules or a declared dependency; otherwise the message
+    says to set `engine-factory`). Engines created elsewhere, synchronous engines
+    and session factories are not fixed.
     """
 
     code = "SL102"
@@ -111,27 +114,35 @@ class StrayEngine(Rule):
         if names.isdisjoint(ENGINE_CONSTRUCTORS):
             return
         factory = Import.from_target(self.ctx.config.engine_factory)
-        fix = self._fix(node, factory) if not names.isdisjoint(ASYNC_ENGINE_CONSTRUCTORS) else None
-        self.report(node, self.message.format(factory=factory.name), fix=fix)
+        message = self.message.format(factory=factory.name)
+        fix = None
+        if not names.isdisjoint(ASYNC_ENGINE_CONSTRUCTORS) and self._fixable_place(node):
+            if self.ctx.project_can_import(factory.module):
+                fix = self._fix(node, factory)
+            else:
+                message += unimportable_hint(factory.module, "engine-factory")
+        self.report(node, message, fix=fix)
 
-    def _fix(self, node: cst.Call, factory: Import) -> Fix | None:
+    def _fixable_place(self, node: cst.Call) -> bool:
+        """``name = <node>`` at module level, with keywords the factory passes through."""
         ancestors = self.ctx.ancestor_chain()
         if len(ancestors) < 3:
-            return None
+            return False
         assignment, line, module = ancestors[-1], ancestors[-2], ancestors[-3]
         if not (isinstance(line, cst.SimpleStatementLine) and isinstance(module, cst.Module)):
-            return None
+            return False
         if isinstance(assignment, cst.Assign):
             if len(assignment.targets) != 1 or not isinstance(
                 assignment.targets[0].target, cst.Name
             ):
-                return None
+                return False
         elif not (
             isinstance(assignment, cst.AnnAssign) and isinstance(assignment.target, cst.Name)
         ):
-            return None
-        if assignment.value is not node or not _passes_through(node):
-            return None
+            return False
+        return assignment.value is node and _passes_through(node)
+
+    def _fix(self, node: cst.Call, factory: Import) -> Fix | None:
         assert factory.name is not None
         if not self.ctx.can_import(factory):
             return None

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import libcst as cst
 
+from session_lint.dependencies import unimportable_hint
 from session_lint.finding import Applicability, Fix, FixAvailability, Import
 from session_lint.rules.base import SESSION_OR_CONNECTION, Rule
 from session_lint.semantics.scopes import BindingKind
@@ -55,7 +56,9 @@ class StringSql(Rule):
     ## Fix safety
     The fix wraps the string in `text(...)` and imports `text` from `sqlalchemy`.
     It is safe: the call could only raise before. It is not offered when the name
-    `text` is already bound to something else in the file.
+    `text` is already bound to something else in the file, nor when the project
+    cannot import `sqlalchemy` (no such dependency declared, and no SQLAlchemy
+    import in the file).
     """
 
     code = "SL501"
@@ -78,7 +81,11 @@ class StringSql(Rule):
         found = string_argument(self.ctx, arg.value)
         if found is None:
             return
-        self.report(arg.value, fix=self._fix(arg.value))
+        fix = self._fix(arg.value)
+        if fix is not None and fix.imports and not self.ctx.project_can_import(_TEXT.module):
+            self.report(arg.value, self.message + unimportable_hint(_TEXT.module))
+            return
+        self.report(arg.value, fix=fix)
 
     def _fix(self, value: cst.BaseExpression) -> Fix | None:
         # ``text`` must end up meaning sqlalchemy.text wherever the call is.

@@ -1,4 +1,13 @@
-"""Reading rule fixtures: ``# error: SL101`` markers and ``# config:``/``# path:`` headers."""
+"""Reading rule fixtures: ``# error: SL101`` markers and ``# config:``/``# path:``/
+``# requires:`` headers.
+
+The fixtures are files of a project that depends on session-runtime, SQLAlchemy and
+asyncpg >= 0.32 (``DEFAULT_REQUIREMENTS``): fixes may import from them. A fixture
+with ``# requires: <PEP 508 requirement>`` headers declares exactly those instead
+(``# requires: asyncpg==0.29.0``), and ``# requires: (no dependency file)`` stands
+for a project where none was found. ``# fix: none`` marks a fixture of a fixing
+rule whose findings must carry no fix (it has no ``.fixed.py``).
+"""
 
 from __future__ import annotations
 
@@ -8,6 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from session_lint.config import Config, config_from_mapping
+from session_lint.dependencies import index_from_requirements
+from session_lint.project_index import ProjectIndex
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -16,6 +27,8 @@ else:  # pragma: no cover
 
 ROOT = Path(__file__).resolve().parents[2]
 RULE_FIXTURES = ROOT / "fixtures" / "rules"
+DEFAULT_REQUIREMENTS = ("session-runtime", "sqlalchemy[asyncio]>=2.0", "asyncpg>=0.32")
+NO_DEPENDENCY_FILE = "(no dependency file)"
 MARKER = re.compile(r"#\s*error:\s*(?P<codes>SL\d{3}(?:\s*,\s*SL\d{3})*)\s*$")
 
 
@@ -27,6 +40,7 @@ class RuleFixture:
     path: str  # the path the file is analysed as
     config: Config
     expected: frozenset[tuple[int, str]]  # (line, code)
+    no_fix: bool = False  # ``# fix: none``: the rule fixes, but not here
 
     @property
     def fixed_file(self) -> Path:
@@ -36,22 +50,47 @@ class RuleFixture:
 def load(file: Path) -> RuleFixture:
     source = file.read_bytes()
     text = source.decode("utf-8")
-    config_lines: list[str] = []
     path = f"app/{file.name}"
     expected: set[tuple[int, str]] = set()
     for number, line in enumerate(text.splitlines(), start=1):
         stripped = line.strip()
-        if stripped.startswith("# config:"):
-            config_lines.append(stripped[len("# config:") :].strip())
-        elif stripped.startswith("# path:"):
+        if stripped.startswith("# path:"):
             path = stripped[len("# path:") :].strip()
         match = MARKER.search(line)
         if match:
             for code in re.split(r"\s*,\s*", match.group("codes")):
                 expected.add((number, code))
-    config = config_from_mapping(tomllib.loads("\n".join(config_lines)), root=".")
     code = file.name[:5]
-    return RuleFixture(file, code, source, path, config, frozenset(expected))
+    # A rule's fixture runs its rule even when the rule is opt-in (SL102, SL302).
+    config = config_from_headers(text)
+    config = config.with_overrides(extend_select=(*config.extend_select, code))
+    no_fix = _headers(text, "fix") == ["none"]
+    return RuleFixture(file, code, source, path, config, frozenset(expected), no_fix)
+
+
+def _headers(text: str, name: str) -> list[str]:
+    prefix = f"# {name}:"
+    return [
+        line.strip()[len(prefix) :].strip()
+        for line in text.splitlines()
+        if line.strip().startswith(prefix)
+    ]
+
+
+def project_from_headers(text: str) -> ProjectIndex:
+    """The project a fixture (or a docs example) belongs to: ``DEFAULT_REQUIREMENTS``
+    unless ``# requires:`` headers say otherwise."""
+    requirements = _headers(text, "requires") or list(DEFAULT_REQUIREMENTS)
+    if requirements == [NO_DEPENDENCY_FILE]:
+        return ProjectIndex()
+    return index_from_requirements(requirements)
+
+
+def config_from_headers(text: str) -> Config:
+    """``# config: <toml line>`` headers as the config, with the project from the
+    ``# requires:`` headers."""
+    config = config_from_mapping(tomllib.loads("\n".join(_headers(text, "config"))), root=".")
+    return config.with_overrides(project=project_from_headers(text))
 
 
 def all_fixtures() -> list[Path]:

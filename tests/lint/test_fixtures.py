@@ -3,7 +3,8 @@
 (a) as written: exactly the marked lines are found, with the marked codes;
 (b) with every marker turned into ``# noqa: CODE``: nothing is found;
 (c) fixed with ``--fix --unsafe-fixes``: equal to ``SLxxx.fixed.py``, which parses,
-    keeps no fixable finding of the rule, and is unchanged by a second fix.
+    keeps no fixable finding of the rule, and is unchanged by a second fix; or, for a
+    rule without fixes or a fixture marked ``# fix: none``, unchanged.
 """
 
 from __future__ import annotations
@@ -51,9 +52,10 @@ def test_fix_output_matches_fixed_file(file: Path, request: pytest.FixtureReques
     rule = RULES_BY_CODE[fx.code]
     outcome = fix_source(fx.source, fx.path, fx.config, [rule], unsafe=True)
     assert outcome.errors == []
-    if rule.fix_availability is FixAvailability.NONE:
+    if rule.fix_availability is FixAvailability.NONE or fx.no_fix:
         assert not outcome.changed
-        assert not fx.fixed_file.exists(), f"{rule.code} has no fix, so no {fx.fixed_file.name}"
+        assert not fx.fixed_file.exists(), f"{fx.file.name} has no fix, so no {fx.fixed_file.name}"
+        assert all(f.fix is None for f in analyze(fx.source, fx.path, fx.config, [rule]).findings)
         return
     if request.config.getoption("--update-fixed"):
         fx.fixed_file.write_bytes(outcome.source)

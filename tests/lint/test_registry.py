@@ -7,21 +7,15 @@ Docs are tests: each rule's ``## Example`` block fires the rule and its
 from __future__ import annotations
 
 import re
-import sys
 from pathlib import Path
 
 import pytest
 
 from session_lint.analyzer import analyze
-from session_lint.config import KNOWN_KEYS, Config, config_from_mapping
+from session_lint.config import KNOWN_KEYS, Config
 from session_lint.finding import FixAvailability
 from session_lint.rules import ALL_RULES, RULES_BY_CODE, Rule
-from tests.lint.fixture_files import RULE_FIXTURES, all_fixtures
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover
-    import tomli as tomllib
+from tests.lint.fixture_files import RULE_FIXTURES, all_fixtures, config_from_headers, load
 
 RULES_DIR = Path(__file__).resolve().parents[2] / "session_lint" / "rules"
 # ruff's order; Known problems, Options, Fix safety and References are optional.
@@ -100,10 +94,10 @@ def test_no_fixture_for_syntax_error() -> None:
 
 @pytest.mark.parametrize("rule", ALL_RULES, ids=_IDS)
 def test_fixed_file_exactly_when_rule_fixes(rule: type[Rule]) -> None:
-    fixes = rule.fix_availability is not FixAvailability.NONE
     for fixture in all_fixtures():
         if fixture.name[:5] != rule.code:
             continue
+        fixes = rule.fix_availability is not FixAvailability.NONE and not load(fixture).no_fix
         fixed = fixture.with_name(fixture.stem + ".fixed.py")
         assert fixed.is_file() == fixes, f"{fixed.name} {'missing' if fixes else 'unexpected'}"
 
@@ -151,13 +145,9 @@ def _examples(rule: type[Rule]) -> tuple[str, str]:
 
 
 def _config_for(block: str) -> Config:
-    """A block may start with ``# config: <toml line>`` headers, like the fixtures."""
-    lines = [
-        line.strip()[len("# config:") :].strip()
-        for line in block.splitlines()
-        if line.strip().startswith("# config:")
-    ]
-    return config_from_mapping(tomllib.loads("\n".join(lines)), root=".")
+    """A block may start with ``# config: <toml line>`` and ``# requires: <requirement>``
+    headers, like the fixtures."""
+    return config_from_headers(block)
 
 
 @pytest.mark.parametrize("rule", ALL_RULES, ids=_IDS)
