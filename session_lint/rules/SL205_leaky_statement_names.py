@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import libcst as cst
 
+from session_lint.dependencies import asyncpg_too_old_for_pooler
 from session_lint.finding import Applicability, Fix, FixAvailability
 from session_lint.rules.base import Rule
 from session_lint.semantics.mappings import (
@@ -45,6 +46,11 @@ _MESSAGE = (
     "-> 892 statements per server connection over four runs of 1,000 transactions. With "
     'asyncpg >= 0.32, `connect_args={"statement_cache_size": 0}` alone is correct and '
     "~30 % faster: drop the name function and `prepared_statement_cache_size`"
+)
+
+_OLD_ASYNCPG = (
+    "; no fix: this project keeps asyncpg below 0.32, where the name function is what "
+    "makes it work behind the pooler: upgrade asyncpg first (SL207)"
 )
 
 
@@ -108,7 +114,9 @@ class LeakyStatementNames(Rule):
     `prepared_statement_cache_size`, and makes sure `"statement_cache_size": 0` is
     there. It is unsafe: it changes how statements are prepared, and with asyncpg
     older than 0.32 that configuration fails ~65 % behind a pooler (require
-    `asyncpg>=0.32`). The now unused `uuid4` import is left to your import linter.
+    `asyncpg>=0.32`). It is not offered when the project's dependencies keep asyncpg
+    below 0.32 (SL207 reports that). The now unused `uuid4` import is left to your
+    import linter.
 
     ## References
     - SQLAlchemy: "Prepared Statement Name with PGBouncer" in the asyncpg dialect docs
@@ -117,7 +125,7 @@ class LeakyStatementNames(Rule):
     code = "SL205"
     name = "leaky-statement-names"
     message = _MESSAGE
-    fix_availability = FixAvailability.ALWAYS
+    fix_availability = FixAvailability.SOMETIMES
     tokens = ("prepared_statement_name_func",)
 
     def visit_Dict(self, node: cst.Dict) -> None:
@@ -138,6 +146,11 @@ class LeakyStatementNames(Rule):
         if self.ctx.config.pooler in ("session", "none"):
             return
         if not (intent or pooler_expected(self.ctx, self._engine_call())):
+            return
+        if asyncpg_too_old_for_pooler(self.ctx.config.project):
+            # Before 0.32 the name function is what keeps the engine working behind
+            # the pooler: removing it would fail ~65 % of transactions.
+            self.report(entry.key_node, _MESSAGE + _OLD_ASYNCPG)
             return
         new = without_entries(
             mapping, {"prepared_statement_name_func", "prepared_statement_cache_size"}

@@ -18,6 +18,7 @@ from session_lint.rules.SL203_bad_server_settings import BadServerSettings
 from session_lint.rules.SL204_pooler_unsafe_engine import PoolerUnsafeEngine
 from session_lint.rules.SL205_leaky_statement_names import LeakyStatementNames
 from session_lint.rules.SL206_statement_cache_in_url import StatementCacheInUrl
+from session_lint.rules.SL207_asyncpg_too_old_for_pooler import AsyncpgTooOldForPooler
 from session_lint.rules.SL301_missing_transaction import MissingTransaction
 from session_lint.rules.SL302_borrowed_session_transaction import BorrowedSessionTransaction
 from session_lint.rules.SL303_nested_begin import NestedBegin
@@ -44,6 +45,7 @@ ALL_RULES: tuple[type[Rule], ...] = (
     PoolerUnsafeEngine,
     LeakyStatementNames,
     StatementCacheInUrl,
+    AsyncpgTooOldForPooler,
     MissingTransaction,
     BorrowedSessionTransaction,
     NestedBegin,

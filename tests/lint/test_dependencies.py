@@ -686,3 +686,47 @@ def test_the_no_dependency_fixture_names_the_setting() -> None:
         assert finding.fix is None
         assert "set `session-factory` in [tool.session-lint]" in finding.message
 
+
+# -- SL207 and SL205 with an old asyncpg ---------------------------------------------
+@pytest.mark.parametrize(
+    "requirements",
+    [
+        ["asyncpg>=0.32"],
+        ["asyncpg==0.32.0"],
+        ["asyncpg<=0.32"],
+        ["asyncpg~=0.29"],
+        ["asyncpg"],
+        ["sqlalchemy"],
+    ],
+)
+def test_sl207_is_silent_when_asyncpg_may_be_032(requirements: list[str]) -> None:
+    fx = load(RULE_FIXTURES / "SL207.py")
+    config = fx.config.with_overrides(project=index_from_requirements(requirements))
+    assert analyze(fx.source, fx.path, config, [RULES_BY_CODE["SL207"]]).findings == []
+
+
+@pytest.mark.parametrize("pooler", ["session", "none"])
+def test_sl207_is_silent_without_a_transaction_pooler(pooler: str) -> None:
+    fx = load(RULE_FIXTURES / "SL207.py")
+    config = fx.config.with_overrides(pooler=pooler)
+    assert analyze(fx.source, fx.path, config, [RULES_BY_CODE["SL207"]]).findings == []
+
+
+def test_sl207_checks_every_asyncpg_engine_when_the_pooler_is_configured() -> None:
+    fx = load(RULE_FIXTURES / "SL207.py")
+    config = fx.config.with_overrides(pooler="transaction")
+    found = analyze(fx.source, fx.path, config, [RULES_BY_CODE["SL207"]]).findings
+    assert len(found) == len(fx.expected) + 1  # the direct asyncpg engine too
+    assert found[0].message.startswith("asyncpg is capped below 0.31 in this project")
+
+
+def test_sl205_keeps_the_name_function_of_an_old_asyncpg() -> None:
+    fx = load(RULE_FIXTURES / "SL205.py")
+    rule = RULES_BY_CODE["SL205"]
+    old = fx.config.with_overrides(project=index_from_requirements(["asyncpg==0.29.0"]))
+    new = analyze(fx.source, fx.path, fx.config, [rule]).findings
+    kept = analyze(fx.source, fx.path, old, [rule]).findings
+    assert [f.line for f in kept] == [f.line for f in new]  # still reported
+    assert any(f.fix is not None for f in new)
+    assert all(f.fix is None and "upgrade asyncpg first (SL207)" in f.message for f in kept)
+    assert not fix_source(fx.source, fx.path, old, [rule], unsafe=True).changed
