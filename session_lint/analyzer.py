@@ -88,7 +88,7 @@ def enabled_rules(
 ) -> list[type[Rule]]:
     ignored = config.ignored_for(path)
     return [
-        r for r in rules if config.is_enabled(r.code) and not r.code.startswith(ignored or ("\0",))
+        r for r in rules if config.is_enabled(r.code, opt_in=r.opt_in) and not r.code.startswith(ignored or ("\0",))
     ]
 
 

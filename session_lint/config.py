@@ -82,8 +82,14 @@ class Config:
     source: str | None = field(default=None, compare=False)
 
     # -- rule selection -------------------------------------------------
-    def is_enabled(self, code: str) -> bool:
-        selected = _matches(code, self.select) or _matches(code, self.extend_select)
+    def is_enabled(self, code: str, *, opt_in: bool = False) -> bool:
+        """Selected and not ignored. An opt-in rule (one whose findings on real
+        code are too often deliberate) is selected only by its full code: ``SL``
+        or ``ALL`` do not turn it on."""
+        if opt_in:
+            selected = code in self.select or code in self.extend_select
+        else:
+            selected = _matches(code, self.select) or _matches(code, self.extend_select)
         return selected and not _matches(code, self.ignore)
 
     def ignored_for(self, path: str) -> tuple[str, ...]:
@@ -272,8 +278,30 @@ def load_config(
     if cwd:
         paths = [str(here if p == "-" else here / p) for p in paths]
     found = find_config_file(paths)
-    config = load_config_file(found) if found else Config(root=str(here))
+    config = load_config_file(found) if found else Config(root=default_root(paths, here))
     return with_project_index(config)
+
+
+_PROJECT_MARKERS = ("pyproject.toml", "setup.py", "setup.cfg", ".git")
+
+
+def default_root(paths: Sequence[str], cwd: Path) -> str:
+    """The project root when no config file names one: the nearest directory above
+    the first linted path that holds a project marker (pyproject.toml, setup.py,
+    setup.cfg, .git); else the working directory when the path is inside it;
+    else the path's own directory. Module names (``app.db``) are reckoned from it."""
+    first = paths[0] if paths and paths[0] != "-" else None
+    if first is None:
+        return str(cwd)
+    start = (cwd / first).resolve()
+    base = start if start.is_dir() else start.parent
+    for directory in (base, *base.parents):
+        if any((directory / marker).exists() for marker in _PROJECT_MARKERS):
+            return str(directory)
+    real_cwd = cwd.resolve()
+    if base == real_cwd or real_cwd in base.parents:
+        return str(cwd)
+    return str(base)
 
 
 def with_project_index(config: Config) -> Config:
@@ -285,4 +313,13 @@ def with_project_index(config: Config) -> Config:
     def excluded(relative: str) -> bool:
         return any(glob_match(relative, p) for p in patterns)
 
-    return replace(config, project=build_index(config.root, excluded))
+    index = build_index(config.root, excluded)
+    if any(
+        glob_match(path, pattern)
+        for path in index.engine_builders
+        for pattern in config.engine_modules
+    ):
+        # The configured engine modules build the engine: other modules that build
+        # one are strays for SL102, not engine modules.
+        index = replace(index, engine_modules=())
+    return replace(config, project=index)

@@ -45,9 +45,12 @@ class ProjectIndex:
     # Attribute names assigned a sessionmaker anywhere (``self.async_session = ...``),
     # or naming a method that is a session context manager, with (kind, transaction).
     attribute_factories: tuple[tuple[str, str, str], ...] = ()
-    # Project modules (dotted) that build the app's engine or session factory at
-    # module level: engine modules whatever their file name.
+    # Project modules (dotted) that build both an engine and a session factory:
+    # engine modules whatever their file name, unless a file the config names an
+    # engine module builds an engine (then those are the engine modules).
     engine_modules: tuple[str, ...] = ()
+    # Files (relative paths) that construct an engine.
+    engine_builders: tuple[str, ...] = ()
     # Project modules (dotted) that export a session type or factory: importing from
     # one is evidence of SQLAlchemy in a file.
     evidence_modules: tuple[str, ...] = ()
@@ -96,19 +99,23 @@ EMPTY_INDEX = ProjectIndex()
 
 # -- building the index ---------------------------------------------------------------
 
-# Bytes without which a file holds no fact the index keeps, and the shapes of
-# statements that make one (a file without any of them is not parsed): a
-# sessionmaker, a type alias, a context manager or dependency that yields a
-# session, a function that returns one, a re-export of a session class.
-_CANDIDATE = re.compile(rb"sqlalchemy|sqlmodel|[Ss]ession")
+# The shapes of statements that make a fact (a file without any of them is not
+# parsed): a sessionmaker, a type alias, a context manager or dependency that
+# yields a session, a function that returns one. A file that mentions neither
+# "session"/"Session" nor SQLAlchemy holds no fact at all.
 _DEFINES = re.compile(
     rb"sessionmaker|NewType|TypeAlias|contextmanager"
     rb"|^[ \t]*yield[ \t]+\w*(?:session|db|conn)\w*[ \t]*$"
-    rb"|^[ \t]*return[ \t][^#\n]*[Ss]ession"
-    rb"|=[ \t]*Annotated\[[^\n]*Session"
-    rb"|^(?:from|import)[ \t][^\n]*Session",
+    rb"|^[ \t]*return[ \t]+(?:await[ \t]+)?[\w.]*(?:[Ss]ession|[Mm]aker)[\w.]*\("
+    rb"|=[ \t]*Annotated\[[^\n]*Session",
     re.M,
 )
+# Imports, read from the bytes of files that are not parsed: enough for
+# re-exports (``from sqlalchemy.ext.asyncio import AsyncSession`` in ``app/db.py``).
+_FROM_IMPORT = re.compile(
+    rb"^[ \t]*from[ \t]+([.\w]+)[ \t]+import[ \t]+(\([^)]*\)|[^\n#;]*)", re.M
+)
+_IMPORT = re.compile(rb"^[ \t]*import[ \t]+([^\n#;]+)", re.M)
 _SKIPPED_DIRS = frozenset(
     {
         ".git", ".hg", ".svn", ".venv", "venv", ".direnv", "__pycache__", "__pypackages__",
@@ -154,6 +161,7 @@ def absolute_import(module: str, current: str, is_package: bool) -> str:
 @dataclass
 class _Module:
     name: str
+    relative: str
     is_package: bool
     tree: ast.Module
     imports: dict[str, str]  # local name -> qualified name (every import in the file)
@@ -162,6 +170,7 @@ class _Module:
     calls: list[ast.Call]
     assignments: list[ast.Assign | ast.AnnAssign]
     bodies: dict[int, list[ast.AST]]
+    makers: dict[str, str] | None = None  # local name -> kind, once learned
 
 
 def _project_files(root: Path) -> list[tuple[str, Path]]:
@@ -212,6 +221,7 @@ class _Facts:
         self.factories: dict[str, tuple[str, str]] = {}  # qualified -> (kind, transaction)
         self.attributes: dict[str, tuple[str, str]] = {}  # name -> (kind, transaction)
         self.engine_modules: set[str] = set()
+        self.engine_builders: set[str] = set()
 
     def size(self) -> int:
         return len(self.types) + len(self.factories) + len(self.attributes)
@@ -293,8 +303,9 @@ def _source_facts(
     kind = _session_class_kind(qualified, facts)
     if kind is not None and not begins:
         return kind, NO_COMMIT
-    if qualified in facts.factories and not begins:
-        return facts.factories[qualified]
+    if qualified in facts.factories:
+        kind, transaction = facts.factories[qualified]
+        return kind, COMMITS if begins else transaction
     return None
 
 
@@ -366,14 +377,22 @@ def _parse_modules(where: Path | list[tuple[str, Path]]) -> list[_Module]:
             source = path.read_bytes()
         except OSError:
             continue
-        if not _CANDIDATE.search(source) or not _DEFINES.search(source):
+        if not (b"ession" in source or b"sqlalchemy" in source or b"sqlmodel" in source):
+            continue
+        is_package = relative.endswith("__init__.py")
+        if not _defines(source):
+            # Nothing defined here: only what it imports (and so re-exports).
+            imported = _imports_from_bytes(source, name, is_package)
+            if imported:
+                modules.append(
+                    _Module(name, relative, is_package, ast.Module([], []), imported, [], [], {})
+                )
             continue
         try:
             tree = ast.parse(source, relative)
         except (SyntaxError, ValueError, RecursionError, MemoryError):
             continue
-        is_package = relative.endswith("__init__.py")
-        module = _Module(name, is_package, tree, {}, [], [], {})
+        module = _Module(name, relative, is_package, tree, {}, [], [], {})
         imports: list[ast.Import | ast.ImportFrom] = []
         for statement in tree.body:
             if isinstance(statement, ast.ClassDef):
@@ -384,6 +403,40 @@ def _parse_modules(where: Path | list[tuple[str, Path]]) -> list[_Module]:
         module.imports = _imports(imports, name, is_package)
         modules.append(module)
     return modules
+
+
+_DEFINING_WORDS = (b"sessionmaker", b"NewType", b"TypeAlias", b"contextmanager", b"Annotated")
+
+
+def _defines(source: bytes) -> bool:
+    """Whether the file may define a fact (``_DEFINES``); plain ``in`` tests first,
+    which are an order of magnitude cheaper than the regular expression."""
+    if any(word in source for word in _DEFINING_WORDS):
+        return True
+    if b"yield" not in source and b"return" not in source:
+        return False
+    return _DEFINES.search(source) is not None
+
+
+def _imports_from_bytes(source: bytes, name: str, is_package: bool) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for match in _FROM_IMPORT.finditer(source):
+        module = absolute_import(match.group(1).decode("ascii", "replace"), name, is_package)
+        for item in match.group(2).decode("ascii", "replace").strip("()").split(","):
+            words = item.split()
+            if len(words) == 1 and words[0].isidentifier():
+                out[words[0]] = f"{module}.{words[0]}"
+            elif len(words) == 3 and words[1] == "as" and words[0].isidentifier():
+                out[words[2]] = f"{module}.{words[0]}"
+    for match in _IMPORT.finditer(source):
+        for item in match.group(1).decode("ascii", "replace").split(","):
+            words = item.split()
+            if len(words) == 3 and words[1] == "as":
+                out[words[2]] = words[0]
+            elif len(words) == 1:
+                head = words[0].split(".", 1)[0]
+                out[head] = head
+    return out
 
 
 _RELEVANT = (ast.With, ast.AsyncWith, ast.Assign, ast.Yield, ast.Return, ast.Call)
@@ -434,7 +487,6 @@ def _imports(
 def _learn(module: _Module, facts: _Facts) -> None:
     """One round over one module: what it defines, given what is known so far."""
     local = module.name
-    makers: dict[str, str] = {}
     # Re-exports: ``from sqlalchemy.ext.asyncio import AsyncSession`` in ``app.db``
     # makes ``app.db.AsyncSession`` a name of the class; same for factories.
     for alias, qualified in module.imports.items():
@@ -443,29 +495,33 @@ def _learn(module: _Module, facts: _Facts) -> None:
             facts.types.setdefault(f"{local}.{alias}", kind)
         if qualified in facts.factories:
             facts.factories.setdefault(f"{local}.{alias}", facts.factories[qualified])
-    builds_engine = builds_maker = False
-    for call in module.calls:
-        called = _qualify(call.func, module.imports, local)
-        if called in ENGINE_CONSTRUCTORS:
-            builds_engine = True
-        elif called in SESSIONMAKERS:
-            builds_maker = True
-    for node in module.assignments:
-        if node.value is not None:
-            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
-            value = node.value
-            if isinstance(value, ast.Call):
-                kind = _maker_kind(value, module, facts)
+    if module.makers is None:
+        # What does not depend on other modules' facts, learned in the first round.
+        module.makers = {}
+        builds_engine = builds_maker = False
+        for call in module.calls:
+            called = _qualify(call.func, module.imports, local)
+            if called in ENGINE_CONSTRUCTORS:
+                builds_engine = True
+            elif called in SESSIONMAKERS:
+                builds_maker = True
+        for node in module.assignments:
+            if isinstance(node.value, ast.Call):
+                targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+                kind = _maker_kind(node.value, module, facts)
                 if kind is not None:
                     for target in targets:
                         if isinstance(target, ast.Name):
-                            makers[target.id] = kind
+                            module.makers[target.id] = kind
                         elif isinstance(target, ast.Attribute):
                             facts.attributes.setdefault(target.attr, (kind, NO_COMMIT))
+        if builds_engine:
+            facts.engine_builders.add(module.relative)
+            if builds_maker:
+                facts.engine_modules.add(local)
+    makers = module.makers
     for statement in module.tree.body:
         _learn_statement(statement, module, facts, makers, local)
-    if builds_engine and builds_maker:
-        facts.engine_modules.add(local)
 
 
 def _learn_statement(
@@ -525,6 +581,7 @@ def scan(root: Path, files: list[tuple[str, Path]] | None = None) -> ProjectInde
         session_factories=tuple(sorted((k, *v) for k, v in facts.factories.items())),
         attribute_factories=tuple(sorted((k, *v) for k, v in facts.attributes.items())),
         engine_modules=tuple(sorted(facts.engine_modules)),
+        engine_builders=tuple(sorted(facts.engine_builders)),
         evidence_modules=tuple(sorted(exporting)),
         scanned=True,
     )

@@ -309,7 +309,7 @@ def _prefilter(config: Config) -> Callable[[bytes, str], bool]:
     from session_lint.analyzer import prefilter_for
     from session_lint.rules import ALL_RULES, SyntaxErrorRule
 
-    rules = [r for r in ALL_RULES if r is not SyntaxErrorRule and config.is_enabled(r.code)]
+    rules = [r for r in ALL_RULES if r is not SyntaxErrorRule and config.is_enabled(r.code, opt_in=r.opt_in)]
     needing = [r for r in rules if r.needs_evidence]
     free = [r for r in rules if not r.needs_evidence]
     with_evidence = prefilter_for(needing, config) if needing else None

@@ -11,6 +11,7 @@ from session_lint.semantics.known import (
     SESSION_CLASSES,
     SESSIONMAKERS,
 )
+from session_lint.semantics.ownership import walk
 
 
 class DirectSession(Rule):
@@ -80,6 +81,8 @@ class DirectSession(Rule):
             is_async = self.ctx.resolves_to(func.func, ASYNC_SESSIONMAKERS)
         else:
             return
+        if self._provides_session(node):
+            return
         factory = Import.from_target(self.ctx.config.session_factory)
         message = self.message.format(factory=factory.name)
         fix = None
@@ -89,6 +92,47 @@ class DirectSession(Rule):
             else:
                 message += unimportable_hint(factory.module, "session-factory")
         self.report(node, message, fix=fix)
+
+    def _provides_session(self, node: cst.Call) -> bool:
+        """The enclosing function hands the session it builds on: it yields or
+        returns it (a session factory: the project's own, which the factory advice
+        would send callers to), or stores it on an attribute (a middleware's
+        ``request.state.session``). Building the session is that function's job."""
+        function = self.ctx.function
+        if function is None:
+            return False
+        ancestors = list(self.ctx.ancestor_chain())
+        # ``s = AsyncSession(e) if cond else other()``: the conditional is the value.
+        while ancestors and isinstance(ancestors[-1], cst.IfExp):
+            ancestors.pop()
+        parent = ancestors[-1] if ancestors else None
+        if isinstance(parent, (cst.Return, cst.Yield)):
+            return True
+        names: set[str] = set()
+        if isinstance(parent, cst.WithItem) and parent.asname is not None:
+            if isinstance(parent.asname.name, cst.Name):
+                names.add(parent.asname.name.value)
+        elif isinstance(parent, (cst.Assign, cst.AnnAssign)):
+            targets = (
+                [t.target for t in parent.targets]
+                if isinstance(parent, cst.Assign)
+                else [parent.target]
+            )
+            if any(isinstance(t, cst.Attribute) for t in targets):
+                return True
+            names.update(t.value for t in targets if isinstance(t, cst.Name))
+        if not names:
+            return False
+        for sub in walk(function.body):
+            if isinstance(sub, (cst.Return, cst.Yield)) and isinstance(sub.value, cst.Name):
+                if sub.value.value in names:
+                    return True
+            elif isinstance(sub, cst.Assign) and isinstance(sub.value, cst.Name):
+                if sub.value.value in names and any(
+                    isinstance(t.target, cst.Attribute) for t in sub.targets
+                ):
+                    return True
+        return False
 
     def _fixable_place(self, node: cst.Call) -> bool:
         """``async with <node> as s:``, the one place the fix rewrites."""

@@ -52,6 +52,16 @@ class StrayEngine(Rule):
     A `sessionmaker(...)()` called on the spot is reported by SL101
     (direct-session) instead.
 
+    ## Known problems
+    Whether a second engine or session factory is a mistake depends on the
+    application's design, which one file does not show. On the pinned corpus of
+    real packages (`docs/corpus.md`) every finding was deliberate: a separate,
+    bounded pool for advisory locks, a synchronous engine for migrations or a
+    data copy, a library's setup function building a factory from the engine
+    its user passes in. The rule therefore runs only when selected by its full
+    code (`extend-select = ["SL102"]`), for applications that keep one engine
+    module and want every other engine reported.
+
     ## Example
     ```python
     from sqlalchemy.ext.asyncio import create_async_engine
@@ -99,6 +109,9 @@ class StrayEngine(Rule):
     )
     fix_availability = FixAvailability.SOMETIMES
     tokens = ("create_engine", "create_async_engine", "sessionmaker")
+    # Whether a second engine is a mistake is the application's design: see
+    # "Known problems".
+    opt_in = True
     requires = (SQLALCHEMY_IMPORT,)  # the names resolve only through such an import
 
     def visit_Call(self, node: cst.Call) -> None:

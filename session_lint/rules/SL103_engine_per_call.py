@@ -6,6 +6,7 @@ import libcst as cst
 
 from session_lint.rules.base import SQLALCHEMY_IMPORT, Rule
 from session_lint.semantics.known import (
+    ASYNC_ENGINE_CONSTRUCTORS,
     CACHE_DECORATORS,
     ENGINE_CONSTRUCTORS,
     SESSION_CLASSES,
@@ -48,7 +49,10 @@ class EnginePerCall(Rule):
     A function that really runs once — a script's entry point — looks the same as
     a request handler. Functions named `main`/`async_main`, functions passed to
     `asyncio.run(...)` in the same module and `test_*` functions are not reported;
-    other one-shot functions need a `# noqa: SL103`.
+    other one-shot functions need a `# noqa: SL103`. A synchronous engine that a
+    plain `def` disposes itself (`engine.dispose()`, usually in a `finally`) is not
+    reported: on the real-code corpus (`docs/corpus.md`) every such engine was
+    start-up or tooling code (a migration lock, a version probe) run once.
 
     ## Example
     ```python
@@ -91,7 +95,34 @@ class EnginePerCall(Rule):
         function = scope.node
         if self._runs_once(function, scope) or not self._used_locally(node, scope):
             return
+        if self._disposed(node, function):
+            return
         self.report(node)
+
+    def _disposed(self, node: cst.Call, function: cst.FunctionDef) -> bool:
+        """``engine = create_engine(...)`` in a plain ``def`` that disposes it: in an
+        asyncio application the request path is async, and a synchronous engine
+        whose lifetime the function manages is start-up or tooling code (a
+        migration lock, a version probe) run once, not a pool per request."""
+        if function.asynchronous is not None or self.ctx.resolves_to(
+            node.func, ASYNC_ENGINE_CONSTRUCTORS
+        ):
+            return False
+        parent = self.ctx.parent
+        if not (
+            isinstance(parent, cst.Assign)
+            and len(parent.targets) == 1
+            and isinstance(parent.targets[0].target, cst.Name)
+        ):
+            return False
+        name = parent.targets[0].target.value
+        return any(
+            isinstance(call.func, cst.Attribute)
+            and call.func.attr.value == "dispose"
+            and isinstance(call.func.value, cst.Name)
+            and call.func.value.value == name
+            for call in _calls(function.body)
+        )
 
     # -- once-only functions ---------------------------------------------------------
     def _runs_once(self, function: cst.FunctionDef, scope: Scope) -> bool:

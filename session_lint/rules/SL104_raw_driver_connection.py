@@ -24,6 +24,10 @@ class RawDriverConnection(Rule):
     of server connections counted against the pooler's limit; and nothing resets or
     closes the connection when the code forgets to.
 
+    ## Known problems
+    A connection that listens for notifications (`add_listener`, `LISTEN`) is
+    not reported: it must stay open outside any pool, and no engine gives one.
+
     ## Example
     ```python
     import asyncpg
@@ -66,5 +70,20 @@ class RawDriverConnection(Rule):
     needs_evidence = False
 
     def visit_Call(self, node: cst.Call) -> None:
-        if not self.ctx.is_engine_module and self.ctx.resolves_to(node.func, RAW_DRIVER_CONNECTS):
-            self.report(node)
+        if self.ctx.is_engine_module or not self.ctx.resolves_to(node.func, RAW_DRIVER_CONNECTS):
+            return
+        if self._listens():
+            return
+        self.report(node)
+
+    def _listens(self) -> bool:
+        """The enclosing function listens for notifications (``add_listener``,
+        ``LISTEN``): that needs a dedicated connection held outside any pool, which
+        an engine cannot give, and which a transaction pooler cannot carry."""
+        function = self.ctx.function
+        if function is None or not (
+            self.ctx.may_mention("add_listener") or self.ctx.may_mention("LISTEN")
+        ):
+            return False
+        code = self.ctx.module.code_for_node(function)
+        return "add_listener(" in code or "LISTEN " in code

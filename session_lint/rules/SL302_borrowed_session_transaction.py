@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import libcst as cst
 
 from session_lint.rules.base import SESSION, Rule
@@ -40,6 +42,18 @@ class BorrowedSessionTransaction(Rule):
     a unit it can undo on its own uses a savepoint: `async with
     session.begin_nested():`.
 
+    ## Known problems
+    Whether a function may commit the session its caller gave it is a convention
+    each project sets for itself. On the pinned corpus of real packages
+    (`docs/corpus.md`) this rule reported 93 places before it was narrowed and 42
+    after; read one by one, they were libraries whose API commits on purpose
+    (active-record `create()`/`update()`), helpers that begin the transaction
+    their callers leave to them, and cleanups — none a clear bug. It therefore
+    runs only when selected by its full code: `select = ["SL", "SL302"]` or
+    `extend-select = ["SL302"]`. A `rollback()` in an `except` handler (the session
+    is unusable after a failed flush until rolled back) and a commit under `if
+    <parameter>:` (the caller asks for it) are never reported.
+
     ## Example
     ```python
     from sqlalchemy.ext.asyncio import AsyncSession
@@ -70,6 +84,8 @@ class BorrowedSessionTransaction(Rule):
         "`begin_nested()` for a savepoint)"
     )
     tokens = ("begin", "commit", "rollback")
+    # Whether a callee may commit is a project's convention: see "Known problems".
+    opt_in = True
 
     requires = (SESSION,)  # and a session
 
@@ -94,5 +110,33 @@ class BorrowedSessionTransaction(Rule):
             self.ctx, function, scope
         ):
             return  # a dependency's session: the request's, not a caller's
+        if func.attr.value == "rollback" and _in_except_handler(self.ctx.ancestor_chain()):
+            return  # cleanup after a failed flush: the session is unusable until then
+        if _guarded_by_parameter(self.ctx.ancestor_chain(), function):
+            return  # ``if commit: await session.commit()``: the caller decides
         call = self.ctx.module.code_for_node(func)
         self.report(node, self.message.format(call=call))
+
+
+def _in_except_handler(ancestors: Sequence[cst.CSTNode]) -> bool:
+    return any(isinstance(node, cst.ExceptHandler) for node in ancestors)
+
+
+def _guarded_by_parameter(ancestors: Sequence[cst.CSTNode], function: cst.FunctionDef) -> bool:
+    """The call sits under ``if <parameter>:`` (or ``if not <parameter>``, ``if
+    <parameter> and …``): the function commits only when its caller asks it to."""
+    params = function.params
+    names = {
+        p.name.value for p in (*params.posonly_params, *params.params, *params.kwonly_params)
+    }
+    for node in ancestors:
+        if isinstance(node, cst.If):
+            test = node.test
+            while isinstance(test, cst.UnaryOperation):
+                test = test.expression
+            operands = (
+                [test.left, test.right] if isinstance(test, cst.BooleanOperation) else [test]
+            )
+            if any(isinstance(o, cst.Name) and o.value in names for o in operands):
+                return True
+    return False

@@ -44,6 +44,9 @@ class Rule:
     # for every rule that reasons about sessions, engines or connections, whose
     # names alone prove nothing.
     needs_evidence: ClassVar[bool] = True
+    # An opt-in rule runs only when selected by its full code (``Config.is_enabled``):
+    # on the real-code corpus most of its findings are deliberate designs.
+    opt_in: ClassVar[bool] = False
 
     def __init__(self, ctx: FileContext) -> None:
         self.ctx = ctx

@@ -32,6 +32,7 @@ from session_lint.semantics.project import (
 )
 from session_lint.semantics.scopes import Binding, BindingKind, Scope
 from session_lint.tokens import whole_name
+from session_lint.walker import children
 
 
 class Origin(enum.Enum):
@@ -484,4 +485,89 @@ def _binding_is_async(ctx: FileContext, binding: Binding, scope: Scope) -> bool:
         return binding.value is not None and is_async_session_source(ctx, binding.value, scope)
     if binding.kind is BindingKind.PARAM and binding.annotation is not None:
         return is_session_annotation(ctx, binding.annotation, scope, ASYNC_SESSION_CLASSES)
+    return False
+
+
+def known_async_session(
+    ctx: FileContext, expr: cst.BaseExpression, scope: Scope | None = None
+) -> bool:
+    """An ``AsyncSession`` for certain: :func:`is_async_session`, or a session
+    parameter without annotation whose methods the enclosing ``async def`` awaits
+    (``await session.execute(...)`` elsewhere in it). What async-only rules act on."""
+    scope = scope or ctx.scope
+    if is_async_session(ctx, expr, scope):
+        return True
+    if isinstance(expr, cst.Attribute):
+        return _async_attribute(ctx, expr, scope)
+    if not isinstance(expr, cst.Name) or expr.value not in ctx.config.session_names:
+        return False
+    bindings = scope.lookup(expr.value)
+    if not bindings or any(
+        b.kind is not BindingKind.PARAM or b.annotation is not None for b in bindings
+    ):
+        return False
+    function = scope.enclosing_function()
+    node = function.node if function is not None else None
+    if not isinstance(node, cst.FunctionDef) or node.asynchronous is None:
+        return False
+    return _awaits_method_of(node.body, expr.value)
+
+
+def _awaits_method_of(body: cst.CSTNode, name: str) -> bool:
+    stack: list[cst.CSTNode] = [body]
+    while stack:
+        node = stack.pop()
+        if (
+            isinstance(node, cst.Await)
+            and isinstance(node.expression, cst.Call)
+            and isinstance(node.expression.func, cst.Attribute)
+            and isinstance(node.expression.func.value, cst.Name)
+            and node.expression.func.value.value == name
+        ):
+            return True
+        if isinstance(node, (cst.FunctionDef, cst.Lambda, cst.ClassDef)) and node is not body:
+            continue
+        stack.extend(children(node))
+    return False
+
+
+def _async_attribute(ctx: FileContext, expr: cst.Attribute, scope: Scope) -> bool:
+    """``self.session`` where a method of the enclosing class assigns it an
+    ``AsyncSession``: a parameter annotated so (``def __init__(self, session:
+    AsyncSession): self.session = session``) or a session an async factory opens."""
+    if not (isinstance(expr.value, cst.Name) and expr.value.value in ("self", "cls")):
+        return False
+    function = scope.enclosing_function()
+    owner = function.parent if function is not None else None
+    if owner is None or not isinstance(owner.node, cst.ClassDef):
+        return False
+    attribute = expr.attr.value
+    for statement in owner.node.body.body:
+        if not isinstance(statement, cst.FunctionDef):
+            continue
+        params = {
+            p.name.value: p.annotation.annotation
+            for p in (*statement.params.params, *statement.params.kwonly_params)
+            if p.annotation is not None
+        }
+        stack: list[cst.CSTNode] = [statement.body]
+        while stack:
+            node = stack.pop()
+            if isinstance(node, cst.Assign) and any(
+                isinstance(t.target, cst.Attribute)
+                and isinstance(t.target.value, cst.Name)
+                and t.target.value.value == "self"
+                and t.target.attr.value == attribute
+                for t in node.targets
+            ):
+                value = node.value
+                if isinstance(value, cst.Name) and value.value in params:
+                    if is_session_annotation(
+                        ctx, params[value.value], owner, ASYNC_SESSION_CLASSES
+                    ):
+                        return True
+                elif is_async_session_source(ctx, value, owner):
+                    return True
+            if not isinstance(node, (cst.FunctionDef, cst.Lambda, cst.ClassDef)):
+                stack.extend(children(node))
     return False

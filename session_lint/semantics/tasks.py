@@ -9,7 +9,7 @@ import libcst as cst
 
 from session_lint.context import FileContext
 from session_lint.semantics.scopes import BindingKind
-from session_lint.semantics.sessions import is_session
+from session_lint.semantics.sessions import known_async_session
 from session_lint.walker import children
 
 TASK_FUNCTIONS = frozenset(
@@ -115,7 +115,11 @@ def session_references(ctx: FileContext, node: cst.CSTNode) -> Iterator[cst.Base
             head: cst.BaseExpression = current
             while isinstance(head, cst.Attribute):
                 head = head.value
-            if isinstance(head, cst.Name) and head.value not in local and is_session(ctx, current):
+            if (
+                isinstance(head, cst.Name)
+                and head.value not in local
+                and known_async_session(ctx, current)
+            ):
                 yield current
                 continue
         if isinstance(current, cst.Arg):

@@ -3,7 +3,8 @@ file and must give exactly the listed findings (``path:line:col: CODE``, paths
 relative to the app). An empty list means the app must be clean.
 
 The config comes from the app's own pyproject.toml when it has one, otherwise the
-defaults with the app directory as root (so ``db/engine.py`` is an engine module).
+defaults with the app directory as root (so ``db/engine.py`` is an engine module),
+with the app's project index, as the CLI builds it.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from session_lint.analyzer import analyze
-from session_lint.config import Config, load_config_file
+from session_lint.config import Config, load_config_file, with_project_index
 
 APPS_DIR = Path(__file__).resolve().parents[2] / "fixtures" / "apps"
 APPS = sorted(p.parent for p in APPS_DIR.glob("*/expected.txt"))
@@ -23,6 +24,8 @@ def lint_app(app: Path) -> tuple[list[str], list[str]]:
     """(``path:line:col: CODE`` lines in path/position order, internal errors)."""
     pyproject = app / "pyproject.toml"
     config = load_config_file(pyproject) if pyproject.is_file() else Config(root=str(app))
+    # As the CLI does: the project index of the app (its own factories and types).
+    config = with_project_index(config)
     found: list[str] = []
     errors: list[str] = []
     for file in sorted(app.rglob("*.py")):

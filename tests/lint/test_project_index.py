@@ -1,0 +1,368 @@
+"""The project index: what one pass over a project learns about its own session
+types, factories and engine modules, and how the analysis of one file uses it
+(evidence before names, sync and async kept apart, commit-on-exit factories)."""
+
+from __future__ import annotations
+
+import os
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from session_lint.analyzer import analyze
+from session_lint.config import Config, load_config, with_project_index
+from session_lint.evidence import has_evidence
+from session_lint.project_index import (
+    ASYNC,
+    COMMITS,
+    NO_COMMIT,
+    SYNC,
+    UNKNOWN,
+    absolute_import,
+    build_index,
+    module_name,
+    scan,
+)
+
+
+def write(root: Path, files: dict[str, str]) -> None:
+    for relative, text in files.items():
+        path = root / relative
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(textwrap.dedent(text).lstrip("\n"), encoding="utf-8")
+
+
+def codes(root: Path, relative: str, config: Config | None = None) -> list[tuple[int, str]]:
+    config = config or load_config([str(root)])
+    path = root / relative
+    result = analyze(path.read_bytes(), str(path), config)
+    assert result.errors == []
+    return [(f.line, f.code) for f in result.findings]
+
+
+@pytest.mark.parametrize(
+    ("relative", "expected"),
+    [
+        ("app/db/session.py", "app.db.session"),
+        ("app/db/__init__.py", "app.db"),
+        ("src/app/db.py", "app.db"),
+        ("main.py", "main"),
+        ("app/my-scripts/x.py", None),  # not importable
+        ("README.md", None),
+    ],
+)
+def test_module_names(relative: str, expected: str | None) -> None:
+    assert module_name(relative) == expected
+
+
+@pytest.mark.parametrize(
+    ("module", "current", "is_package", "expected"),
+    [
+        (".db", "app.api.users", False, "app.api.db"),
+        ("..db", "app.api.users", False, "app.db"),
+        (".", "app.api", True, "app.api"),
+        (".session", "app.db", True, "app.db.session"),
+        ("sqlalchemy.orm", "app.x", False, "sqlalchemy.orm"),
+    ],
+)
+def test_relative_imports_are_made_absolute(
+    module: str, current: str, is_package: bool, expected: str
+) -> None:
+    assert absolute_import(module, current, is_package) == expected
+
+
+PROJECT = {
+    "app/__init__.py": "",
+    "app/db/__init__.py": """
+        from typing import Annotated, NewType, TypeAlias
+
+        import sqlalchemy.ext.asyncio
+        from fastapi import Depends
+        from sqlalchemy.orm import Session
+
+        AsyncSession = NewType("AsyncSession", sqlalchemy.ext.asyncio.AsyncSession)
+        SyncSession: TypeAlias = Session
+        """,
+    "app/db/engine.py": """
+        from sqlalchemy.ext.asyncio import async_sessionmaker, create_async_engine
+        from sqlalchemy.orm import sessionmaker
+
+        engine = create_async_engine("postgresql+asyncpg://db/app")
+        SessionLocal = async_sessionmaker(engine, expire_on_commit=False)
+        SyncLocal = sessionmaker()
+        """,
+    "app/db/session.py": """
+        from collections.abc import AsyncIterator
+        from contextlib import asynccontextmanager
+
+        from external.db import scope as external_scope
+
+        from . import AsyncSession
+        from .engine import SessionLocal, SyncLocal
+
+
+        @asynccontextmanager
+        async def session_scope() -> AsyncIterator[AsyncSession]:
+            async with SessionLocal() as session:
+                yield session
+                await session.commit()
+
+
+        @asynccontextmanager
+        async def read_only() -> AsyncIterator[AsyncSession]:
+            async with SessionLocal() as session:
+                yield session
+
+
+        async def get_db() -> AsyncIterator[AsyncSession]:
+            async with SessionLocal.begin() as session:
+                yield session
+
+
+        @asynccontextmanager
+        async def wrapped() -> AsyncIterator[AsyncSession]:
+            async with external_scope() as session:
+                yield session
+
+
+        def sync_session():
+            return SyncLocal()
+        """,
+    "app/repo.py": """
+        from contextlib import asynccontextmanager
+
+        from sqlalchemy.ext.asyncio import async_sessionmaker
+
+
+        class Repo:
+            def __init__(self, engine):
+                self.async_session = async_sessionmaker(engine)
+
+            @asynccontextmanager
+            async def transaction(self):
+                async with self.async_session() as session:
+                    async with session.begin():
+                        yield session
+        """,
+    "app/types.py": """
+        from app.db import AsyncSession as Session
+        """,
+    "app/ws.py": """
+        from websockets import WebsocketSession
+
+        def open_session(ws):
+            return WebsocketSession(ws)
+        """,
+}
+
+
+def test_scan_learns_types_factories_and_engine_modules(tmp_path: Path) -> None:
+    write(tmp_path, PROJECT)
+    index = scan(tmp_path)
+    assert index.types["app.db.AsyncSession"] == ASYNC
+    assert index.types["app.db.SyncSession"] == SYNC
+    assert index.types["app.types.Session"] == ASYNC  # a re-export under another name
+    factories = index.factories
+    assert factories["app.db.engine.SessionLocal"] == (ASYNC, NO_COMMIT)
+    assert factories["app.db.engine.SyncLocal"] == (SYNC, NO_COMMIT)
+    assert factories["app.db.session.session_scope"] == (ASYNC, COMMITS)
+    assert factories["app.db.session.read_only"] == (ASYNC, NO_COMMIT)
+    assert factories["app.db.session.get_db"] == (ASYNC, COMMITS)  # factory.begin()
+    # Wraps a factory of another package: a session by its annotation, what it does
+    # on exit unknown.
+    assert factories["app.db.session.wrapped"] == (ASYNC, UNKNOWN)
+    assert factories["app.db.session.sync_session"] == (SYNC, NO_COMMIT)
+    assert index.attributes["async_session"] == (ASYNC, NO_COMMIT)
+    assert index.attributes["transaction"] == (ASYNC, COMMITS)
+    assert "app.ws.open_session" not in factories  # a websocket's session
+    assert index.engine_modules == ("app.db.engine",)
+    assert index.engine_builders == ("app/db/engine.py",)
+    assert set(index.evidence_modules) >= {"app.db", "app.db.engine", "app.db.session"}
+
+
+def test_index_is_cached_and_refreshed_when_a_file_changes(tmp_path: Path) -> None:
+    write(tmp_path, PROJECT)
+    first = build_index(str(tmp_path))
+    entries = list((tmp_path / ".session_lint_cache" / "index").glob("*.json"))
+    assert len(entries) == 1
+    assert build_index(str(tmp_path)) == first  # from the cache entry
+    (tmp_path / "app/db/session.py").write_text("", encoding="utf-8")
+    second = build_index(str(tmp_path))
+    assert "app.db.session.session_scope" not in second.factories
+    assert second != first
+
+
+def test_excluded_directories_are_not_indexed(tmp_path: Path) -> None:
+    write(tmp_path, PROJECT)
+    write(
+        tmp_path,
+        {
+            "pyproject.toml": '[tool.session-lint]\nexclude = ["app/repo.py"]\n',
+        },
+    )
+    config = load_config([str(tmp_path)])
+    assert "async_session" not in config.project.attributes
+    assert "app.db.engine.SessionLocal" in config.project.factories
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no FIFOs on this platform")
+def test_a_fifo_named_like_a_module_is_never_opened(tmp_path: Path) -> None:
+    write(tmp_path, PROJECT)
+    os.mkfifo(tmp_path / "app" / "pipe.py")
+    assert "app.db.engine.SessionLocal" in build_index(str(tmp_path)).factories
+
+
+def test_the_index_is_part_of_the_config_fingerprint(tmp_path: Path) -> None:
+    bare = Config(root=str(tmp_path))
+    write(tmp_path, PROJECT)
+    indexed = with_project_index(bare)
+    assert indexed.project.scanned and not bare.project.scanned
+    assert indexed.fingerprint() != bare.fingerprint()
+
+
+# -- evidence ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("relative", "text", "expected"),
+    [
+        ("app/a.py", "from sqlalchemy import select\n", True),
+        ("app/a.py", "import sqlmodel\n", True),
+        ("app/a.py", "def f():\n    from sqlalchemy.orm import Session\n", True),
+        ("app/a.py", "from app.db.session import session_scope\n", True),
+        ("app/a.py", "from app.db import (\n    AsyncSession,\n)\n", True),
+        ("app/api/a.py", "from ..db.session import get_db\n", True),
+        ("app/a.py", "import app.db.session\n", True),
+        ("app/a.py", "from app.ws import open_session\n", False),
+        ("app/a.py", "from websockets import WebsocketSession\nsession = 1\n", False),
+        ("app/a.py", "# sqlalchemy is mentioned in a comment only\n", False),
+    ],
+)
+def test_evidence(tmp_path: Path, relative: str, text: str, expected: bool) -> None:
+    write(tmp_path, PROJECT)
+    config = load_config([str(tmp_path)])
+    assert has_evidence(text.encode(), str(tmp_path / relative), config) is expected
+
+
+def test_no_finding_without_evidence(tmp_path: Path) -> None:
+    write(tmp_path, PROJECT)
+    write(
+        tmp_path,
+        {
+            "app/relay.py": """
+                import asyncio
+
+                from websockets import WebsocketSession
+
+
+                async def relay(ws, session: WebsocketSession, db):
+                    session.commit()
+                    asyncio.create_task(session.flush())
+                    await asyncio.gather(db.send("a"), db.send("b"))
+                """
+        },
+    )
+    assert codes(tmp_path, "app/relay.py") == []
+
+
+# -- what the rules make of it -------------------------------------------------------
+
+
+def test_a_newtype_session_is_a_session(tmp_path: Path) -> None:
+    write(tmp_path, PROJECT)
+    write(
+        tmp_path,
+        {
+            "app/service.py": """
+                from app.types import Session
+
+
+                async def rename(session: Session, user) -> None:
+                    user.name = "x"
+                    session.flush()
+                """
+        },
+    )
+    assert codes(tmp_path, "app/service.py") == [(6, "SL403")]
+
+
+def test_sync_in_one_branch_is_not_awaited(tmp_path: Path) -> None:
+    write(tmp_path, PROJECT)
+    write(
+        tmp_path,
+        {
+            "app/mixed.py": """
+                from app.db.engine import SessionLocal, SyncLocal
+
+
+                async def refresh(use_async: bool) -> None:
+                    if use_async:
+                        session = SessionLocal()
+                    else:
+                        session = SyncLocal()
+                    try:
+                        session.commit()
+                    finally:
+                        session.close()
+
+
+                async def only_async() -> None:
+                    session = SessionLocal()
+                    try:
+                        session.commit()
+                    finally:
+                        await session.close()
+                """
+        },
+    )
+    assert codes(tmp_path, "app/mixed.py") == [(18, "SL403")]
+
+
+def test_writes_in_a_commit_on_exit_factory_are_committed(tmp_path: Path) -> None:
+    write(tmp_path, PROJECT)
+    write(
+        tmp_path,
+        {
+            "app/jobs.py": """
+                from app.db.session import read_only, session_scope, wrapped
+
+
+                async def committed(job) -> None:
+                    async with session_scope() as session:
+                        session.add(job)
+
+
+                async def unknown_exit(job) -> None:
+                    async with wrapped() as session:
+                        session.add(job)
+
+
+                async def lost(job) -> None:
+                    async with read_only() as session:
+                        session.add(job)
+                """
+        },
+    )
+    assert codes(tmp_path, "app/jobs.py") == [(16, "SL301")]
+
+
+def test_an_attribute_factory_opens_sessions(tmp_path: Path) -> None:
+    write(tmp_path, PROJECT)
+    write(
+        tmp_path,
+        {
+            "app/orders.py": """
+                from app.repo import Repo
+
+
+                class Orders(Repo):
+                    async def touch(self, order) -> None:
+                        async with self.async_session() as s:
+                            await s.begin()
+                            s.add(order)
+                            await s.commit()
+                """
+        },
+    )
+    assert codes(tmp_path, "app/orders.py") == [(7, "SL304")]
