@@ -307,3 +307,66 @@ def test_check_engine_forces_a_move_between_backends(doctor_tx_bouncer: PgBounce
     ), broken
     assert fine is None
     assert len(seen) >= 2  # both runs reached at least two backends between them
+
+
+def test_session_pooler_is_found_whatever_order_its_servers_come_back(
+    postgres_url: str, doctor_session_bouncer: PgBouncer
+) -> None:
+    """Client A's backend is handed to a new client even when another server connection
+    came back to pgbouncer's pool after it.
+
+    pgbouncer hands out the idle server connection that came back last (after
+    its reset query), so when that order changes (a loaded machine schedules
+    the resets differently), a client that connects, looks and disconnects
+    gets the same other backend every time: the probe used to report "a
+    pooler keeps it" without seeing the reset. Here the order is forced
+    (waiting on pgbouncer's SHOW SERVERS, not on time); the doctor holds each
+    new client, so one of them must get A's backend.
+    """
+    from session_runtime.doctor.model import Topology
+    from session_runtime.doctor.target import Target
+    from session_runtime.doctor.topology import _SET, _after_disconnect
+
+    bouncer = doctor_session_bouncer
+
+    async def idle(pid: int) -> None:
+        deadline = asyncio.get_running_loop().time() + 10
+        while True:
+            servers = await asyncio.to_thread(bouncer.admin, "SHOW SERVERS")
+            if any(s["remote_pid"] == pid and s["state"] == "idle" for s in servers):
+                return
+            assert asyncio.get_running_loop().time() < deadline, servers
+            await asyncio.sleep(0.02)
+
+    async def backend_of_next_client(target: Target) -> int:
+        conn = await target.connect()
+        try:
+            return int(await conn.fetchval("SELECT pg_backend_pid()"))
+        finally:
+            await conn.close()
+
+    async def go() -> tuple[Topology, bool]:
+        target = Target.from_url(bouncer.url(DBNAME), timeout=5.0)
+        token = f"order-{uuid.uuid4().hex[:8]}"
+        a = await target.connect()
+        p1 = int((await a.fetchrow(_SET, PROBE_SETTING, token))["pid"])
+        other = await target.connect()
+        p2 = int(await other.fetchval("SELECT pg_backend_pid()"))
+        assert p2 != p1
+        await a.close()
+        await idle(p1)
+        await other.close()
+        await idle(p2)  # back last: handed out first
+        # The order is as intended: a client that looks and leaves gets p2, again and again.
+        for _ in range(2):
+            assert await backend_of_next_client(target) == p2
+            await idle(p2)
+        topo = Topology("direct", [], None, "")
+        dirty = await _after_disconnect(target, p1, token, topo, wait=1.0)
+        return topo, dirty
+
+    topo, dirty = asyncio.run(go())
+    assert topo.kind == "session_pooler", topo
+    assert "a new client was given its backend" in " ".join(topo.evidence), topo.evidence
+    assert topo.resets_between_clients is True and topo.leaks is False
+    assert dirty is False

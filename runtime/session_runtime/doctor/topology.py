@@ -5,15 +5,20 @@ session-level ``SET`` (of a placeholder setting that affects nothing) and
 notes its backend; two other clients then hold open transactions while A
 runs three more. A transaction pooler shows itself by giving another
 client A's backend while A is still connected, or by moving A's
-transactions between backends. Without either, A disconnects and a new
-client looks for A's backend: reused (a session pooler, whose reset shows
-in the setting), still alive but unused (a pooler keeping it), or gone
-(direct).
+transactions between backends. Without either, A disconnects and new
+clients, each staying connected so that none can be given a server
+connection another one holds, look for A's backend: handed to one of them
+(a session pooler, whose reset shows in the setting), still alive but
+never handed out (a pooler keeping it), or gone (direct). Which of its
+idle server connections a pooler hands out first depends on the order in
+which they came back from its reset query, that is on scheduling; holding
+the clients makes the outcome independent of it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import Any
 
 from .backends import PROBE_SETTING, Holders, Seen, read_backend
@@ -41,13 +46,9 @@ def _port_hint(target: Target, server_port: int | None) -> list[str]:
 
 
 async def _backend_alive(conn: Any, pid: int) -> bool:
-    """Whether ``pid`` is still a backend, allowing it half a second to exit."""
-    for _ in range(10):
-        alive = await conn.fetchval("SELECT count(*) FROM pg_stat_activity WHERE pid = $1", pid)
-        if not alive:
-            return False
-        await asyncio.sleep(0.05)
-    return True
+    """Whether ``pid`` is still a backend (of any database)."""
+    count = await conn.fetchval("SELECT count(*) FROM pg_stat_activity WHERE pid = $1", pid)
+    return bool(count)
 
 
 async def _transaction_pooler(
@@ -84,34 +85,60 @@ async def _transaction_pooler(
     return Topology("transaction_pooler", evidence, leaks, leak_evidence)
 
 
-async def _after_disconnect(target: Target, p1: int, token: str, topo: Topology) -> bool:
-    """Client A has left: is its backend reused, kept, or gone? True if it may still hold the SET."""
-    for attempt in range(3):
-        conn = await target.connect()
-        try:
-            seen = await read_backend(conn)
-            if seen.pid == p1:
-                topo.kind = "session_pooler"
-                topo.evidence.append(
-                    f"after that client disconnected, a new client was given its backend {p1}: "
-                    f"a pooler keeps server connections and hands them to the next client"
-                )
-                topo.resets_between_clients = seen.probe != token
-                topo.leaks = not topo.resets_between_clients
-                if topo.leaks:
-                    topo.leak_evidence = (
-                        "the next client on that backend saw the previous client's SET: "
-                        "the pooler does not reset server connections between clients"
-                    )
-                    # This client owns the backend now (session pooling): tidy up.
-                    await conn.execute(f"RESET {PROBE_SETTING}")
-                else:
-                    topo.leak_evidence = (
-                        "the next client on that backend did not see the previous client's SET: "
-                        "the pooler resets server connections between clients"
-                    )
-                return False
-            if attempt == 0 and not await _backend_alive(conn, p1):
+def _reused(topo: Topology, p1: int, seen: Seen, token: str) -> None:
+    topo.kind = "session_pooler"
+    topo.evidence.append(
+        f"after that client disconnected, a new client was given its backend {p1}: "
+        f"a pooler keeps server connections and hands them to the next client"
+    )
+    topo.resets_between_clients = seen.probe != token
+    topo.leaks = not topo.resets_between_clients
+    if topo.leaks:
+        topo.leak_evidence = (
+            "the next client on that backend saw the previous client's SET: "
+            "the pooler does not reset server connections between clients"
+        )
+    else:
+        topo.leak_evidence = (
+            "the next client on that backend did not see the previous client's SET: "
+            "the pooler resets server connections between clients"
+        )
+
+
+async def _after_disconnect(
+    target: Target, p1: int, token: str, topo: Topology, wait: float, max_clients: int = 16
+) -> bool:
+    """Client A has left: is its backend reused, kept, or gone? True if it may still hold the SET.
+
+    New clients connect one after another and each *stays* connected (holding
+    a transaction), so a pooler must give every one of them a server
+    connection nobody else holds: it cannot hand the same idle one out again
+    and again. A session pooler that keeps A's backend therefore hands it to
+    one of them, whichever order its server connections came back in (they
+    come back after the pooler's reset query, so that order depends on
+    scheduling: pgbouncer reuses the last one back first). After each new
+    client, A's backend is looked up: gone means nothing pooled it (direct).
+
+    Ends when a client is given A's backend (session pooler), when A's
+    backend is gone (direct), or, with A's backend still alive, when the
+    pooler has no server connection left for another client (``wait``) or
+    ``max_clients`` are connected and the step's timeout has passed
+    (a pooler keeps it, without handing it out).
+    """
+    deadline = time.monotonic() + target.timeout
+    holders = Holders(target, wait)
+    try:
+        while True:
+            if len(holders.conns) < max_clients and not holders.exhausted:
+                seen = await holders.add()
+                if seen is not None and seen.pid == p1:
+                    _reused(topo, p1, seen, token)
+                    if topo.leaks:
+                        # This client owns the backend now (session pooling): tidy
+                        # up; the holders' COMMIT makes the RESET stick.
+                        await holders.conns[-1].execute(f"RESET {PROBE_SETTING}")
+                    return False
+            if holders.conns and not await _backend_alive(holders.conns[0], p1):
                 topo.kind = "direct"
                 topo.evidence.append(
                     f"backend {p1} ended when its client disconnected: every client has its own "
@@ -120,12 +147,19 @@ async def _after_disconnect(target: Target, p1: int, token: str, topo: Topology)
                 topo.leaks = False
                 topo.leak_evidence = "each client connection has its own backend"
                 return False
-        finally:
-            await conn.close()
-        await asyncio.sleep(0.05)
+            out_of_clients = holders.exhausted or len(holders.conns) >= max_clients
+            if out_of_clients and (holders.exhausted or time.monotonic() >= deadline):
+                break
+            if out_of_clients:
+                # Direct PostgreSQL: a backend can take a moment to exit after its
+                # client has gone. Bounded by the step's timeout.
+                await asyncio.sleep(0.02)
+    finally:
+        await holders.release()
     topo.kind = "session_pooler"
     topo.evidence.append(
-        f"backend {p1} stayed connected after its client disconnected: a pooler keeps it"
+        f"backend {p1} stayed connected after its client disconnected, and "
+        f"{len(holders.seen)} new client(s) were not given it: a pooler keeps it"
     )
     topo.leak_evidence += "; whether the pooler resets state between clients was not observed"
     return True
@@ -180,7 +214,7 @@ async def probe_topology(target: Target, token: str, wait: float) -> tuple[Topol
             )
         await a.close()
         closed = True
-        dirty = await _after_disconnect(target, p1, token, topo)
+        dirty = await _after_disconnect(target, p1, token, topo, wait)
         if holders.exhausted and topo.kind == "direct":
             topo.kind = "session_pooler"
         topo.evidence += hint
