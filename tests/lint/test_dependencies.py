@@ -604,8 +604,12 @@ def test_sl101_hint_only_where_the_fix_would_apply() -> None:
 from sqlalchemy.ext.asyncio import AsyncSession
 
 
-def handler(engine):
-    return AsyncSession(engine)
+async def handler(engine):
+    s = AsyncSession(engine)
+    try:
+        await s.commit()
+    finally:
+        await s.close()
 """
     message, fixed = sl101(source, ProjectIndex())
     assert not fixed and "is not a declared dependency" not in message
