@@ -15,6 +15,7 @@ from batch_fixtures import batch_pgbouncer, batch_url, item_rows, run, table_cou
 from session_runtime.batch import (
     MAX_ITEMS,
     MAX_PAYLOAD_BYTES,
+    BatchItem,
     BatchNotFoundError,
     BatchState,
     ItemState,
@@ -27,6 +28,7 @@ from session_runtime.batch import (
     unfinished_batch_ids,
 )
 from session_runtime.batch.claims import claim_item, claim_items, record_outcome
+from sqlalchemy import func, update
 
 __all__ = ["batch_pgbouncer", "batch_url"]  # fixtures used by name
 
@@ -268,7 +270,13 @@ def test_process_unknown_batch(batch_url: str) -> None:
 
 
 def test_stale_claim_cannot_record(batch_url: str) -> None:
-    """A worker whose lease ran out and whose item was claimed again records nothing, counts nothing."""
+    """A worker whose lease ran out and whose item was claimed again records nothing, counts nothing.
+
+    The lease is a minute, so "still leased" holds however slow the machine;
+    then it runs out at the database's ``now()`` (an UPDATE, not a sleep: a
+    200 ms lease could run out before the "still leased" check on a loaded
+    machine). Leases running out by the clock: test_item_whose_last_lease_ran_out_fails.
+    """
 
     async def go() -> None:
         owner = tenant()
@@ -278,7 +286,7 @@ def test_stale_claim_cannot_record(batch_url: str) -> None:
             async with session_runtime.get_background_session() as s, s.begin():
                 return await step(s)
 
-        lease = timedelta(milliseconds=200)
+        lease = timedelta(minutes=1)
         slow = await tx(
             lambda s: claim_item(s, batch_id, owner="slow", lease=lease, max_attempts=3)
         )
@@ -288,7 +296,13 @@ def test_stale_claim_cannot_record(batch_url: str) -> None:
             await tx(lambda s: claim_item(s, batch_id, owner="fast", lease=lease, max_attempts=3))
             is None
         )
-        await asyncio.sleep(0.3)
+        await tx(
+            lambda s: s.execute(
+                update(BatchItem)
+                .where(BatchItem.batch_id == batch_id)
+                .values(lease_expires_at=func.now())
+            )
+        )
         fast = await tx(
             lambda s: claim_item(s, batch_id, owner="fast", lease=lease, max_attempts=3)
         )
@@ -316,7 +330,14 @@ def test_stale_claim_cannot_record(batch_url: str) -> None:
 
 
 def test_hanging_handler_is_bounded_by_the_lease(batch_url: str) -> None:
-    """A handler that never returns is cancelled before its lease runs out, retried, then failed."""
+    """A handler that never returns is cancelled before its lease runs out, retried, then failed.
+
+    The timeout is 90 % of the 500 ms lease, so the outcome is recorded
+    50 ms before the lease runs out only on a fast machine; on a slow one the
+    lease is gone first. Either way the worker records it: it never claims
+    an item it holds (test_worker_never_reclaims_an_item_it_holds), and no
+    other worker is there to.
+    """
 
     async def go() -> None:
         owner = tenant()
@@ -341,6 +362,40 @@ def test_hanging_handler_is_bounded_by_the_lease(batch_url: str) -> None:
         hung = status.items[0]
         assert hung.state is ItemState.FAILED and hung.attempts == 2
         assert hung.error == "TimeoutError: handler did not finish within 0.45 s"
+
+    run(batch_url, go)
+
+
+def test_worker_never_reclaims_an_item_it_holds(batch_url: str) -> None:
+    """An outcome recorded after the worker's own lease ran out still counts.
+
+    ``handler_timeout`` equal to the lease: the handler is cancelled a full
+    lease after it started, which is later than its claim's ``now()``, so the
+    transaction that records the timeout always begins after the lease ran
+    out (deterministic: time only moves forward). That transaction claims
+    before it records; it must not claim the item back (attempt 2), which
+    would make the attempt-1 outcome stale and run the handler again.
+    """
+
+    async def go() -> None:
+        owner = tenant()
+        batch_id = await _new_batch(owner, ["hang"])
+
+        async def handler(payload: Any) -> Any:
+            await asyncio.Event().wait()
+
+        report = await process_batch_with_own_session(
+            batch_id,
+            handler,
+            lease=timedelta(milliseconds=300),
+            handler_timeout=timedelta(milliseconds=300),
+            max_attempts=2,
+            retry_delay=timedelta(0),
+        )
+        assert (report.retried, report.failed, report.stale) == (1, 1, 0)
+        item = (await _status(batch_id, owner)).items[0]
+        assert item.state is ItemState.FAILED and item.attempts == 2
+        assert item.error == "TimeoutError: handler did not finish within 0.3 s"
 
     run(batch_url, go)
 
@@ -448,7 +503,11 @@ def test_claims_respect_the_limit(batch_url: str) -> None:
 
 
 def test_item_whose_last_lease_ran_out_fails(batch_url: str) -> None:
-    """A claim abandoned on its last allowed attempt is failed (and counted) by the next worker."""
+    """A claim abandoned on its last allowed attempt is failed (and counted) by the next worker.
+
+    The 100 ms lease runs out by the clock: the 200 ms sleep is a lower bound
+    on the time that passes, so this holds however slow the machine.
+    """
 
     async def go() -> None:
         owner = tenant()

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -99,18 +99,27 @@ async def claim_items(
     lease: timedelta,
     max_attempts: int,
     limit: int = 1,
+    exclude: Collection[int] = (),
 ) -> list[Claim]:
     """Claim up to ``limit`` claimable items, first positions first.
 
     Claimable: pending and past its retry time, or running under a lease that
     ran out (its worker died or hung) with attempts left. ``SKIP LOCKED``
     lets concurrent claimers pass over each other's rows instead of queueing.
+
+    ``exclude``: positions the caller holds itself (handlers running, or
+    finished with an outcome not recorded yet). On a slow machine the
+    caller's own lease on one may run out before its outcome is recorded;
+    claiming it again would throw away the result about to be recorded (the
+    record's guard then matches nothing) and run the handler once more.
     """
     now = func.now()
+    held = (ITEMS.c.position.not_in(sorted(exclude)),) if exclude else ()
     claimable = (
         select(ITEMS.c.position)
         .where(
             ITEMS.c.batch_id == batch_id,
+            *held,
             or_(
                 and_(
                     ITEMS.c.status == _PENDING,

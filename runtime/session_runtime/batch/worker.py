@@ -274,7 +274,11 @@ class _Worker:
                 # batch row, which every recorder of this batch waits for,
                 # so it is held only until the commit. (Claiming cannot
                 # finish the batch, and when a claim succeeds these records
-                # cannot be its last.)
+                # cannot be its last.) Never claim what this worker holds:
+                # running, or finished and not recorded yet (its own lease may
+                # have run out meanwhile on a slow machine).
+                held = {*self.running, *(o.claim.position for o in outcomes)}
+                held.update(o.claim.position for o in self.outcomes)
                 claims = (
                     await claim_items(
                         session,
@@ -283,6 +287,7 @@ class _Worker:
                         lease=self.lease,
                         max_attempts=self.max_attempts,
                         limit=free,
+                        exclude=held,
                     )
                     if free
                     else []
