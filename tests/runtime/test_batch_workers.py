@@ -2,6 +2,13 @@
 
 Each worker is ``batch_worker.py`` in its own process; the test inspects the
 tables afterwards. Items whose payload says ``fail`` always raise.
+
+Timing: the 30 s and 60 s deadlines only turn a hang into a failure (the
+work takes 1-4 s idle). The SIGKILL test's bounds are logical, not timed:
+the kill comes once 30 % are done and lands before 60 % (the gap is ~60
+items of work, the test's lag a few items); B cannot finish in less than
+half a lease because it must wait for A's leases and run >= 80 items of 50 ms
+at concurrency 5 (>= 0.8 s) after starting an interpreter.
 """
 
 from __future__ import annotations

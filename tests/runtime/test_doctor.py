@@ -3,6 +3,14 @@
 Each endpoint is classified from behaviour, and the configuration the doctor
 prints is then used, as printed, for a 50-task x 20-transaction workload
 through that endpoint.
+
+Timing: the tests assert no durations. The doctor itself has two bounds:
+``wait`` (1 s) for a client to get a server connection before the pool
+counts as full (a server connection takes milliseconds to hand out or open,
+also under load), and each step's ``--timeout`` (5 s; the bursts get 2-3x
+that for 100-250 transactions that take ~0.3 s idle). Its classification
+does not depend on the order in which the pooler's server connections come
+back (test_session_pooler_is_found_whatever_order_its_servers_come_back).
 """
 
 from __future__ import annotations

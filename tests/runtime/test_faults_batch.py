@@ -39,10 +39,12 @@ ITEMS = 80
 CONCURRENCY = 4
 LEASE = 1.5
 CONNECT_TIMEOUT = 2.0
-# A worker gives up after 5 failed attempts per step: back-off sleeps of
-# 0.1 + 0.2 + 0.4 + 0.8 s, each attempt failing at once (login refused while
-# pgbouncer's server logins fail) or after query_wait_timeout (1 s), then
-# the shutdown's own bounded hand-back (5 s at most).
+# What the worker promises here: it gives up after 5 failed attempts per
+# step, with back-off sleeps of 0.1 + 0.2 + 0.2 + 0.2 s (poll_interval caps
+# them), each attempt failing at once (login refused while pgbouncer's server
+# logins fail) or after query_wait_timeout (1 s), then the shutdown's own
+# hand-back, bounded at 5 s: 0.7 + 5 x 1 + 5 = 10.7 s. None of it is CPU
+# work, so a slower machine does not move it (measured 2.7 s).
 RAISES_WITHIN = 12.0
 
 

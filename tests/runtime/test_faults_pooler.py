@@ -21,9 +21,19 @@ from sqlalchemy import exc, func, literal_column, select, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 CONNECT_TIMEOUT = 2.0
-# Scheduling slack on a shared 2-core machine, on top of the connect timeout.
+# Scheduling slack on a shared 2-core machine, on top of the connect timeout
+# (the promise). Failures take ~0.1 s idle, ~0.3 s under load; only a connect
+# that times out comes near the bound, and the slack covers its event-loop lag.
 SLACK = 0.3
 DBNAME = "session_runtime"
+
+
+async def until(condition: Callable[[], bool], what: str, timeout: float = 60.0) -> None:
+    """Poll ``condition`` until it holds; fail after ``timeout`` s (a hang, not slowness)."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"{what}: not after {timeout:g} s"
+        await asyncio.sleep(0.01)
 
 
 def documented_error(error: BaseException) -> bool:
@@ -78,8 +88,10 @@ def test_restart_during_transactions_and_streams(make_pgbouncer: Callable[..., P
     """8 tasks of short transactions and 4 of server-side streams while pgbouncer restarts.
 
     Every failed call fails with a documented error within the connect
-    timeout; every call that starts after pgbouncer is back succeeds on the
-    same engine.
+    timeout (the README's promise, plus SLACK); every call that starts after
+    pgbouncer is back succeeds on the same engine. The restart comes once
+    more than 20 calls have succeeded and the test ends once more than 20
+    that started after it have finished (was: fixed 0.6 s and 1 s).
     """
     bouncer = make_pgbouncer(pool_size=3)
 
@@ -105,11 +117,12 @@ def test_restart_during_transactions_and_streams(make_pgbouncer: Callable[..., P
 
         tasks = [asyncio.create_task(worker(w, _transaction)) for w in range(8)]
         tasks += [asyncio.create_task(worker(w, _stream)) for w in range(8, 12)]
-        await asyncio.sleep(0.6)
+        # Enough work done before and after the restart: counted, not timed.
+        await until(lambda: sum(1 for c in calls if c.error is None) > 20, "warm-up")
         down = time.monotonic()
         await asyncio.to_thread(bouncer.restart)
         back = time.monotonic()
-        await asyncio.sleep(1.0)
+        await until(lambda: sum(1 for c in calls if c.start > back) > 20, "after the restart")
         stop = True
         await asyncio.gather(*tasks)
         await engine.dispose()
@@ -144,7 +157,9 @@ def test_restart_while_a_stream_is_open(make_pgbouncer: Callable[..., PgBouncer]
     closed"). The session's exit does not raise a second error: its rollback
     meets the closed connection, which SQLAlchemy invalidates, and
     ``get_session`` swallows that disconnect (the server already dropped the
-    transaction). The next session from the same factory works.
+    transaction). The next session from the same factory works. "At once"
+    is checked against the connect timeout, the bound the README promises
+    for every failure (measured: a few ms).
     """
     bouncer = make_pgbouncer(pool_size=2)
 

@@ -1,4 +1,11 @@
-"""Liveness: a pooler restart and a dead server, through real pgbouncer and real sockets."""
+"""Liveness: a pooler restart and a dead server, through real pgbouncer and real sockets.
+
+Time bounds here are the README's promises ("each within the connect
+timeout"), plus slack for the event loop's scheduling on a loaded machine;
+the failures they bound take ~0.05-0.1 s on an idle machine. Nothing waits a
+fixed time for work to happen: the tests wait until enough calls have
+completed, so a slower machine only makes them slower.
+"""
 
 from __future__ import annotations
 
@@ -14,6 +21,16 @@ from sqlalchemy import event, exc, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 CONNECT_TIMEOUT = 2.0
+# Event-loop scheduling on a loaded machine, on top of a promised bound.
+SLACK = 0.5
+
+
+async def until(condition: Callable[[], bool], what: str, timeout: float = 60.0) -> None:
+    """Poll ``condition`` until it holds; fail after ``timeout`` s (a hang, not slowness)."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"{what}: not after {timeout:g} s"
+        await asyncio.sleep(0.01)
 
 
 def _is_connection_error(error: BaseException) -> bool:
@@ -35,9 +52,11 @@ async def _transaction(engine: AsyncEngine, n: int) -> None:
 def test_pgbouncer_restart_under_load(make_pgbouncer: Callable[..., PgBouncer]) -> None:
     """10 tasks run transactions while pgbouncer restarts.
 
-    Callers in flight get a connection error within the connect timeout; the
-    same engine (no re-creation) serves every transaction that starts after
-    pgbouncer is back.
+    Callers in flight get a connection error within the connect timeout (the
+    promise; plus SLACK); the same engine (no re-creation) serves every
+    transaction that starts after pgbouncer is back. The restart comes once
+    more than 10 transactions have succeeded, and the test ends once more
+    than 10 that started after it have finished (was: fixed 0.5 s and 1 s).
     """
     bouncer = make_pgbouncer(pool_size=3)
 
@@ -63,11 +82,11 @@ def test_pgbouncer_restart_under_load(make_pgbouncer: Callable[..., PgBouncer]) 
                 await asyncio.sleep(0)
 
         workers = [asyncio.create_task(worker(w)) for w in range(10)]
-        await asyncio.sleep(0.5)
+        await until(lambda: sum(1 for *_, err in calls if err is None) > 10, "warm-up")
         restart_began = time.monotonic()
         await asyncio.to_thread(bouncer.restart)
         back = time.monotonic()
-        await asyncio.sleep(1.0)
+        await until(lambda: sum(1 for s, _, _ in calls if s > back) > 10, "after the restart")
         stop = True
         await asyncio.gather(*workers)
         await engine.dispose()
@@ -76,7 +95,7 @@ def test_pgbouncer_restart_under_load(make_pgbouncer: Callable[..., PgBouncer]) 
         assert sum(1 for s, e, err in calls if err is None and e < restart_began) > 10
         for start, end, error in failures:
             assert _is_connection_error(error), repr(error)
-            assert end - start < CONNECT_TIMEOUT + 0.5, (end - start, repr(error))
+            assert end - start < CONNECT_TIMEOUT + SLACK, (end - start, repr(error))
         after = [(s, err) for s, e, err in calls if s > back]
         assert len(after) > 10
         assert [repr(err) for s, err in after if err is not None] == []
@@ -85,7 +104,13 @@ def test_pgbouncer_restart_under_load(make_pgbouncer: Callable[..., PgBouncer]) 
 
 
 def test_idle_pool_survives_restart(make_pgbouncer: Callable[..., PgBouncer]) -> None:
-    """Connections idle in the pool when pgbouncer restarts are replaced at checkout: no caller sees them."""
+    """Connections idle in the pool when pgbouncer restarts are replaced at checkout: no caller sees them.
+
+    The 0.2 s sleep is not a bet on timing: restart() returns after the old
+    pgbouncer exited, so the EOFs are already queued on the pooled sockets,
+    and the event loop handles ready sockets before the timer that ends the
+    sleep, however loaded the machine.
+    """
     bouncer = make_pgbouncer(pool_size=3)
 
     async def go() -> None:
@@ -130,6 +155,7 @@ def test_refused_connect_does_not_stall_waiters() -> None:
     """50 callers (pool 5 + overflow 10) against a closed port: all get an error well within the connect timeout.
 
     A stock QueuePool leaves the 35 waiters asleep for pool_timeout (30 s).
+    The bound is the promise (the connect timeout); refusals take ~40 ms.
     """
     results = _bounded_failures(
         f"postgresql://postgres@127.0.0.1:{free_port()}/db", 50, CONNECT_TIMEOUT
@@ -142,7 +168,10 @@ def test_unresponsive_server_fails_within_connect_timeout() -> None:
     """A server that accepts TCP but never answers: 40 callers all fail within one connect timeout.
 
     15 connects time out; the 25 callers queued behind them are woken with
-    PoolConnectError instead of sleeping for pool_timeout.
+    PoolConnectError instead of sleeping for pool_timeout. The bound is the
+    promise (one connect timeout, 1 s) plus 0.7 s for starting 40 callers
+    and scheduling on a loaded machine (~0.05 s idle). The 25 are all queued
+    within milliseconds of the start, long before the first connect times out.
     """
     with socket.socket() as blackhole:
         blackhole.bind(("127.0.0.1", 0))
