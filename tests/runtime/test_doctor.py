@@ -7,8 +7,8 @@ through that endpoint.
 Timing: the tests assert no durations. The doctor itself has two bounds:
 ``wait`` (1 s) for a client to get a server connection before the pool
 counts as full (a server connection takes milliseconds to hand out or open,
-also under load), and each step's ``--timeout`` (5 s; the bursts get 2-3x
-that for 100-250 transactions that take ~0.3 s idle). Its classification
+also under load), and each step's ``--timeout`` (5 s; the bursts get 2x
+to 4x that for 100-250 transactions that take ~0.3 s idle). Its classification
 does not depend on the order in which the pooler's server connections come
 back (test_session_pooler_is_found_whatever_order_its_servers_come_back).
 """
