@@ -55,6 +55,23 @@ DEFAULT_SLOW_CALLS = (
 )
 
 
+# File roles, in order of precedence (see ``session_lint.roles``). ``app`` takes no
+# patterns: it is every file no other role claims.
+ROLES = ("test", "migration", "script", "app")
+APP = "app"
+# Content checks a role's list may hold beside its globs (see ``session_lint.roles``).
+ALEMBIC_ENV = "<alembic-env>"
+MAIN_BLOCK = "<main-block>"
+ROLE_CHECKS = (ALEMBIC_ENV, MAIN_BLOCK)
+DEFAULT_ROLES: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("test", ("**/tests/**", "**/test/**", "test_*.py", "*_test.py", "conftest.py")),
+    ("migration", (ALEMBIC_ENV, "**/migrations/**", "**/alembic/**", "**/_migrations/**")),
+    # ``tools`` and ``bin`` only at the root: inside a package a ``tools`` directory
+    # is as often application code (an agent's tools, admin tools) as scripts.
+    ("script", ("**/scripts/**", "bin/**", "tools/**", "__main__.py", MAIN_BLOCK)),
+)
+
+
 class ConfigError(Exception):
     """A configuration problem the user must fix (exit code 2)."""
 
@@ -75,6 +92,11 @@ class Config:
     pooler: str = "auto"
     extra_execution_options: tuple[str, ...] = ()
     slow_calls: tuple[str, ...] = DEFAULT_SLOW_CALLS
+    # (role, patterns) in order of precedence, ``app`` left out; a configured role
+    # replaces its default patterns. Pairs, not a dict: Config stays hashable.
+    roles: tuple[tuple[str, tuple[str, ...]], ...] = DEFAULT_ROLES
+    # (rule code, roles): a rule's roles in place of its default ones.
+    rule_roles: tuple[tuple[str, tuple[str, ...]], ...] = ()
     # What the pass over the whole project learned (see ``project_index``).
     project: ProjectIndex = EMPTY_INDEX
     # Where the config file lives; globs in the file are relative to it.
@@ -102,6 +124,13 @@ class Config:
             if hit != negate:
                 out.extend(codes)
         return tuple(out)
+
+    def roles_of_rule(self, code: str) -> tuple[str, ...] | None:
+        """The roles ``rule-roles`` gives this rule, or None when it gives none."""
+        for configured, roles in self.rule_roles:
+            if configured == code:
+                return roles
+        return None
 
     def is_engine_module(self, path: str) -> bool:
         rel = self.relative(path)
@@ -190,7 +219,7 @@ _LIST_KEYS = {
     "slow-calls",
 }
 _STR_KEYS = {"session-factory", "background-session-factory", "engine-factory", "pooler"}
-_TABLE_KEYS = {"per-file-ignores"}
+_TABLE_KEYS = {"per-file-ignores", "roles", "rule-roles"}
 KNOWN_KEYS = _LIST_KEYS | _STR_KEYS | _TABLE_KEYS
 
 
@@ -212,6 +241,10 @@ def config_from_mapping(
             if not isinstance(value, str):
                 raise ConfigError(f"{where}: {key!r} must be a string")
             values[attr] = value
+        elif key == "roles":
+            values[attr] = _roles(value, where)
+        elif key == "rule-roles":
+            values[attr] = _rule_roles(value, where)
         else:  # per-file-ignores
             if not isinstance(value, dict) or not all(
                 isinstance(v, list) and all(isinstance(c, str) for c in v) for v in value.values()
@@ -227,6 +260,60 @@ def config_from_mapping(
                 f"{where}: {key.replace('_', '-')!r} must look like 'package.module:name'"
             )
     return Config(**values)
+
+
+def _roles(value: Any, where: str) -> tuple[tuple[str, tuple[str, ...]], ...]:
+    """``[tool.session-lint.roles]`` merged over the defaults, in precedence order."""
+    if not isinstance(value, dict):
+        raise ConfigError(f"{where}: 'roles' must map role names to lists of globs")
+    for role, patterns in value.items():
+        key = f"roles.{role}"
+        if role == APP:
+            raise ConfigError(
+                f"{where}: {key!r} cannot be configured: a file is app when no other role claims it"
+            )
+        if role not in ROLES:
+            raise ConfigError(f"{where}: {key!r}: unknown role (one of {', '.join(ROLES[:-1])})")
+        if not isinstance(patterns, list) or not all(isinstance(p, str) for p in patterns):
+            raise ConfigError(f"{where}: {key!r} must be a list of globs")
+        for pattern in patterns:
+            if pattern.startswith("<") and pattern not in ROLE_CHECKS:
+                raise ConfigError(
+                    f"{where}: {key!r}: unknown check {pattern!r} (one of {', '.join(ROLE_CHECKS)})"
+                )
+    return tuple(
+        (role, tuple(value[role]) if role in value else defaults)
+        for role, defaults in DEFAULT_ROLES
+    )
+
+
+def _rule_roles(value: Any, where: str) -> tuple[tuple[str, tuple[str, ...]], ...]:
+    if not isinstance(value, dict):
+        raise ConfigError(f"{where}: 'rule-roles' must map rule codes to lists of roles")
+    codes = rule_codes()
+    out: list[tuple[str, tuple[str, ...]]] = []
+    for code, roles in value.items():
+        key = f"rule-roles.{code}"
+        if code not in codes:
+            raise ConfigError(f"{where}: {key!r}: unknown rule code {code!r} (a full code, SL101)")
+        if not isinstance(roles, list) or not all(isinstance(r, str) for r in roles):
+            raise ConfigError(f"{where}: {key!r} must be a list of roles")
+        unknown = [r for r in roles if r not in ROLES]
+        if unknown:
+            raise ConfigError(
+                f"{where}: {key!r}: unknown role {unknown[0]!r} (one of {', '.join(ROLES)})"
+            )
+        out.append((code, tuple(dict.fromkeys(roles))))
+    return tuple(out)
+
+
+@functools.lru_cache(maxsize=1)
+def rule_codes() -> frozenset[str]:
+    """Every rule's code, from the rule modules' file names (``SL101_direct_session.py``):
+    importing the registry would import libcst, which a warm run never does. A
+    test holds the registry to these modules."""
+    rules = Path(__file__).resolve().parent / "rules"
+    return frozenset(p.name[:5] for p in rules.glob("SL[0-9][0-9][0-9]_*.py"))
 
 
 def load_config_file(path: Path) -> Config:
