@@ -1,6 +1,8 @@
 """One parse, one walk, all enabled rules; positions only for what is reported.
 
 The pipeline for a file:
+0. the rules for the file: selected, not ignored for its path, meant for its
+   role (test, migration, script or app: see ``roles``);
 1. prefilter: a file holding none of the enabled rules' tokens is not parsed;
 2. ``libcst.parse_module`` once (a parse failure is one SL000 finding);
 3. one :class:`~session_lint.walker.Dispatcher` walk: the scope tracker, then every rule;
@@ -27,6 +29,7 @@ from session_lint.context import FileContext, Report
 from session_lint.evidence import has_evidence, module_of
 from session_lint.finding import Finding
 from session_lint.positions import node_positions, statement_positions
+from session_lint.roles import role_of
 from session_lint.rules import ALL_RULES, Rule, SyntaxErrorRule
 from session_lint.semantics.scopes import (
     Scope,
@@ -84,11 +87,22 @@ class ScopeTracker:
 
 
 def enabled_rules(
-    config: Config, path: str, rules: Sequence[type[Rule]] = ALL_RULES
+    config: Config,
+    path: str,
+    rules: Sequence[type[Rule]] = ALL_RULES,
+    source: bytes | None = None,
 ) -> list[type[Rule]]:
-    ignored = config.ignored_for(path)
+    """The rules that run on this file: selected, not ignored for its path, and
+    meant for its role (``source``, its bytes, lets a script be told by its
+    ``__main__`` block)."""
+    ignored = config.ignored_for(path) or ("\0",)
+    role = role_of(path, config, source)  # once per file, not once per rule
     return [
-        r for r in rules if config.is_enabled(r.code, opt_in=r.opt_in) and not r.code.startswith(ignored or ("\0",))
+        r
+        for r in rules
+        if config.is_enabled(r.code, opt_in=r.opt_in)
+        and not r.code.startswith(ignored)
+        and role in r.roles_in(config)
     ]
 
 
@@ -199,7 +213,7 @@ def analyze(
     ``use_prefilter=False`` parses every file: the tests use it to prove the
     prefilter sound."""
     result = Analysis(path)
-    active = enabled_rules(config, path, ALL_RULES if rules is None else rules)
+    active = enabled_rules(config, path, ALL_RULES if rules is None else rules, source)
     report_syntax = SyntaxErrorRule in active
     walkers = [r for r in active if r is not SyntaxErrorRule]
     # Without evidence of SQLAlchemy, only rules that need none (see ``evidence``).

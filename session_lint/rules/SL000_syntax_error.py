@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from session_lint.roles import ALL_ROLES
 from session_lint.rules.base import Rule
 
 
@@ -26,8 +27,13 @@ class SyntaxErrorRule(Rule):
     async def handler():
         ...
     ```
+
+    ## Where it runs
+    Every role (`app`, `script`, `test`, `migration`): a file that does not parse is
+    broken wherever it is.
     """
 
     code = "SL000"
     name = "syntax-error"
     message = "file does not parse"
+    roles = ALL_ROLES  # see ## Where it runs

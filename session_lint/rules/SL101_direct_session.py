@@ -4,6 +4,7 @@ import libcst as cst
 
 from session_lint.dependencies import unimportable_hint
 from session_lint.finding import Applicability, Fix, FixAvailability, Import
+from session_lint.roles import APP_ONLY
 from session_lint.rules.base import SQLALCHEMY_IMPORT, Rule
 from session_lint.semantics.known import (
     ASYNC_SESSION_CLASSES,
@@ -52,6 +53,11 @@ class DirectSession(Rule):
     - `engine-modules`
     - `session-factory`
 
+    ## Where it runs
+    `app` files only, not `test`, `migration` or `script` ones: a test builds sessions
+    on its own connection (one savepoint per test), and a migration or a script owns the
+    session it opens for its one run. `rule-roles` widens it (docs/roles.md).
+
     ## Fix safety
     The fix rewrites `async with AsyncSession(...) as s:` (or
     `async with async_sessionmaker(...)() as s:`) to `async with get_session() as s:`
@@ -68,6 +74,7 @@ class DirectSession(Rule):
     name = "direct-session"
     message = "session built by hand; open it from the one session factory (`async with {factory}() as session:`)"
     fix_availability = FixAvailability.SOMETIMES
+    roles = APP_ONLY  # see ## Where it runs
     tokens = ("Session", "sessionmaker")
     requires = (SQLALCHEMY_IMPORT,)  # the names resolve only through such an import
 

@@ -4,6 +4,7 @@ import libcst as cst
 
 from session_lint.dependencies import unimportable_hint
 from session_lint.finding import Applicability, Fix, FixAvailability, Import
+from session_lint.roles import APP_ONLY
 from session_lint.rules.base import SQLALCHEMY_IMPORT, Rule
 from session_lint.semantics.known import (
     ASYNC_ENGINE_CONSTRUCTORS,
@@ -82,6 +83,12 @@ class StrayEngine(Rule):
     - `engine-modules`
     - `engine-factory`
 
+    ## Where it runs
+    `app` files only, not `test`, `migration` or `script` ones: a test builds a per-test
+    engine, Alembic's `env.py` builds its own (`engine_from_config(...,
+    poolclass=NullPool)`), and a script builds one for its run. `rule-roles` widens it
+    (docs/roles.md).
+
     ## Fix safety
     The fix rewrites `name = create_async_engine(url, ...)` at module level to
     `name = make_engine(url, ...)` and imports the configured `engine-factory`.
@@ -108,6 +115,7 @@ class StrayEngine(Rule):
         "engine and options; create it once in an engine module and import it"
     )
     fix_availability = FixAvailability.SOMETIMES
+    roles = APP_ONLY  # see ## Where it runs
     tokens = ("create_engine", "create_async_engine", "sessionmaker")
     # Whether a second engine is a mistake is the application's design: see
     # "Known problems".

@@ -4,6 +4,7 @@ from collections.abc import Iterator
 
 import libcst as cst
 
+from session_lint.roles import APP_ONLY
 from session_lint.rules.base import SQLALCHEMY_IMPORT, Rule
 from session_lint.semantics.known import (
     ASYNC_ENGINE_CONSTRUCTORS,
@@ -74,6 +75,11 @@ class EnginePerCall(Rule):
         async with engine.connect() as conn:
             return await conn.scalar(text("SELECT count(*) FROM users"))
     ```
+
+    ## Where it runs
+    `app` files only, not `test`, `migration` or `script` ones: an engine per test, per
+    migration or per script run is the point there, not a pool lost per request.
+    `rule-roles` widens it (docs/roles.md).
     """
 
     code = "SL103"
@@ -83,6 +89,7 @@ class EnginePerCall(Rule):
         "new connections; create the engine once (module level, an engine module, or a "
         "cached factory) and reuse it"
     )
+    roles = APP_ONLY  # see ## Where it runs
     tokens = ("create_engine", "create_async_engine")
     requires = (SQLALCHEMY_IMPORT,)  # the names resolve only through such an import
 

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import libcst as cst
 
+from session_lint.roles import APP_ONLY
 from session_lint.rules.base import Rule
 from session_lint.semantics.known import RAW_DRIVER_CONNECTS
 
@@ -55,6 +56,11 @@ class RawDriverConnection(Rule):
 
     ## Options
     - `engine-modules`
+
+    ## Where it runs
+    `app` files only, not `test`, `migration` or `script` ones: tests, migrations and
+    scripts talk to the database directly on purpose (fixtures, bulk loads, checks).
+    `rule-roles` widens it (docs/roles.md).
     """
 
     code = "SL104"
@@ -65,6 +71,7 @@ class RawDriverConnection(Rule):
         '`prepared statement "__asyncpg_stmt_1__" does not exist`); use a session or a '
         "connection from the engine"
     )
+    roles = APP_ONLY  # see ## Where it runs
     tokens = ("asyncpg", "psycopg")
     # The trigger is an import of a driver's connect function: evidence enough.
     needs_evidence = False

@@ -5,6 +5,7 @@ from collections.abc import Sequence
 import libcst as cst
 
 from session_lint.finding import Applicability, Fix, FixAvailability
+from session_lint.roles import APP_ONLY
 from session_lint.rules.base import SQLALCHEMY_IMPORT, Rule
 from session_lint.semantics.known import (
     ASYNC_SESSION_CLASSES,
@@ -56,6 +57,11 @@ class AsyncExpireOnCommit(Rule):
     SessionLocal = async_sessionmaker(engine, expire_on_commit=False)
     ```
 
+    ## Where it runs
+    `app` files only, not `test`, `migration` or `script` ones: a test's or a script's
+    session factory serves that test or that run, and a `MissingGreenlet` there fails
+    the run, not a request in production. `rule-roles` widens it (docs/roles.md).
+
     ## Fix safety
     The fix adds `expire_on_commit=False` (or turns `True` into `False`), keeping
     the call's layout and comments. It is unsafe: objects then keep their values
@@ -72,6 +78,7 @@ class AsyncExpireOnCommit(Rule):
         "not been called; can't call await_only() here`; pass `expire_on_commit=False`"
     )
     fix_availability = FixAvailability.ALWAYS
+    roles = APP_ONLY  # see ## Where it runs
     tokens = ("sessionmaker",)
     requires = (SQLALCHEMY_IMPORT,)  # the names resolve only through such an import
 

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 import libcst as cst
 
 from session_lint.finding import Applicability, Fix, FixAvailability, Replacement
+from session_lint.roles import ALL_ROLES
 from session_lint.rules.base import Rule
 from session_lint.semantics.execution_options import Kind, Verdict, classify
 from session_lint.semantics.known import (
@@ -145,6 +146,10 @@ class IneffectiveExecutionOption(Rule):
     - `extra-execution-options`: option names your own event hooks read; they are
       never reported.
 
+    ## Where it runs
+    Every role (`app`, `script`, `test`, `migration`): an option SQLAlchemy ignores does
+    nothing in a test, a migration or a script either.
+
     ## Fix safety
     Removing a key SQLAlchemy ignores cannot change behaviour, so that fix is safe;
     an options dict, keyword or `.execution_options()` call left empty goes too (a
@@ -162,6 +167,7 @@ class IneffectiveExecutionOption(Rule):
     name = "ineffective-execution-option"
     message = "execution option that SQLAlchemy silently ignores"
     fix_availability = FixAvailability.SOMETIMES
+    roles = ALL_ROLES  # see ## Where it runs
     tokens = ("execution_options",)
 
     def visit_Call(self, node: cst.Call) -> None:

@@ -3,6 +3,7 @@ from __future__ import annotations
 import libcst as cst
 
 from session_lint.finding import Applicability, Fix, FixAvailability, Import
+from session_lint.roles import APP_ONLY
 from session_lint.rules.base import Rule
 from session_lint.semantics.execution_options import Kind, classify
 from session_lint.semantics.mappings import delete_statement, statement_of
@@ -63,6 +64,11 @@ class RuntimeEngineMutation(Rule):
     ## Options
     - `engine-modules`: where engines may be configured.
 
+    ## Where it runs
+    `app` files only, not `test`, `migration` or `script` ones: a test or a script sets
+    options on the engine it built for itself; only the app's engine is shared.
+    `rule-roles` widens it (docs/roles.md).
+
     ## Fix safety
     When every key is one SQLAlchemy ignores, the call has no effect and the fix
     deletes the statement (a sole statement in a block becomes `pass`); that is
@@ -80,6 +86,7 @@ class RuntimeEngineMutation(Rule):
         "now on; set options once where the engine is built, or per statement"
     )
     fix_availability = FixAvailability.SOMETIMES
+    roles = APP_ONLY  # see ## Where it runs
     tokens = ("update_execution_options",)
 
     def visit_Call(self, node: cst.Call) -> None:

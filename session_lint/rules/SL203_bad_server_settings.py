@@ -3,6 +3,7 @@ from __future__ import annotations
 import libcst as cst
 
 from session_lint.finding import Applicability, Fix, FixAvailability
+from session_lint.roles import ALL_ROLES
 from session_lint.rules.base import Rule
 from session_lint.semantics.execution_options import (
     DRIVER_CONNECT_ARGS,
@@ -108,6 +109,11 @@ class BadServerSettings(Rule):
     - `pooler`: `"transaction"` also checks keys against what pgbouncer accepts;
       `"session"` or `"none"` never does.
 
+    ## Where it runs
+    Every role (`app`, `script`, `test`, `migration`): a `server_settings` key that
+    PostgreSQL or the pooler refuses fails every connection, a migration's and a test's
+    as much as the app's.
+
     ## Fix safety
     Moving a driver argument from `server_settings` to the top level of
     `connect_args` (a numeric string such as `"0"` becomes the number the driver
@@ -125,6 +131,7 @@ class BadServerSettings(Rule):
     name = "bad-server-settings"
     message = "`server_settings` key that every connect fails on"
     fix_availability = FixAvailability.SOMETIMES
+    roles = ALL_ROLES  # see ## Where it runs
     tokens = ("server_settings",)
 
     def visit_Dict(self, node: cst.Dict) -> None:

@@ -3,6 +3,7 @@ from __future__ import annotations
 import libcst as cst
 
 from session_lint.finding import Applicability, Fix, FixAvailability, Replacement
+from session_lint.roles import ALL_ROLES
 from session_lint.rules.base import Rule
 from session_lint.semantics.mappings import (
     dict_entry,
@@ -101,6 +102,10 @@ class PoolerUnsafeEngine(Rule):
     - `pooler`: `"transaction"` checks every asyncpg engine; `"session"` or
       `"none"` turns this rule's evidence off; `"auto"` (default) relies on the URLs.
 
+    ## Where it runs
+    Every role (`app`, `script`, `test`, `migration`): a migration or a script run
+    through the pooler fails with the same prepared-statement errors as the app.
+
     ## Fix safety
     The fix adds `"statement_cache_size": 0` to `connect_args` (creating the
     argument when there is none), or sets an existing non-zero value to 0. It is
@@ -116,6 +121,7 @@ class PoolerUnsafeEngine(Rule):
     name = "pooler-unsafe-engine"
     message = _MESSAGE.format(detail="")
     fix_availability = FixAvailability.ALWAYS
+    roles = ALL_ROLES  # see ## Where it runs
     tokens = ("create_async_engine",)
 
     def visit_Call(self, node: cst.Call) -> None:

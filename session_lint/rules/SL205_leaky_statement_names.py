@@ -4,6 +4,7 @@ import libcst as cst
 
 from session_lint.dependencies import asyncpg_too_old_for_pooler
 from session_lint.finding import Applicability, Fix, FixAvailability
+from session_lint.roles import ALL_ROLES
 from session_lint.rules.base import Rule
 from session_lint.semantics.mappings import (
     Mapping,
@@ -109,6 +110,10 @@ class LeakyStatementNames(Rule):
     ## Options
     - `pooler`: `"session"` or `"none"` turns the rule off.
 
+    ## Where it runs
+    Every role (`app`, `script`, `test`, `migration`): the pooler's server connections
+    fill up with prepared statements whoever leaks them.
+
     ## Fix safety
     The fix removes `prepared_statement_name_func` and
     `prepared_statement_cache_size`, and makes sure `"statement_cache_size": 0` is
@@ -126,6 +131,7 @@ class LeakyStatementNames(Rule):
     name = "leaky-statement-names"
     message = _MESSAGE
     fix_availability = FixAvailability.SOMETIMES
+    roles = ALL_ROLES  # see ## Where it runs
     tokens = ("prepared_statement_name_func",)
 
     def visit_Dict(self, node: cst.Dict) -> None:

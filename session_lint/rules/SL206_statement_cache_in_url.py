@@ -3,6 +3,7 @@ from __future__ import annotations
 import libcst as cst
 
 from session_lint.finding import Applicability, Fix, FixAvailability
+from session_lint.roles import ALL_ROLES
 from session_lint.rules.base import Rule
 from session_lint.semantics.mappings import (
     dict_entry,
@@ -64,6 +65,10 @@ class StatementCacheInUrl(Rule):
     )
     ```
 
+    ## Where it runs
+    Every role (`app`, `script`, `test`, `migration`): asyncpg gets a string for
+    `statement_cache_size` wherever the URL is written.
+
     ## Fix safety
     When the URL literal is the URL argument of `create_async_engine` in the same
     call and the value is an integer, the fix removes the parameters from the
@@ -76,6 +81,7 @@ class StatementCacheInUrl(Rule):
     name = "statement-cache-in-url"
     message = _MESSAGE.format(value="0")
     fix_availability = FixAvailability.SOMETIMES
+    roles = ALL_ROLES  # see ## Where it runs
     tokens = ("statement_cache_size",)
 
     def visit_SimpleString(self, node: cst.SimpleString) -> None:

@@ -4,6 +4,7 @@ import libcst as cst
 
 from session_lint.config import Config
 from session_lint.dependencies import asyncpg_too_old_for_pooler, describe_cap, version_cap
+from session_lint.roles import ALL_ROLES
 from session_lint.rules.base import Clause, Rule, clauses
 from session_lint.semantics.pooler import (
     is_async_engine_call,
@@ -80,6 +81,11 @@ class AsyncpgTooOldForPooler(Rule):
     - `pooler`: `"session"` or `"none"` turns the rule off; `"transaction"` checks
       every asyncpg engine.
 
+    ## Where it runs
+    Every role (`app`, `script`, `test`, `migration`): the asyncpg version is the
+    project's, so every engine behind the pooler meets it: a migration's and a script's
+    too.
+
     ## References
     - asyncpg 0.31 and 0.32 release notes
     - SQLAlchemy: "Prepared Statement Cache" in the asyncpg dialect docs
@@ -88,6 +94,7 @@ class AsyncpgTooOldForPooler(Rule):
     code = "SL207"
     name = "asyncpg-too-old-for-pooler"
     message = _MESSAGE.format(cap="below 0.32")
+    roles = ALL_ROLES  # see ## Where it runs
     tokens = ("create_async_engine",)
 
     @classmethod

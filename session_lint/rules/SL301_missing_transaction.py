@@ -6,6 +6,7 @@ from dataclasses import dataclass
 import libcst as cst
 
 from session_lint.finding import Applicability, Fix, FixAvailability
+from session_lint.roles import APP_ONLY
 from session_lint.rules.base import SESSION, Rule
 from session_lint.semantics.known import ASYNC_SESSION_CLASSES
 from session_lint.semantics.ownership import (
@@ -95,6 +96,11 @@ class MissingTransaction(Rule):
                 session.add(user)
     ```
 
+    ## Where it runs
+    `app` files only, not `test`, `migration` or `script` ones: tests, migrations and
+    scripts own their sessions and commit on purpose (test helpers, data migrations,
+    seed scripts). `rule-roles` widens it (docs/roles.md).
+
     ## Fix safety
     The fix wraps the statements from the first unguarded write to the end of the
     session's block in `async with session.begin():`, so they are committed when
@@ -113,6 +119,7 @@ class MissingTransaction(Rule):
         "session closes and rolls it back, and the change is silently lost"
     )
     fix_availability = FixAvailability.SOMETIMES
+    roles = APP_ONLY  # see ## Where it runs
     tokens = SESSION  # no session, no finding
 
     # Only ``async def`` bodies are checked, and a write is one of these calls.

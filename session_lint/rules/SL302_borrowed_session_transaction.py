@@ -4,6 +4,7 @@ from collections.abc import Sequence
 
 import libcst as cst
 
+from session_lint.roles import APP_ONLY
 from session_lint.rules.base import SESSION, Rule
 from session_lint.semantics.ownership import (
     Ownership,
@@ -74,6 +75,11 @@ class BorrowedSessionTransaction(Rule):
 
     ## Options
     - `session-names`
+
+    ## Where it runs
+    `app` files only, not `test`, `migration` or `script` ones: a test helper that
+    commits the fixture's session, or a migration step on the connection it is given,
+    owns that transaction on purpose. `rule-roles` widens it (docs/roles.md).
     """
 
     code = "SL302"
@@ -83,6 +89,7 @@ class BorrowedSessionTransaction(Rule):
         "leave begin/commit/rollback to the code that opened the session (use "
         "`begin_nested()` for a savepoint)"
     )
+    roles = APP_ONLY  # see ## Where it runs
     tokens = ("begin", "commit", "rollback")
     # Whether a callee may commit is a project's convention: see "Known problems".
     opt_in = True

@@ -5,6 +5,7 @@ from collections.abc import Sequence
 import libcst as cst
 
 from session_lint.finding import Applicability, Fix, FixAvailability
+from session_lint.roles import ALL_ROLES
 from session_lint.rules.base import SESSION, Rule
 from session_lint.semantics.sessions import is_session
 from session_lint.semantics.transactions import (
@@ -60,6 +61,10 @@ class NestedBegin(Rule):
                 user.name = name
     ```
 
+    ## Where it runs
+    Every role (`app`, `script`, `test`, `migration`): the second `begin()` raises
+    `InvalidRequestError` at run time, in a test or a migration as in the app.
+
     ## Fix safety
     Where the inner `async with session.begin():` is nested lexically in another
     transaction block on the same session, the fix turns it into
@@ -82,6 +87,7 @@ class NestedBegin(Rule):
         "before the first query, or commit first"
     )
     fix_availability = FixAvailability.SOMETIMES
+    roles = ALL_ROLES  # see ## Where it runs
     tokens = ("begin",)
 
     requires = (SESSION,)  # and a session

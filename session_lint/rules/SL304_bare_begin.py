@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import libcst as cst
 
+from session_lint.roles import APP_ONLY
 from session_lint.rules.base import SESSION, Rule
 from session_lint.semantics.sessions import is_session
 from session_lint.semantics.transactions import BEGIN_METHODS
@@ -41,6 +42,11 @@ class BareBegin(Rule):
             source.balance -= amount
             target.balance += amount
     ```
+
+    ## Where it runs
+    `app` files only, not `test`, `migration` or `script` ones: tests and migrations
+    begin and roll back by hand to control the transaction (a savepoint per test, a
+    migration's own steps). `rule-roles` widens it (docs/roles.md).
     """
 
     code = "SL304"
@@ -49,6 +55,7 @@ class BareBegin(Rule):
         "`{call}()` outside `async with`: a failure before `commit()`/`rollback()` leaves "
         "the transaction open; use `async with {call}():`"
     )
+    roles = APP_ONLY  # see ## Where it runs
     tokens = ("begin",)
 
     requires = (SESSION,)  # and a session

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import libcst as cst
 
+from session_lint.roles import APP_ONLY
 from session_lint.rules.base import SESSION_OR_CONNECTION, Rule
 from session_lint.semantics.scopes import BindingKind
 from session_lint.semantics.transactions import enclosing_transactions
@@ -55,6 +56,11 @@ class SlowAwaitInTransaction(Rule):
 
     ## Options
     - `slow-calls`
+
+    ## Where it runs
+    `app` files only, not `test`, `migration` or `script` ones: a test or a script that
+    waits inside a transaction holds one connection for its own run, not one of a pool
+    that requests share. `rule-roles` widens it (docs/roles.md).
     """
 
     code = "SL305"
@@ -64,6 +70,7 @@ class SlowAwaitInTransaction(Rule):
         "transaction pooler) a server connection stay held while it waits; move it before "
         "`async with ...begin():` or after the commit"
     )
+    roles = APP_ONLY  # see ## Where it runs
     tokens = ("begin",)  # nothing is slow outside a transaction block
 
     requires = (SESSION_OR_CONNECTION,)  # and a session or a connection

@@ -3,6 +3,7 @@ from __future__ import annotations
 import libcst as cst
 
 from session_lint.finding import Import
+from session_lint.roles import APP_AND_SCRIPT
 from session_lint.rules.base import SESSION, Rule
 from session_lint.semantics.tasks import session_references, spawned_arguments
 
@@ -54,6 +55,11 @@ class SessionEscapesToTask(Rule):
 
     ## Options
     - `background-session-factory`
+
+    ## Where it runs
+    `app` and `script` files, not `test` or `migration` ones: a script runs sessions and
+    tasks just as the service does. A test hands a session to a task on purpose to
+    exercise it, and a migration runs no tasks. `rule-roles` widens it (docs/roles.md).
     """
 
     code = "SL401"
@@ -63,6 +69,7 @@ class SessionEscapesToTask(Rule):
         "or concurrently with its owner (`concurrent operations are not permitted`); open one "
         "in the task with `async with {factory}() as session:`"
     )
+    roles = APP_AND_SCRIPT  # see ## Where it runs
     tokens = ("add_task", "create_task", "ensure_future", "run_in_executor", "start_soon")
 
     requires = (SESSION,)  # and a session

@@ -4,6 +4,7 @@ from collections import Counter
 
 import libcst as cst
 
+from session_lint.roles import ALL_ROLES
 from session_lint.rules.base import SESSION, Rule
 from session_lint.semantics.scopes import BindingKind
 from session_lint.semantics.tasks import session_references
@@ -50,6 +51,11 @@ class SessionSharedByGather(Rule):
 
     Or give each coroutine its own session when the queries are slow enough for
     concurrency to matter.
+
+    ## Where it runs
+    Every role (`app`, `script`, `test`, `migration`): concurrent operations on one
+    session fail at run time (`InvalidRequestError`, asyncpg's `another operation is in
+    progress`) wherever they are.
     """
 
     code = "SL402"
@@ -60,6 +66,7 @@ class SessionSharedByGather(Rule):
         "provisioning a new connection; concurrent operations are not permitted`); await them "
         "one after another or give each its own session"
     )
+    roles = ALL_ROLES  # see ## Where it runs
     tokens = ("gather",)
 
     requires = (SESSION,)  # and a session

@@ -4,6 +4,7 @@ import libcst as cst
 
 from session_lint.config import Config
 from session_lint.finding import Applicability, Fix, FixAvailability
+from session_lint.roles import ALL_ROLES
 from session_lint.rules.base import SESSION, Clause, Rule
 from session_lint.semantics.scopes import BindingKind
 from session_lint.semantics.sessions import (
@@ -73,6 +74,10 @@ class UnawaitedSessionCall(Rule):
         await session.commit()
     ```
 
+    ## Where it runs
+    Every role (`app`, `script`, `test`, `migration`): the call never runs, in a test
+    helper or a migration as in a service.
+
     ## Fix safety
     The fix adds `await` when the call is inside an `async def`. It is safe: the
     call did nothing before.
@@ -82,6 +87,7 @@ class UnawaitedSessionCall(Rule):
     name = "unawaited-session-call"
     message = "`{call}()` on an AsyncSession is a coroutine: without `await` it never runs"
     fix_availability = FixAvailability.SOMETIMES
+    roles = ALL_ROLES  # see ## Where it runs
     tokens = SESSION  # no session, no finding
 
     @classmethod

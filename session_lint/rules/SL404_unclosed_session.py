@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import libcst as cst
 
+from session_lint.roles import APP_ONLY
 from session_lint.rules.base import SESSION, Rule
 from session_lint.semantics.known import SESSION_CLASSES
 from session_lint.semantics.ownership import NameUse, is_test_code, name_uses
@@ -56,6 +57,11 @@ class UnclosedSession(Rule):
         async with factory() as session:
             return await session.scalar(text("SELECT count(*) FROM users"))
     ```
+
+    ## Where it runs
+    `app` files only, not `test`, `migration` or `script` ones: a test fixture's or a
+    script's session lives as long as its test or its run, and the process ends with it.
+    `rule-roles` widens it (docs/roles.md).
     """
 
     code = "SL404"
@@ -65,6 +71,7 @@ class UnclosedSession(Rule):
         "garbage collection (`The garbage collector is trying to clean up non-checked-in "
         "connection`); open it with `async with` or close it in `finally`"
     )
+    roles = APP_ONLY  # see ## Where it runs
     tokens = SESSION  # the configured factories' names included
 
     def visit_Assign(self, node: cst.Assign) -> None:

@@ -4,6 +4,7 @@ import libcst as cst
 
 from session_lint.dependencies import unimportable_hint
 from session_lint.finding import Applicability, Fix, FixAvailability, Import
+from session_lint.roles import ALL_ROLES
 from session_lint.rules.base import SESSION_OR_CONNECTION, Rule
 from session_lint.semantics.scopes import BindingKind
 from session_lint.semantics.sql import (
@@ -53,6 +54,10 @@ class StringSql(Rule):
             return await session.scalar(text("SELECT count(*) FROM users"))
     ```
 
+    ## Where it runs
+    Every role (`app`, `script`, `test`, `migration`): SQLAlchemy 2 refuses a plain
+    string (`ObjectNotExecutableError`) wherever it is executed.
+
     ## Fix safety
     The fix wraps the string in `text(...)` and imports `text` from `sqlalchemy`.
     It is safe: the call could only raise before. It is not offered when the name
@@ -68,6 +73,7 @@ class StringSql(Rule):
         "... should be explicitly declared as text(...)`; wrap it in `text(...)`"
     )
     fix_availability = FixAvailability.SOMETIMES
+    roles = ALL_ROLES  # see ## Where it runs
     tokens = ("execute", "scalar", "stream")
 
     requires = (SESSION_OR_CONNECTION,)  # and a session or a connection

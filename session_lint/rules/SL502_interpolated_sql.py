@@ -5,6 +5,7 @@ import re
 import libcst as cst
 
 from session_lint.config import Config
+from session_lint.roles import APP_AND_SCRIPT
 from session_lint.rules.base import SESSION_OR_CONNECTION, SQLALCHEMY_IMPORT, Clause, Rule, clauses
 from session_lint.semantics.scopes import BindingKind
 from session_lint.semantics.sql import (
@@ -75,6 +76,11 @@ class InterpolatedSql(Rule):
             text("SELECT id FROM users WHERE email = :email"), {"email": email}
         )
     ```
+
+    ## Where it runs
+    `app` and `script` files, not `test` or `migration` ones: there the values come from
+    requests, arguments and files. Tests and migrations build SQL from their own
+    constants (table names, batch sizes). `rule-roles` widens it (docs/roles.md).
     """
 
     code = "SL502"
@@ -84,6 +90,7 @@ class InterpolatedSql(Rule):
         "SQL built with {how}: injection risk; bind the value instead: "
         'text("SELECT set_config(\'{name}\', :value, true)"), {{"value": {value}}}'
     )
+    roles = APP_AND_SCRIPT  # see ## Where it runs
     tokens = ("text", "execute", "scalar", "stream", "exec_driver_sql")
 
     @classmethod

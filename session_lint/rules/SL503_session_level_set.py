@@ -6,6 +6,7 @@ import libcst as cst
 
 from session_lint.config import Config
 from session_lint.finding import Applicability, Fix, FixAvailability
+from session_lint.roles import APP_ONLY
 from session_lint.rules.base import SQLALCHEMY_IMPORT, Clause, Rule
 from session_lint.semantics.sql import (
     DRIVER_SQL_METHODS,
@@ -80,6 +81,12 @@ class SessionLevelSet(Rule):
     ## Options
     - `pooler`
 
+    ## Where it runs
+    `app` files only, not `test`, `migration` or `script` ones: a migration or a script
+    sets `search_path` or `statement_timeout` for its own connection on purpose; a
+    leaked `SET` poisons the app's pooled server connections. `rule-roles` widens it
+    (docs/roles.md).
+
     ## Fix safety
     The fix turns `SET` (or `SET SESSION`) into `SET LOCAL`, and `set_config(…,
     false)` into `set_config(…, true)`. It is offered only when the statement runs
@@ -104,6 +111,7 @@ class SessionLevelSet(Rule):
         "to other clients; pass `true` (transaction-local) inside a transaction"
     )
     fix_availability = FixAvailability.SOMETIMES
+    roles = APP_ONLY  # see ## Where it runs
     tokens = ("text", "exec_driver_sql")
 
     @classmethod

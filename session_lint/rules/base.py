@@ -18,6 +18,7 @@ import libcst as cst
 from session_lint.config import Config
 from session_lint.context import FileContext, Report
 from session_lint.finding import Fix, FixAvailability
+from session_lint.roles import ALL_ROLES, rule_roles
 
 # Every group of a clause must have one of its strings in the file.
 Clause = tuple[tuple[str, ...], ...]
@@ -47,9 +48,18 @@ class Rule:
     # An opt-in rule runs only when selected by its full code (``Config.is_enabled``):
     # on the real-code corpus most of its findings are deliberate designs.
     opt_in: ClassVar[bool] = False
+    # The file roles the rule runs in (``session_lint.roles``) unless ``rule-roles``
+    # says otherwise; each rule module states its own and says why under
+    # ``## Where it runs``.
+    roles: ClassVar[frozenset[str]] = ALL_ROLES
 
     def __init__(self, ctx: FileContext) -> None:
         self.ctx = ctx
+
+    @classmethod
+    def roles_in(cls, config: Config) -> frozenset[str]:
+        """The roles the rule runs in under this config."""
+        return rule_roles(cls.code, cls.roles, config)
 
     @classmethod
     def prefilter_tokens(cls, config: Config) -> tuple[str, ...]:

@@ -19,6 +19,7 @@ SECTIONS = (
     "Known problems",
     "Example",
     "Options",
+    "Where it runs",
     "Fix safety",
     "References",
 )

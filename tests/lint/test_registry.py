@@ -18,13 +18,15 @@ from session_lint.rules import ALL_RULES, RULES_BY_CODE, Rule
 from tests.lint.fixture_files import RULE_FIXTURES, all_fixtures, config_from_headers, load
 
 RULES_DIR = Path(__file__).resolve().parents[2] / "session_lint" / "rules"
-# ruff's order; Known problems, Options, Fix safety and References are optional.
+# ruff's order, plus "Where it runs" (the rule's file roles, required: see
+# test_roles.py); Known problems, Options, Fix safety and References are optional.
 SECTIONS = (
     "What it does",
     "Why is this bad?",
     "Known problems",
     "Example",
     "Options",
+    "Where it runs",
     "Fix safety",
     "References",
 )
