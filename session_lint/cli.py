@@ -9,19 +9,22 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import traceback
 from collections.abc import Sequence
+from dataclasses import fields
 from typing import TextIO
 
 from session_lint import __version__
-from session_lint.config import Config, ConfigError, load_config
+from session_lint.config import ROLES, Config, ConfigError, load_config
 from session_lint.discovery import STDIN, discover
 from session_lint.finding import Finding
 from session_lint.report import FORMATS
 from session_lint.report import github as github_report
 from session_lint.report import json as json_report
 from session_lint.report import text as text_report
+from session_lint.roles import ALL_ROLES, DISPLAY_ORDER, display, role_of
 from session_lint.runner import (
     FileResult,
     Options,
@@ -70,6 +73,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--list-rules", action="store_true", help="list every rule")
     parser.add_argument("--explain", metavar="CODE", help="print a rule's documentation")
+    parser.add_argument(
+        "--show-settings",
+        metavar="PATH",
+        help="print a file's role, the rules that run on it and the resolved settings",
+    )
     parser.add_argument("--version", action="version", version=f"session-lint {__version__}")
     return parser
 
@@ -114,6 +122,11 @@ def _main(args: argparse.Namespace) -> int:
             raise UsageError(f"unknown rule code {args.explain!r} (see --list-rules)")
         _write(sys.stdout, explain(rule.code))
         return 0
+    select = _codes(args.select, "--select")
+    ignore = _codes(args.ignore, "--ignore")
+    if args.show_settings is not None:
+        _write(sys.stdout, show_settings(args.show_settings, args.config, select, ignore))
+        return 0
     paths: list[str] = list(args.paths) or ["."]
     if STDIN in paths and len(paths) > 1:
         raise UsageError("'-' (standard input) cannot be combined with other paths")
@@ -121,8 +134,6 @@ def _main(args: argparse.Namespace) -> int:
         raise UsageError("--stdin-filename is only used with '-' (standard input)")
     if args.statistics and args.format not in ("text", "json"):
         raise UsageError("--statistics works with --format text or json")
-    select = _codes(args.select, "--select")
-    ignore = _codes(args.ignore, "--ignore")
     config = load_config([args.stdin_filename or p for p in paths], args.config)
     config = _override(config, select, ignore)
     options = Options(
@@ -234,14 +245,19 @@ def list_rules(fmt: str = "text") -> str:
                 "code": r.code,
                 "name": r.name,
                 "fix": r.fix_availability.value,
+                "roles": [role for role in DISPLAY_ORDER if role in r.roles],
                 "summary": r.summary(),
             }
             for r in ALL_RULES
         ]
         return json.dumps(rows, indent=2, ensure_ascii=False) + "\n"
     width = max(len(r.name) for r in ALL_RULES)
+    # Every role is the common case: "all" keeps the column narrow.
+    roles = {r.code: "all" if r.roles == ALL_ROLES else display(r.roles) for r in ALL_RULES}
+    roles_width = max(len(text) for text in roles.values())
     lines = [
-        f"{r.code}  {r.name:<{width}}  fix: {r.fix_availability.value:<9}  {r.summary()}"
+        f"{r.code}  {r.name:<{width}}  fix: {r.fix_availability.value:<9}  "
+        f"runs in: {roles[r.code]:<{roles_width}}  {r.summary()}"
         for r in ALL_RULES
     ]
     return "\n".join(lines) + "\n"
@@ -256,7 +272,79 @@ def explain(code: str) -> str:
         "sometimes": "Fix is sometimes available.",
         "none": "Fix is not available.",
     }[rule.fix_availability.value]
-    return f"# {rule.code} {rule.name}\n\n{availability}\n\n{rule.docs()}\n"
+    return (
+        f"# {rule.code} {rule.name}\n\n{availability}\n\n{rule.docs()}\n\n"
+        f"Runs in: {display(rule.roles)}\n"
+    )
+
+
+def show_settings(
+    path: str,
+    explicit_config: str | None = None,
+    select: tuple[str, ...] | None = None,
+    ignore: tuple[str, ...] | None = None,
+) -> str:
+    """What session-lint decides for one file: its role, whether it is an engine
+    module, the rules that run on it, and every resolved setting."""
+    from session_lint.analyzer import enabled_rules, is_engine_module
+    from session_lint.evidence import has_evidence
+    from session_lint.rules import ALL_RULES
+
+    if not os.path.isfile(path):
+        what = "is not a file" if os.path.exists(path) else "no such file"
+        raise UsageError(f"--show-settings {path}: {what}")
+    try:
+        with open(path, "rb") as handle:
+            source = handle.read()
+    except OSError as exc:
+        raise UsageError(f"--show-settings {path}: cannot read: {exc.strerror or exc}") from exc
+    config = _override(load_config([path], explicit_config), select, ignore)
+    rules = enabled_rules(config, path, ALL_RULES, source)
+    evidence = has_evidence(source, path, config)
+    lines = [
+        f"path: {config.relative(path)}",
+        f"role: {role_of(path, config, source)}",
+        f"engine module: {'yes' if is_engine_module(path, config) else 'no'}",
+        f"rules: {', '.join(r.code for r in rules) or '(none)'}",
+    ]
+    if not evidence:
+        # Those rules are enabled but cannot fire here: worth saying, it is the
+        # usual answer to "why no finding in this file?".
+        needing = [r.code for r in rules if r.needs_evidence and r.code != "SL000"]
+        if needing:
+            lines.append(f"no SQLAlchemy evidence: {', '.join(needing)} cannot fire here")
+    lines += ["", "# settings", f"config-file = {json.dumps(config.source)}"]
+    lines.append(f"root = {json.dumps(config.root)}")
+    lines += _settings_lines(config)
+    if config.project.engine_modules:
+        lines.append(
+            f"# engine modules found by the project index: "
+            f"{', '.join(config.project.engine_modules)}"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def _settings_lines(config: Config) -> list[str]:
+    """The config as ``[tool.session-lint]`` TOML lines, every key resolved."""
+    lines: list[str] = []
+    for f in fields(config):
+        if not f.compare or f.name == "project":
+            continue
+        key = f.name.replace("_", "-")
+        value = getattr(config, f.name)
+        if f.name == "roles":
+            roles = dict(value)
+            lines += [
+                f"roles.{role} = {json.dumps(list(roles.get(role, ())))}" for role in ROLES[:-1]
+            ]
+        elif f.name in ("per_file_ignores", "rule_roles"):
+            entries = ", ".join(f"{json.dumps(k)} = {json.dumps(list(v))}" for k, v in value)
+            lines.append(f"{key} = {{{' ' + entries + ' ' if entries else ''}}}")
+        else:
+            lines.append(
+                f"{key} = {json.dumps(list(value) if isinstance(value, tuple) else value)}"
+            )
+    return lines
 
 
 def _write(stream: TextIO, text: str) -> None:
