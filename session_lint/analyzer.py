@@ -219,7 +219,10 @@ def analyze(
     # Without evidence of SQLAlchemy, only rules that need none (see ``evidence``).
     if any(r.needs_evidence for r in walkers) and not has_evidence(source, path, config):
         walkers = [r for r in walkers if not r.needs_evidence]
-    if not walkers or (use_prefilter and not prefilter_for(walkers, config)(source)):
+    # Without the prefilter every file is parsed, even one no rule walks (a test
+    # file without SQLAlchemy evidence): SL000 then also reports what only libcst
+    # rejects.
+    if use_prefilter and (not walkers or not prefilter_for(walkers, config)(source)):
         if report_syntax and not _compiles_cheaply(source):
             _parse_into(result, source, path, report_syntax)
         return result
