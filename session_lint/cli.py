@@ -134,7 +134,9 @@ def _main(args: argparse.Namespace) -> int:
         raise UsageError("--stdin-filename is only used with '-' (standard input)")
     if args.statistics and args.format not in ("text", "json"):
         raise UsageError("--statistics works with --format text or json")
-    config = load_config([args.stdin_filename or p for p in paths], args.config)
+    config = load_config(
+        [args.stdin_filename or p for p in paths], args.config, use_cache=not args.no_cache
+    )
     config = _override(config, select, ignore)
     options = Options(
         fix=args.fix and not args.diff,

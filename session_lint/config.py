@@ -352,7 +352,11 @@ def find_config_file(paths: Sequence[str]) -> Path | None:
 
 
 def load_config(
-    paths: Sequence[str], explicit: str | None = None, *, cwd: str | None = None
+    paths: Sequence[str],
+    explicit: str | None = None,
+    *,
+    cwd: str | None = None,
+    use_cache: bool = True,
 ) -> Config:
     """The config for these paths; ``cwd`` stands for the working directory (the
     analysis server answers for processes that have their own)."""
@@ -361,12 +365,12 @@ def load_config(
         path = here / explicit
         if not path.is_file():
             raise ConfigError(f"{explicit}: config file not found")
-        return with_project_index(load_config_file(path))
+        return with_project_index(load_config_file(path), use_cache=use_cache)
     if cwd:
         paths = [str(here if p == "-" else here / p) for p in paths]
     found = find_config_file(paths)
     config = load_config_file(found) if found else Config(root=default_root(paths, here))
-    return with_project_index(config)
+    return with_project_index(config, use_cache=use_cache)
 
 
 _PROJECT_MARKERS = ("pyproject.toml", "setup.py", "setup.cfg", ".git")
@@ -391,8 +395,9 @@ def default_root(paths: Sequence[str], cwd: Path) -> str:
     return str(base)
 
 
-def with_project_index(config: Config) -> Config:
-    """The config with the index of its project (see ``project_index``)."""
+def with_project_index(config: Config, *, use_cache: bool = True) -> Config:
+    """The config with the index of its project (see ``project_index``); without
+    ``use_cache`` the index is neither read from nor written to the cache."""
     from session_lint.project_index import build_index
 
     patterns = (*config.exclude, *config.extend_exclude)
@@ -400,7 +405,7 @@ def with_project_index(config: Config) -> Config:
     def excluded(relative: str) -> bool:
         return any(glob_match(relative, p) for p in patterns)
 
-    index = build_index(config.root, excluded)
+    index = build_index(config.root, excluded, use_cache=use_cache)
     if any(
         glob_match(path, pattern)
         for path in index.engine_builders

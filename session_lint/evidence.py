@@ -36,11 +36,12 @@ def has_evidence(source: bytes, path: str, config: Config) -> bool:
     Without evidence, names (``session``, ``get_session``) prove nothing."""
     if _SQLALCHEMY_IMPORT.search(source):
         return True
+    if _imports_configured_factory(source, config):
+        return True
     project = config.project
-    exported = project.exported_names
-    if not exported:
-        return False
     evidence_modules = frozenset(project.evidence_modules)
+    if not (evidence_modules or project.types or project.factories):
+        return False
     current, is_package = module_of(config.relative(path))
     for match in _FROM_IMPORT.finditer(source):
         module = absolute_import(match.group(1).decode("ascii", "replace"), current, is_package)
@@ -50,10 +51,35 @@ def has_evidence(source: bytes, path: str, config: Config) -> bool:
             if name == "as":
                 continue
             full = f"{module}.{name}"
-            if full in project.types or full in project.factories or full in evidence_modules:
+            if module in evidence_modules or full in evidence_modules:
+                return True
+            if full in project.types or full in project.factories:
                 return True
     for match in _IMPORT.finditer(source):
         for raw in re.findall(rb"[\w.]+", match.group(1)):
             if raw.decode("ascii", "replace") in evidence_modules:
                 return True
     return False
+
+
+def _imports_configured_factory(source: bytes, config: Config) -> bool:
+    """An import from the module of a configured factory (``session_runtime`` by
+    default, or the team's own ``app.db.session``): what the fixes rewrite toward."""
+    for module in _configured_modules(config):
+        if re.search(rb"\b(?:from|import)[ \t]+" + re.escape(module.encode()) + rb"\b", source):
+            return True
+    return False
+
+
+@functools.lru_cache(maxsize=16)
+def _configured_modules(config: Config) -> tuple[str, ...]:
+    modules: set[str] = set()
+    for target in (
+        config.session_factory,
+        config.background_session_factory,
+        config.engine_factory,
+    ):
+        module = target.partition(":")[0]
+        if module:
+            modules.add(module)
+    return tuple(sorted(modules))

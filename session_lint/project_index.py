@@ -12,6 +12,8 @@ server and the cache all see the same facts, and the cache key covers them.
 from __future__ import annotations
 
 import ast
+import bisect
+import functools
 import hashlib
 import json
 import os
@@ -51,8 +53,12 @@ class ProjectIndex:
     engine_modules: tuple[str, ...] = ()
     # Files (relative paths) that construct an engine.
     engine_builders: tuple[str, ...] = ()
-    # Project modules (dotted) that export a session type or factory: importing from
-    # one is evidence of SQLAlchemy in a file.
+    # Last names of callables called with ``expire_on_commit=`` somewhere in the
+    # project (``self.session_maker(expire_on_commit=False)``): factories whose
+    # callers choose per session.
+    expire_overrides: tuple[str, ...] = ()
+    # Project modules (dotted) that export a session type or factory, or build an
+    # engine: importing from one is evidence of SQLAlchemy in a file.
     evidence_modules: tuple[str, ...] = ()
     # Top-level module and package names found in the project tree.
     local_modules: tuple[str, ...] = ()
@@ -100,17 +106,16 @@ EMPTY_INDEX = ProjectIndex()
 # -- building the index ---------------------------------------------------------------
 
 # The shapes of statements that make a fact (a file without any of them is not
-# parsed): a sessionmaker, a type alias, a context manager or dependency that
-# yields a session, a function that returns one. A file that mentions neither
+# parsed): a sessionmaker or a type alias (``_DEFINING_WORDS``), a context manager
+# or dependency that yields a name (``yield session``), a function that returns a
+# session-like call, an ``Annotated`` session alias. A file that mentions neither
 # "session"/"Session" nor SQLAlchemy holds no fact at all.
 _DEFINES = re.compile(
-    rb"sessionmaker|NewType|TypeAlias|contextmanager"
-    rb"|^[ \t]*yield[ \t]+\w*(?:session|db|conn)\w*[ \t]*$"
+    rb"^[ \t]*yield[ \t]+\w+[ \t]*$"
     rb"|^[ \t]*return[ \t]+(?:await[ \t]+)?[\w.]*(?:[Ss]ession|[Mm]aker)[\w.]*\("
     rb"|=[ \t]*Annotated\[[^\n]*Session",
     re.M,
-)
-# Imports, read from the bytes of files that are not parsed: enough for
+)# Imports, read from the bytes of files that are not parsed: enough for
 # re-exports (``from sqlalchemy.ext.asyncio import AsyncSession`` in ``app/db.py``).
 _FROM_IMPORT = re.compile(
     rb"^[ \t]*from[ \t]+([.\w]+)[ \t]+import[ \t]+(\([^)]*\)|[^\n#;]*)", re.M
@@ -222,6 +227,20 @@ class _Facts:
         self.attributes: dict[str, tuple[str, str]] = {}  # name -> (kind, transaction)
         self.engine_modules: set[str] = set()
         self.engine_builders: set[str] = set()
+        self.engine_module_names: set[str] = set()
+
+    def add_attribute(self, name: str, found: tuple[str, str]) -> None:
+        """Attribute names are not qualified: two classes may give the same name to
+        an async and a sync factory (``get_session`` of an async and of a sync
+        config). Then the name's kind, or what it does on exit, is unknown."""
+        known = self.attributes.get(name)
+        if known is None:
+            self.attributes[name] = found
+        elif known != found:
+            self.attributes[name] = (
+                known[0] if known[0] == found[0] else UNKNOWN,
+                known[1] if known[1] == found[1] else UNKNOWN,
+            )
 
     def size(self) -> int:
         return len(self.types) + len(self.factories) + len(self.attributes)
@@ -237,6 +256,17 @@ def _session_class_kind(qualified: str | None, facts: _Facts) -> str | None:
     return facts.types.get(qualified)
 
 
+@functools.lru_cache(maxsize=1024)
+def _string_annotation(text: str) -> ast.expr | None:
+    """A string annotation's expression; the same few strings recur in every file."""
+    if "Session" not in text and "session" not in text:
+        return None  # cannot name a session type (aliases keep the word, or are names)
+    try:
+        return ast.parse(text, mode="eval").body
+    except SyntaxError:
+        return None
+
+
 def _annotation_kind(
     expr: ast.expr | None, module: _Module, facts: _Facts, depth: int = 0
 ) -> str | None:
@@ -245,10 +275,10 @@ def _annotation_kind(
     if expr is None or depth > 4:
         return None
     if isinstance(expr, ast.Constant) and isinstance(expr.value, str):
-        try:
-            expr = ast.parse(expr.value, mode="eval").body
-        except SyntaxError:
+        parsed = _string_annotation(expr.value)
+        if parsed is None:
             return None
+        expr = parsed
     if isinstance(expr, ast.Subscript):
         inner = expr.slice
         first = inner.elts[0] if isinstance(inner, ast.Tuple) and inner.elts else inner
@@ -367,7 +397,15 @@ def _function_factory(
     return None
 
 
-def _parse_modules(where: Path | list[tuple[str, Path]]) -> list[_Module]:
+_EXPIRE_OVERRIDE = re.compile(rb"(\w+)\([ \t\n]*expire_on_commit[ \t]*=")
+
+
+def _parse_modules(
+    where: Path | list[tuple[str, Path]], overrides: set[str] | None = None
+) -> list[_Module]:
+    """The modules that may define facts; ``overrides`` collects the names called
+    with ``expire_on_commit=`` (``ProjectIndex.expire_overrides``)."""
+    overrides = set() if overrides is None else overrides
     modules: list[_Module] = []
     for relative, path in _project_files(where) if isinstance(where, Path) else where:
         name = module_name(relative)
@@ -379,6 +417,10 @@ def _parse_modules(where: Path | list[tuple[str, Path]]) -> list[_Module]:
             continue
         if not (b"ession" in source or b"sqlalchemy" in source or b"sqlmodel" in source):
             continue
+        if b"expire_on_commit" in source:
+            overrides.update(
+                m.group(1).decode("ascii", "replace") for m in _EXPIRE_OVERRIDE.finditer(source)
+            )
         is_package = relative.endswith("__init__.py")
         if not _defines(source):
             # Nothing defined here: only what it imports (and so re-exports).
@@ -394,18 +436,49 @@ def _parse_modules(where: Path | list[tuple[str, Path]]) -> list[_Module]:
             continue
         module = _Module(name, relative, is_package, tree, {}, [], [], {})
         imports: list[ast.Import | ast.ImportFrom] = []
+        # Walking every statement costs more than the parse: only statements that
+        # span a line that can make a fact are walked (``_INTERESTING``).
+        lines = _interesting_lines(source)
         for statement in tree.body:
             if isinstance(statement, ast.ClassDef):
                 for inner in statement.body:
-                    _collect(inner, module, imports)
-            else:
+                    if _spans(inner, lines):
+                        _collect(inner, module, imports)
+            elif _spans(statement, lines):
                 _collect(statement, module, imports)
-        module.imports = _imports(imports, name, is_package)
+        module.imports = _imports_from_bytes(source, name, is_package)
+        module.imports.update(_imports(imports, name, is_package))
         modules.append(module)
     return modules
 
 
-_DEFINING_WORDS = (b"sessionmaker", b"NewType", b"TypeAlias", b"contextmanager", b"Annotated")
+_INTERESTING = re.compile(
+    rb"sessionmaker|create_async_engine|create_engine|engine_from_config|NewType|TypeAlias"
+    rb"|Annotated\[|^[ \t]*yield\b|^[ \t]*return[ \t][^\n]*(?:[Ss]ession|[Mm]aker)",
+    re.M,
+)
+
+
+def _interesting_lines(source: bytes) -> list[int]:
+    """Line numbers (1-based, sorted) of the lines that can make a fact."""
+    out: list[int] = []
+    line, position = 1, 0
+    for match in _INTERESTING.finditer(source):
+        line += source.count(b"\n", position, match.start())
+        position = match.start()
+        if not out or out[-1] != line:
+            out.append(line)
+    return out
+
+
+def _spans(statement: ast.stmt, lines: list[int]) -> bool:
+    end = statement.end_lineno or statement.lineno
+    start = statement.lineno - len(getattr(statement, "decorator_list", ()))
+    index = bisect.bisect_left(lines, start)
+    return index < len(lines) and lines[index] <= end
+
+
+_DEFINING_WORDS = (b"sessionmaker", b"NewType", b"TypeAlias")
 
 
 def _defines(source: bytes) -> bool:
@@ -514,9 +587,10 @@ def _learn(module: _Module, facts: _Facts) -> None:
                         if isinstance(target, ast.Name):
                             module.makers[target.id] = kind
                         elif isinstance(target, ast.Attribute):
-                            facts.attributes.setdefault(target.attr, (kind, NO_COMMIT))
+                            facts.add_attribute(target.attr, (kind, NO_COMMIT))
         if builds_engine:
             facts.engine_builders.add(module.relative)
+            facts.engine_module_names.add(local)
             if builds_maker:
                 facts.engine_modules.add(local)
     makers = module.makers
@@ -558,7 +632,7 @@ def _learn_statement(
                     for d in statement.decorator_list
                 )
                 if decorated:
-                    facts.attributes.setdefault(statement.name, found)
+                    facts.add_attribute(statement.name, found)
     elif isinstance(statement, ast.ClassDef) and prefix == module.name:
         for inner in statement.body:
             _learn_statement(inner, module, facts, makers, f"{prefix}.{statement.name}")
@@ -567,7 +641,8 @@ def _learn_statement(
 def scan(root: Path, files: list[tuple[str, Path]] | None = None) -> ProjectIndex:
     """The index of the project under ``root``: facts about sessions, factories and
     engine modules; dependency facts are added by :func:`build_index`."""
-    modules = _parse_modules(root if files is None else files)
+    overrides: set[str] = set()
+    modules = _parse_modules(root if files is None else files, overrides)
     facts = _Facts()
     for _ in range(_FIXPOINT_ROUNDS):
         before = facts.size()
@@ -575,13 +650,18 @@ def scan(root: Path, files: list[tuple[str, Path]] | None = None) -> ProjectInde
             _learn(module, facts)
         if facts.size() == before:
             break
+    # Modules whose importers do database work: they export a session type or
+    # factory, or build an engine.
     exporting = {name.rsplit(".", 1)[0] for name in (*facts.types, *facts.factories) if "." in name}
+    exporting |= facts.engine_module_names
     return ProjectIndex(
         session_types=tuple(sorted(facts.types.items())),
         session_factories=tuple(sorted((k, *v) for k, v in facts.factories.items())),
         attribute_factories=tuple(sorted((k, *v) for k, v in facts.attributes.items())),
         engine_modules=tuple(sorted(facts.engine_modules)),
         engine_builders=tuple(sorted(facts.engine_builders)),
+        # A maker's own keyword is not an override.
+        expire_overrides=tuple(sorted(overrides - {"sessionmaker", "async_sessionmaker"})),
         evidence_modules=tuple(sorted(exporting)),
         scanned=True,
     )
@@ -590,12 +670,17 @@ def scan(root: Path, files: list[tuple[str, Path]] | None = None) -> ProjectInde
 # -- the index of a run ------------------------------------------------------------
 
 _INDEX_CACHE = "index"  # a directory in the result cache, one entry per key
+# Files ``dependencies`` reads: a change to one refreshes the index. Requirement
+# files pulled in with ``-r`` under other names are read too; any ``*.txt`` or
+# ``*.in`` at the root or in ``requirements/`` counts, to be safe.
 _DEPENDENCY_FILES = re.compile(
-    r"(?:pyproject\.toml|setup\.cfg|uv\.lock|poetry\.lock|requirements[^/]*\.txt)$"
+    r"(?:pyproject\.toml|setup\.cfg|uv\.lock|poetry\.lock|Pipfile(?:\.lock)?|[^/]*\.txt|[^/]*\.in)$"
 )
 
 
-def build_index(root: str, excluded: Callable[[str], bool] | None = None) -> ProjectIndex:
+def build_index(
+    root: str, excluded: Callable[[str], bool] | None = None, *, use_cache: bool = True
+) -> ProjectIndex:
     """The index of the project at ``root`` (the config file's directory, or the
     working directory), from the on-disk cache when no file changed since.
     ``excluded`` takes a path relative to the root: what the config keeps out of
@@ -604,6 +689,8 @@ def build_index(root: str, excluded: Callable[[str], bool] | None = None) -> Pro
     files = _project_files(base)
     if excluded is not None:
         files = [(relative, path) for relative, path in files if not excluded(relative)]
+    if not use_cache:
+        return _with_dependencies(scan(base, files), base)
     key = _index_key(base, files)
     entry = base / ".session_lint_cache" / _INDEX_CACHE / f"{key}.json"
     try:
@@ -632,7 +719,11 @@ def _index_key(root: Path, files: list[tuple[str, Path]]) -> str:
         )
         requirements = root / "requirements"
         if requirements.is_dir():
-            stats.extend((f"requirements/{p.name}", p) for p in requirements.iterdir())
+            stats.extend(
+                (f"requirements/{p.name}", p)
+                for p in requirements.iterdir()
+                if _DEPENDENCY_FILES.search(p.name)
+            )
     except OSError:
         pass
     for relative, path in stats:

@@ -317,9 +317,17 @@ def tree_pyproject(package: Package, own: bytes | None, metadata: bytes | None) 
 
 
 def tree_digest(root: Path) -> str:
-    """One hash over every file of a tree (paths and bytes), the marker excepted."""
+    """One hash over every file of a tree (paths and bytes), the marker and
+    session-lint's own cache (which a lint run writes) excepted."""
     digest = hashlib.sha256()
-    for path in sorted(p for p in root.rglob("*") if p.is_file() and p.name != MARKER):
+    files = (
+        p
+        for p in root.rglob("*")
+        if p.is_file()
+        and p.name != MARKER
+        and ".session_lint_cache" not in p.relative_to(root).parts
+    )
+    for path in sorted(files):
         digest.update(path.relative_to(root).as_posix().encode() + b"\0")
         digest.update(hashlib.sha256(path.read_bytes()).digest())
     return digest.hexdigest()

@@ -90,6 +90,10 @@ class DirectSession(Rule):
             return
         if self._provides_session(node):
             return
+        if not any(arg.keyword is None or arg.keyword.value == "bind" for arg in node.args) and (
+            self.ctx.resolves_to(func, SESSION_CLASSES)
+        ):
+            return  # ``Session()`` without an engine: a scratch session, no connection
         factory = Import.from_target(self.ctx.config.session_factory)
         message = self.message.format(factory=factory.name)
         fix = None

@@ -91,7 +91,7 @@ class AsyncExpireOnCommit(Rule):
             (a for a in node.args if a.keyword is not None and a.keyword.value == _KEYWORD), None
         )
         if current is None:
-            if self._configured_later():
+            if self._configured_later() or self._overridden_per_call():
                 return
             fix = Fix.replace(
                 node,
@@ -132,6 +132,26 @@ class AsyncExpireOnCommit(Rule):
         else:
             return False
         return target is not None and target in self._configured_names()
+
+    def _overridden_per_call(self) -> bool:
+        """The factory is bound to a name (``self.session_maker = ...``) that the
+        project calls with ``expire_on_commit=`` (the project index): its callers
+        choose per session, where they read after a commit."""
+        ancestors = self.ctx.ancestor_chain()
+        parent = ancestors[-1] if ancestors else None
+        targets: list[cst.BaseAssignTargetExpression] = []
+        if isinstance(parent, cst.Assign):
+            targets = [t.target for t in parent.targets]
+        elif isinstance(parent, cst.AnnAssign):
+            targets = [parent.target]
+        overrides = self.ctx.config.project.expire_overrides
+        for target in targets:
+            name = target.attr.value if isinstance(target, cst.Attribute) else None
+            if isinstance(target, cst.Name):
+                name = target.value
+            if name is not None and name in overrides:
+                return True
+        return False
 
     def _configured_names(self) -> frozenset[str]:
         cached: frozenset[str] | None = getattr(self, "_configured", None)

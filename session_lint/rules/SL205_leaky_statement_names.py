@@ -10,6 +10,7 @@ from session_lint.semantics.mappings import (
     Mapping,
     int_value,
     read_mapping,
+    string_value,
     with_entry,
     without_entries,
 )
@@ -49,6 +50,10 @@ _MESSAGE = (
     "~30 % faster: drop the name function and `prepared_statement_cache_size`"
 )
 
+_UNKNOWN_ASYNCPG = (
+    "; no fix: no dependency declaration was found, so the asyncpg version is unknown "
+    "(the fix is right only from 0.32 on)"
+)
 _OLD_ASYNCPG = (
     "; no fix: this project keeps asyncpg below 0.32, where the name function is what "
     "makes it work behind the pooler: upgrade asyncpg first (SL207)"
@@ -120,7 +125,8 @@ class LeakyStatementNames(Rule):
     there. It is unsafe: it changes how statements are prepared, and with asyncpg
     older than 0.32 that configuration fails ~65 % behind a pooler (require
     `asyncpg>=0.32`). It is not offered when the project's dependencies keep asyncpg
-    below 0.32 (SL207 reports that). The now unused `uuid4` import is left to your
+    below 0.32 (SL207 reports that), nor when no dependency declaration was found
+    (the version that runs is then unknown). The now unused `uuid4` import is left to your
     import linter.
 
     ## References
@@ -158,6 +164,10 @@ class LeakyStatementNames(Rule):
             # the pooler: removing it would fail ~65 % of transactions.
             self.report(entry.key_node, _MESSAGE + _OLD_ASYNCPG)
             return
+        if not self.ctx.config.project.dependencies_known:
+            # Which asyncpg runs is unknown: the fix is right only from 0.32 on.
+            self.report(entry.key_node, _MESSAGE + _UNKNOWN_ASYNCPG)
+            return
         new = without_entries(
             mapping, {"prepared_statement_name_func", "prepared_statement_cache_size"}
         )
@@ -172,6 +182,54 @@ class LeakyStatementNames(Rule):
             description='keep only connect_args={"statement_cache_size": 0}',
         )
         self.report(entry.key_node, fix=fix)
+
+    def visit_Assign(self, node: cst.Assign) -> None:
+        """``args["prepared_statement_name_func"] = lambda: f"__asyncpg_{uuid4()}__"``:
+        a ``connect_args`` dict filled item by item, often in a helper that returns
+        it. Reported without a fix: the dict's other items are not all in sight."""
+        if len(node.targets) != 1 or not _is_item(
+            node.targets[0].target, "prepared_statement_name_func"
+        ):
+            return
+        if self.ctx.config.pooler in ("session", "none") or not self._unique(node.value):
+            return
+        if not (self._cache_off_nearby() or self._under_pooler_test() or pooler_expected(self.ctx)):
+            return
+        target = node.targets[0].target
+        assert isinstance(target, cst.Subscript)
+        index = target.slice[0].slice
+        assert isinstance(index, cst.Index)
+        self.report(index.value)
+
+    def _cache_off_nearby(self) -> bool:
+        """``statement_cache_size`` set to 0 in the same function (or module): the
+        code means to run behind a transaction pooler."""
+        function = self.ctx.function
+        root: cst.CSTNode = function if function is not None else self.ctx.module
+        stack = [root]
+        while stack:
+            node = stack.pop()
+            if isinstance(node, cst.Assign) and any(
+                _is_item(t.target, "statement_cache_size") for t in node.targets
+            ):
+                if int_value(node.value) == 0:
+                    return True
+            elif isinstance(node, cst.Dict):
+                mapping = read_mapping(self.ctx, node)
+                entry = mapping.get("statement_cache_size") if mapping else None
+                if entry is not None and int_value(entry.value) == 0:
+                    return True
+            stack.extend(children(node))
+        return False
+
+    def _under_pooler_test(self) -> bool:
+        """Inside ``if <pooler detected>:`` (the test names a pooler)."""
+        for node in self.ctx.ancestor_chain():
+            if isinstance(node, cst.If):
+                test = self.ctx.module.code_for_node(node.test).lower()
+                if any(word in test for word in ("pooler", "bouncer", "supavisor", "6543")):
+                    return True
+        return False
 
     def _engine_call(self) -> cst.Call | None:
         for node in reversed(self.ctx.ancestor_chain()):
@@ -225,3 +283,13 @@ class LeakyStatementNames(Rule):
                 and self.ctx.resolves_to(bindings[0].value.func, _COUNTERS)
             )
         return False
+
+
+def _is_item(target: cst.BaseExpression, key: str) -> bool:
+    """``<name>["<key>"]``."""
+    return (
+        isinstance(target, cst.Subscript)
+        and len(target.slice) == 1
+        and isinstance(target.slice[0].slice, cst.Index)
+        and string_value(target.slice[0].slice.value) == key
+    )

@@ -216,7 +216,24 @@ class MissingTransaction(Rule):
         if candidate is None:
             return
         write, index = candidate
+        if self._reattaches(write, statements, key):
+            return
         self.report(write, self.message.format(key=key), fix=self._fix(block, index))
+
+    @staticmethod
+    def _reattaches(
+        write: cst.Call, statements: Sequence[cst.CSTNode], key: str
+    ) -> bool:
+        """``session.add(obj)`` then ``session.refresh(obj)``/``session.run_sync(...)``:
+        the object is attached to be read (lazy loads), not to be written."""
+        call = method_call(write)
+        if call is None or call.method not in ("add", "add_all"):
+            return False
+        for node, _ in walk_with_ancestors(statements):
+            other = method_call(node) if isinstance(node, cst.Call) else None
+            if other is not None and other.key == key and other.method in ("refresh", "run_sync"):
+                return True
+        return False
 
     def _is_write(self, method: str, call: cst.Call) -> bool:
         if method in WRITE_METHODS:

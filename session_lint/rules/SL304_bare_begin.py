@@ -28,7 +28,9 @@ class BareBegin(Rule):
 
     ## Example
     ```python
-    async def transfer(session, source, target, amount):
+    from sqlalchemy.ext.asyncio import AsyncSession
+
+    async def transfer(session: AsyncSession, source, target, amount):
         await session.begin()
         source.balance -= amount
         target.balance += amount
@@ -37,7 +39,9 @@ class BareBegin(Rule):
 
     Use instead:
     ```python
-    async def transfer(session, source, target, amount):
+    from sqlalchemy.ext.asyncio import AsyncSession
+
+    async def transfer(session: AsyncSession, source, target, amount):
         async with session.begin():
             source.balance -= amount
             target.balance += amount

@@ -34,8 +34,9 @@ class SlowAwaitInTransaction(Rule):
     ## Example
     ```python
     import httpx
+    from sqlalchemy.ext.asyncio import AsyncSession
 
-    async def charge(session, order):
+    async def charge(session: AsyncSession, order):
         async with httpx.AsyncClient() as client:
             async with session.begin():
                 order.status = "charging"
@@ -46,8 +47,9 @@ class SlowAwaitInTransaction(Rule):
     Use instead:
     ```python
     import httpx
+    from sqlalchemy.ext.asyncio import AsyncSession
 
-    async def charge(session, order):
+    async def charge(session: AsyncSession, order):
         async with httpx.AsyncClient() as client:
             await client.post("https://payments.example/charge", json={"id": order.id})
         async with session.begin():

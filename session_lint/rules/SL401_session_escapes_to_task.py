@@ -33,10 +33,11 @@ class SessionEscapesToTask(Rule):
     ## Example
     ```python
     from fastapi import BackgroundTasks
+    from sqlalchemy.ext.asyncio import AsyncSession
 
-    async def send_welcome(session, user_id): ...
+    async def send_welcome(session: AsyncSession, user_id): ...
 
-    async def register(session, tasks: BackgroundTasks, user_id):
+    async def register(session: AsyncSession, tasks: BackgroundTasks, user_id):
         tasks.add_task(send_welcome, session, user_id)
     ```
 

@@ -36,7 +36,9 @@ class SessionSharedByGather(Rule):
     ```python
     import asyncio
 
-    async def dashboard(session, user_id):
+    from sqlalchemy.ext.asyncio import AsyncSession
+
+    async def dashboard(session: AsyncSession, user_id):
         orders, invoices = await asyncio.gather(
             load_orders(session, user_id), load_invoices(session, user_id)
         )
@@ -44,7 +46,9 @@ class SessionSharedByGather(Rule):
 
     Use instead:
     ```python
-    async def dashboard(session, user_id):
+    from sqlalchemy.ext.asyncio import AsyncSession
+
+    async def dashboard(session: AsyncSession, user_id):
         orders = await load_orders(session, user_id)
         invoices = await load_invoices(session, user_id)
     ```

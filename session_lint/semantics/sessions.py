@@ -478,9 +478,8 @@ def is_async_session(
 
 def _binding_is_async(ctx: FileContext, binding: Binding, scope: Scope) -> bool:
     if binding.kind is BindingKind.WITH:
-        return binding.is_async_with or (
-            binding.value is not None and is_async_session_source(ctx, binding.value, scope)
-        )
+        # An AsyncSession cannot be entered with a plain ``with``.
+        return binding.is_async_with
     if binding.kind is BindingKind.ASSIGNMENT:
         return binding.value is not None and is_async_session_source(ctx, binding.value, scope)
     if binding.kind is BindingKind.PARAM and binding.annotation is not None:

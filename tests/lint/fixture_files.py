@@ -2,7 +2,8 @@
 ``# requires:`` headers.
 
 The fixtures are files of a project that depends on session-runtime, SQLAlchemy and
-asyncpg >= 0.32 (``DEFAULT_REQUIREMENTS``): fixes may import from them. A fixture
+asyncpg >= 0.32 (``DEFAULT_REQUIREMENTS``): fixes may import from them; its
+``app.db`` module holds the engine (``EVIDENCE_MODULES``). A fixture
 with ``# requires: <PEP 508 requirement>`` headers declares exactly those instead
 (``# requires: asyncpg==0.29.0``), and ``# requires: (no dependency file)`` stands
 for a project where none was found. ``# fix: none`` marks a fixture of a fixing
@@ -13,7 +14,7 @@ from __future__ import annotations
 
 import re
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from session_lint.config import Config, config_from_mapping
@@ -29,6 +30,10 @@ ROOT = Path(__file__).resolve().parents[2]
 RULE_FIXTURES = ROOT / "fixtures" / "rules"
 DEFAULT_REQUIREMENTS = ("session-runtime", "sqlalchemy[asyncio]>=2.0", "asyncpg>=0.32")
 NO_DEPENDENCY_FILE = "(no dependency file)"
+# The fixtures' and docs examples' project keeps its engine and session factory in
+# ``app.db`` (as the project index would find): importing from it is evidence of
+# SQLAlchemy (``session_lint/evidence.py``).
+EVIDENCE_MODULES = ("app.db",)
 MARKER = re.compile(r"#\s*error:\s*(?P<codes>SL\d{3}(?:\s*,\s*SL\d{3})*)\s*$")
 
 
@@ -82,8 +87,8 @@ def project_from_headers(text: str) -> ProjectIndex:
     unless ``# requires:`` headers say otherwise."""
     requirements = _headers(text, "requires") or list(DEFAULT_REQUIREMENTS)
     if requirements == [NO_DEPENDENCY_FILE]:
-        return ProjectIndex()
-    return index_from_requirements(requirements)
+        return ProjectIndex(evidence_modules=EVIDENCE_MODULES)
+    return replace(index_from_requirements(requirements), evidence_modules=EVIDENCE_MODULES)
 
 
 def config_from_headers(text: str) -> Config:

@@ -25,7 +25,7 @@ def lint_app(app: Path) -> tuple[list[str], list[str]]:
     pyproject = app / "pyproject.toml"
     config = load_config_file(pyproject) if pyproject.is_file() else Config(root=str(app))
     # As the CLI does: the project index of the app (its own factories and types).
-    config = with_project_index(config)
+    config = with_project_index(config, use_cache=False)
     found: list[str] = []
     errors: list[str] = []
     for file in sorted(app.rglob("*.py")):

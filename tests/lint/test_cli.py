@@ -21,6 +21,10 @@ from session_lint.rules import ALL_RULES
 ROOT = Path(__file__).resolve().parents[2]
 
 PYPROJECT = """\
+[project]
+name = "app"
+dependencies = ["session-runtime"]  # what the SL101 fix imports
+
 [tool.session-lint]
 select = ["SL000", "SL101"]
 """
@@ -541,8 +545,9 @@ def test_cache_is_used_and_invalidated(project: Path) -> None:
     first = cli(cwd=project)
     assert first.returncode == 1
     cache_dir = project / CACHE_DIR_NAME
-    entries = sorted(cache_dir.rglob("*.json"))
+    entries = sorted(e for e in cache_dir.rglob("*.json") if "index" not in e.parts)
     assert len(entries) == 3  # one per linted file
+    assert len(list((cache_dir / "index").glob("*.json"))) == 1  # the project index
     assert (cache_dir / ".gitignore").read_text().strip().endswith("*")
     # A hit serves the stored answer: poison every entry and the output changes.
     saved = {e: e.read_text() for e in entries}
@@ -565,7 +570,7 @@ def test_cache_is_used_and_invalidated(project: Path) -> None:
         entry.write_text(text)
     (project / "app" / "handlers.py").write_text(CLEAN)
     assert cli(cwd=project).returncode == 0
-    # A damaged entry is a miss, never a crash.
+    # A damaged entry (the index's too) is a miss, never a crash.
     for entry in cache_dir.rglob("*.json"):
         entry.write_text("{not json")
     assert cli(cwd=project).returncode == 0

@@ -38,7 +38,9 @@ def test_nearest_table_wins(tmp_path: Path) -> None:
 def test_no_config_means_defaults(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
     config = load_config([str(tmp_path)])
-    assert config.source is None and config == Config()
+    # The defaults, with the (empty) index of the project at the root.
+    assert config.source is None and config.with_overrides(project=Config().project) == Config()
+    assert config.project.scanned and config.root == str(tmp_path)
     assert config.is_enabled("SL101")
 
 

@@ -14,7 +14,7 @@ def fixed(source: str, code: str) -> str:
     outcome = fix_source(
         textwrap.dedent(source).encode(),
         "app/service.py",
-        Config(),
+        Config(extend_select=(code,)),  # opt-in rules (SL102) too
         [RULES_BY_CODE[code]],
         unsafe=True,
     )

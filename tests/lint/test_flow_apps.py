@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from session_lint.analyzer import analyze
-from session_lint.config import Config
+from session_lint.config import Config, load_config_file, with_project_index
 from session_lint.fixes import fix_source, fixable
 from session_lint.rules import ALL_RULES
 
@@ -26,10 +26,19 @@ def _sources(root: Path) -> dict[str, bytes]:
     return {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*.py"))}
 
 
+def _config(root: Path) -> Config:
+    """The app's pyproject.toml when it has one, and its project index, as the CLI
+    builds them."""
+    pyproject = root / "pyproject.toml"
+    config = load_config_file(pyproject) if pyproject.is_file() else Config(root=str(root))
+    return with_project_index(config, use_cache=False)
+
+
 def _findings(root: Path) -> list[str]:
     out: list[str] = []
+    config = _config(root)
     for rel, source in _sources(root).items():
-        result = analyze(source, rel, Config(root=str(root)))
+        result = analyze(source, rel, config)
         assert result.errors == []
         out.extend(f"{rel}:{f.line}:{f.column}: {f.code}" for f in result.findings)
     return out
@@ -57,7 +66,7 @@ def test_clean_twin_has_no_findings() -> None:
 @pytest.mark.parametrize("rel", sorted(_sources(BAD)))
 def test_fixes_compile_relint_and_settle(rel: str) -> None:
     source = (BAD / rel).read_bytes()
-    config = Config(root=str(BAD))
+    config = _config(BAD)
     outcome = fix_source(source, rel, config, unsafe=True)
     assert outcome.errors == []
     compile(outcome.source, rel, "exec", dont_inherit=True)

@@ -37,7 +37,7 @@ def _examples(rule: type[Rule]) -> tuple[str, str]:
 @pytest.mark.parametrize("rule", FLOW_RULES, ids=[r.code for r in FLOW_RULES])
 def test_example_fires_and_use_instead_does_not(rule: type[Rule]) -> None:
     bad, good = _examples(rule)
-    config = Config()
+    config = Config(extend_select=(rule.code,))  # opt-in rules too
     found = analyze(bad.encode(), "app/service.py", config, [rule])
     assert found.errors == []
     assert [f.code for f in found.findings] != [], f"{rule.code}: Example does not fire"

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from session_lint.analyzer import analyze
-from session_lint.config import Config
+from session_lint.config import Config, load_config_file, with_project_index
 from session_lint.fixes import fix_source, fixable
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -21,7 +21,9 @@ FIXED = APP.with_name(APP.name + ".fixed")
 
 
 def _config(root: Path) -> Config:
-    return Config(root=str(root))
+    """The app's pyproject.toml (its dependencies decide which fixes may import
+    what) and its project index, as the CLI builds them."""
+    return with_project_index(load_config_file(root / "pyproject.toml"), use_cache=False)
 
 
 def _sources(root: Path) -> dict[str, bytes]:

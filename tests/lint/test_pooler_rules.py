@@ -46,6 +46,7 @@ def test_no_pooler_configured_keeps_only_what_fails_everywhere(mode: str) -> Non
 
 def test_extra_execution_options_are_never_reported() -> None:
     source = b"""
+from sqlalchemy import select  # evidence: this file does database work
 async def f(session, stmt):
     await session.execute(stmt, execution_options={"raw_sql": True, "prepare": False})
 """

@@ -90,7 +90,7 @@ PROJECT = {
 
         engine = create_async_engine("postgresql+asyncpg://db/app")
         SessionLocal = async_sessionmaker(engine, expire_on_commit=False)
-        SyncLocal = sessionmaker()
+        SyncSessionLocal = sessionmaker()
         """,
     "app/db/session.py": """
         from collections.abc import AsyncIterator
@@ -99,7 +99,7 @@ PROJECT = {
         from external.db import scope as external_scope
 
         from . import AsyncSession
-        from .engine import SessionLocal, SyncLocal
+        from .engine import SessionLocal, SyncSessionLocal
 
 
         @asynccontextmanager
@@ -127,7 +127,7 @@ PROJECT = {
 
 
         def sync_session():
-            return SyncLocal()
+            return SyncSessionLocal()
         """,
     "app/repo.py": """
         from contextlib import asynccontextmanager
@@ -165,7 +165,7 @@ def test_scan_learns_types_factories_and_engine_modules(tmp_path: Path) -> None:
     assert index.types["app.types.Session"] == ASYNC  # a re-export under another name
     factories = index.factories
     assert factories["app.db.engine.SessionLocal"] == (ASYNC, NO_COMMIT)
-    assert factories["app.db.engine.SyncLocal"] == (SYNC, NO_COMMIT)
+    assert factories["app.db.engine.SyncSessionLocal"] == (SYNC, NO_COMMIT)
     assert factories["app.db.session.session_scope"] == (ASYNC, COMMITS)
     assert factories["app.db.session.read_only"] == (ASYNC, NO_COMMIT)
     assert factories["app.db.session.get_db"] == (ASYNC, COMMITS)  # factory.begin()
@@ -293,14 +293,14 @@ def test_sync_in_one_branch_is_not_awaited(tmp_path: Path) -> None:
         tmp_path,
         {
             "app/mixed.py": """
-                from app.db.engine import SessionLocal, SyncLocal
+                from app.db.engine import SessionLocal, SyncSessionLocal
 
 
                 async def refresh(use_async: bool) -> None:
                     if use_async:
                         session = SessionLocal()
                     else:
-                        session = SyncLocal()
+                        session = SyncSessionLocal()
                     try:
                         session.commit()
                     finally:
@@ -366,3 +366,31 @@ def test_an_attribute_factory_opens_sessions(tmp_path: Path) -> None:
         },
     )
     assert codes(tmp_path, "app/orders.py") == [(7, "SL304")]
+
+
+def test_a_factory_its_callers_override_per_session_is_not_sl105(tmp_path: Path) -> None:
+    write(
+        tmp_path,
+        {
+            "app/__init__.py": "",
+            "app/admin.py": """
+                from sqlalchemy.ext.asyncio import async_sessionmaker
+
+
+                class Admin:
+                    def __init__(self, engine):
+                        self.session_maker = async_sessionmaker(bind=engine)
+                        self.other_maker = async_sessionmaker(bind=engine)
+                """,
+            "app/views.py": """
+                async def update(admin, obj):
+                    async with admin.session_maker(expire_on_commit=False) as session:
+                        session.add(obj)
+                        await session.commit()
+                        return obj.id
+                """,
+        },
+    )
+    config = load_config([str(tmp_path)])
+    assert config.project.expire_overrides == ("session_maker",)
+    assert codes(tmp_path, "app/admin.py", config) == [(7, "SL105")]

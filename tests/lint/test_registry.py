@@ -146,19 +146,20 @@ def _examples(rule: type[Rule]) -> tuple[str, str]:
     return bad_blocks[0], good_blocks[0]
 
 
-def _config_for(block: str) -> Config:
+def _config_for(block: str, rule: type[Rule]) -> Config:
     """A block may start with ``# config: <toml line>`` and ``# requires: <requirement>``
-    headers, like the fixtures."""
-    return config_from_headers(block)
+    headers, like the fixtures; the rule is selected by its code (opt-in rules too)."""
+    config = config_from_headers(block)
+    return config.with_overrides(extend_select=(*config.extend_select, rule.code))
 
 
 @pytest.mark.parametrize("rule", ALL_RULES, ids=_IDS)
 def test_example_fires_and_use_instead_does_not(rule: type[Rule]) -> None:
     bad, good = _examples(rule)
-    fired = analyze(bad.encode(), "app/example.py", _config_for(bad), [rule])
+    fired = analyze(bad.encode(), "app/example.py", _config_for(bad, rule), [rule])
     assert fired.errors == []
     assert [f.code for f in fired.findings if f.code == rule.code], "Example does not fire"
-    clean = analyze(good.encode(), "app/example.py", _config_for(good), [rule])
+    clean = analyze(good.encode(), "app/example.py", _config_for(good, rule), [rule])
     assert clean.errors == []
     assert clean.findings == [], "Use instead fires"
 

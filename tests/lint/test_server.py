@@ -135,7 +135,11 @@ def test_a_watched_file_is_analysed_when_it_changes(server_dir: Path, tmp_path: 
     first = client.analyze_remote(SOURCE, "app.py", str(root), None)
     assert first is not None and "memo" not in first
     # The editor saves: the server analyses the new bytes before flake8 asks.
-    edited = SOURCE + b"\n\nasync def other(engine):\n    return AsyncSession(engine)\n"
+    edited = SOURCE + (
+        b"\n\nasync def other(engine):\n"
+        b"    async with AsyncSession(engine) as session:\n"
+        b"        await session.commit()\n"
+    )
     (root / "app.py").write_bytes(edited)
     time.sleep(3)  # the watcher looks every few ms; the analysis takes a few ms more
     # One request only: a second would find the first one's answer in the memo.

@@ -15,6 +15,7 @@ import pytest
 
 from session_lint import runner
 from session_lint.config import Config
+from session_lint.dependencies import index_from_requirements
 from session_lint.fixes import WriteError, write_atomically
 from session_lint.runner import Options, run
 
@@ -32,11 +33,13 @@ AFTER = BEFORE.replace(
 ).replace("AsyncSession(engine)", "get_session()")
 
 ROOT = Path(__file__).resolve().parents[2]
+# The SL101 fix imports session_runtime: these projects declare it.
+PROJECT = index_from_requirements(["session-runtime"])
 FIX = Options(fix=True, unsafe_fixes=True, use_cache=False, jobs=1)
 
 
 def fix_files(root: Path, *names: str) -> runner.RunResult:
-    config = Config(root=str(root), select=("SL000", "SL101"))
+    config = Config(root=str(root), select=("SL000", "SL101"), project=PROJECT)
     return run([str(root / n) for n in names], config, FIX)
 
 
@@ -260,7 +263,7 @@ def test_symlink_out_of_the_tree_is_not_written(tmp_path: Path) -> None:
     (project / "app" / "link.py").symlink_to(shared)  # a file link out of the tree
     (project / "app" / "vendor").symlink_to(elsewhere / "vendor")  # a directory link
     (project / "app" / "own.py").write_text(BEFORE)
-    config = Config(root=str(project), select=("SL000", "SL101"))
+    config = Config(root=str(project), select=("SL000", "SL101"), project=PROJECT)
     paths = [str(project / "app" / n) for n in ("link.py", "own.py", "vendor/mod.py")]
     options = Options(
         fix=True, unsafe_fixes=True, use_cache=False, write_roots=(str(project / "app"),)
@@ -290,7 +293,10 @@ def test_symlink_out_of_the_tree_through_the_cli(tmp_path: Path) -> None:
     project, elsewhere = tmp_path / "project", tmp_path / "elsewhere"
     (project / "app").mkdir(parents=True)
     elsewhere.mkdir()
-    (project / "pyproject.toml").write_text('[tool.session-lint]\nselect = ["SL101"]\n')
+    (project / "pyproject.toml").write_text(
+        '[project]\nname = "app"\ndependencies = ["session-runtime"]\n\n'
+        '[tool.session-lint]\nselect = ["SL101"]\n'
+    )
     (elsewhere / "shared.py").write_text(BEFORE)
     (project / "app" / "link.py").symlink_to(elsewhere / "shared.py")
     (project / "app" / "inside.py").write_text(BEFORE)
@@ -329,7 +335,7 @@ def test_diff_never_writes(tmp_path: Path, name: str) -> None:
     if name == "locked.py":
         path.chmod(0o444)
     before = {p.name: (p.read_bytes(), p.stat().st_mtime_ns) for p in tmp_path.iterdir()}
-    config = Config(root=str(tmp_path), select=("SL000", "SL101"))
+    config = Config(root=str(tmp_path), select=("SL000", "SL101"), project=PROJECT)
     result = run([str(path)], config, Options(diff=True, unsafe_fixes=True, use_cache=False))
     assert result.errors == [] and result.fixed == 1
     (diff,) = result.diffs
