@@ -342,6 +342,18 @@ def _source_facts(
 _CM_DECORATORS = frozenset({"contextlib.asynccontextmanager", "contextlib.contextmanager"})
 
 
+def _receiver_of(expr: ast.expr, method: str) -> str | None:
+    """``name`` for ``name.<method>(...)``."""
+    if (
+        isinstance(expr, ast.Call)
+        and isinstance(expr.func, ast.Attribute)
+        and expr.func.attr == method
+        and isinstance(expr.func.value, ast.Name)
+    ):
+        return expr.func.value.id
+    return None
+
+
 def _function_factory(
     func: ast.FunctionDef | ast.AsyncFunctionDef,
     module: _Module,
@@ -359,27 +371,19 @@ def _function_factory(
                 found = _source_facts(item.context_expr, module, facts, makers)
                 if found and isinstance(item.optional_vars, ast.Name):
                     bound[item.optional_vars.id] = found
-                call = item.context_expr
-                if (
-                    isinstance(call, ast.Call)
-                    and isinstance(call.func, ast.Attribute)
-                    and call.func.attr == "begin"
-                    and isinstance(call.func.value, ast.Name)
-                ):
-                    begun.add(call.func.value.id)
+                receiver = _receiver_of(item.context_expr, "begin")
+                if receiver is not None:
+                    begun.add(receiver)
         elif isinstance(node, ast.Assign) and len(node.targets) == 1:
             found = _source_facts(node.value, module, facts, makers)
             if found and isinstance(node.targets[0], ast.Name):
                 bound[node.targets[0].id] = found
         elif isinstance(node, (ast.Yield, ast.Return)) and node.value is not None:
             given.append(node.value)
-        elif (
-            isinstance(node, ast.Call)
-            and isinstance(node.func, ast.Attribute)
-            and node.func.attr == "commit"
-            and isinstance(node.func.value, ast.Name)
-        ):
-            committed.add(node.func.value.id)
+        elif isinstance(node, ast.Call):
+            receiver = _receiver_of(node, "commit")
+            if receiver is not None:
+                committed.add(receiver)
     for value in given:
         if isinstance(value, ast.Name) and value.id in bound:
             kind, transaction = bound[value.id]
