@@ -248,6 +248,7 @@ def list_rules(fmt: str = "text") -> str:
                 "name": r.name,
                 "fix": r.fix_availability.value,
                 "roles": [role for role in DISPLAY_ORDER if role in r.roles],
+                "opt_in": r.opt_in,
                 "summary": r.summary(),
             }
             for r in ALL_RULES
@@ -259,7 +260,7 @@ def list_rules(fmt: str = "text") -> str:
     roles_width = max(len(text) for text in roles.values())
     lines = [
         f"{r.code}  {r.name:<{width}}  fix: {r.fix_availability.value:<9}  "
-        f"runs in: {roles[r.code]:<{roles_width}}  {r.summary()}"
+        f"runs in: {roles[r.code]:<{roles_width}}  {'(opt-in) ' if r.opt_in else ''}{r.summary()}"
         for r in ALL_RULES
     ]
     return "\n".join(lines) + "\n"
@@ -274,8 +275,13 @@ def explain(code: str) -> str:
         "sometimes": "Fix is sometimes available.",
         "none": "Fix is not available.",
     }[rule.fix_availability.value]
+    opt_in = (
+        f"Opt-in: runs only when selected by its full code (extend-select = [\"{rule.code}\"]).\n\n"
+        if rule.opt_in
+        else ""
+    )
     return (
-        f"# {rule.code} {rule.name}\n\n{availability}\n\n{rule.docs()}\n\n"
+        f"# {rule.code} {rule.name}\n\n{availability}\n\n{opt_in}{rule.docs()}\n\n"
         f"Runs in: {display(rule.roles)}\n"
     )
 

@@ -182,3 +182,19 @@ def test_fingerprint_follows_what_changes_findings(tmp_path: Path) -> None:
         base.with_overrides(per_file_ignores=(("x/*", ("SL1",)),)),
     ):
         assert changed.fingerprint() != base.fingerprint()
+
+
+def test_opt_in_rules_need_their_full_code() -> None:
+    from session_lint.rules import ALL_RULES
+
+    opt_in = sorted(r.code for r in ALL_RULES if r.opt_in)
+    assert opt_in == ["SL102", "SL302", "SL404"]
+    for code in opt_in:
+        assert not Config().is_enabled(code, opt_in=True)
+        assert not Config(select=("ALL",)).is_enabled(code, opt_in=True)
+        assert not Config(select=("SL3", "SL1", "SL4")).is_enabled(code, opt_in=True)
+        assert Config(extend_select=(code,)).is_enabled(code, opt_in=True)
+        assert Config(select=(code,)).is_enabled(code, opt_in=True)
+        assert not Config(extend_select=(code,), ignore=(code,)).is_enabled(code, opt_in=True)
+    # The same prefixes select every other rule.
+    assert Config(select=("SL3",)).is_enabled("SL301")

@@ -121,10 +121,15 @@ def test_huge_generated_file_in_process() -> None:
     config = Config(root=".")
     result = analyze(source, str(path), config, use_prefilter=False)
     assert result.parsed and result.errors == [] and result.findings == []
-    poisoned = source + b'\n\nasync def f(session):\n    await session.execute("SELECT 1")\n'
+    # The import is the evidence of SQLAlchemy without which no rule looks at sessions.
+    poisoned = source + (
+        b"\n\nfrom sqlalchemy import text\n\n\n"
+        b'async def f(session):\n    await session.execute("SELECT 1")\n'
+    )
     result = analyze(poisoned, str(path), config)
     assert result.errors == []
-    assert [(f.code, f.line) for f in result.findings] == [("SL501", source.count(b"\n") + 4)]
+    line = poisoned[: poisoned.index(b"await session.execute")].count(b"\n") + 1
+    assert [(f.code, f.line) for f in result.findings] == [("SL501", line)]
 
 
 def test_depth_guard_passes_all_real_code() -> None:
