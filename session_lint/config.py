@@ -25,6 +25,7 @@ else:  # pragma: no cover - exercised on 3.10 only
     import tomli as tomllib
 
 POOLER_MODES = ("auto", "transaction", "session", "none")
+DEFAULT_SESSION_FACTORY = "session_runtime:get_session"
 
 DEFAULT_ENGINE_MODULES = (
     "engine.py",
@@ -84,7 +85,7 @@ class Config:
     per_file_ignores: tuple[tuple[str, tuple[str, ...]], ...] = ()
     exclude: tuple[str, ...] = ()
     extend_exclude: tuple[str, ...] = ()
-    session_factory: str = "session_runtime:get_session"
+    session_factory: str = DEFAULT_SESSION_FACTORY
     background_session_factory: str = "session_runtime:get_background_session"
     engine_factory: str = "session_runtime:make_engine"
     engine_modules: tuple[str, ...] = DEFAULT_ENGINE_MODULES

@@ -53,6 +53,11 @@ class ProjectIndex:
     engine_modules: tuple[str, ...] = ()
     # Files (relative paths) that construct an engine.
     engine_builders: tuple[str, ...] = ()
+    # Qualified names of the async factories usable as ``async with f() as s:``
+    # (an ``async_sessionmaker`` bound at module level, an ``@asynccontextmanager``
+    # function that yields an AsyncSession): fix targets when no session factory
+    # is configured and exactly one exists.
+    context_factories: tuple[str, ...] = ()
     # Last names of callables called with ``expire_on_commit=`` somewhere in the
     # project (``self.session_maker(expire_on_commit=False)``): factories whose
     # callers choose per session.
@@ -227,6 +232,7 @@ class _Facts:
         self.attributes: dict[str, tuple[str, str]] = {}  # name -> (kind, transaction)
         self.engine_modules: set[str] = set()
         self.engine_builders: set[str] = set()
+        self.context_factories: set[str] = set()
         self.engine_module_names: set[str] = set()
 
     def add_attribute(self, name: str, found: tuple[str, str]) -> None:
@@ -615,6 +621,8 @@ def _learn_statement(
             if maker is not None:
                 for name in names:
                     facts.factories.setdefault(f"{prefix}.{name}", (maker, NO_COMMIT))
+                    if maker == ASYNC and prefix == module.name:
+                        facts.context_factories.add(f"{prefix}.{name}")
                 return
             # ``AsyncSession = NewType("AsyncSession", sqlalchemy.ext.asyncio.AsyncSession)``
             called = _qualify(value.func, module.imports, module.name)
@@ -630,6 +638,16 @@ def _learn_statement(
         found = _function_factory(statement, module, facts, makers)
         if found is not None:
             facts.factories.setdefault(f"{prefix}.{statement.name}", found)
+            if (
+                found[0] == ASYNC
+                and prefix == module.name
+                and isinstance(statement, ast.AsyncFunctionDef)
+                and any(
+                    _qualify(d, module.imports, module.name) == "contextlib.asynccontextmanager"
+                    for d in statement.decorator_list
+                )
+            ):
+                facts.context_factories.add(f"{prefix}.{statement.name}")
             if prefix != module.name:  # a method: ``self.with_session()``
                 decorated = any(
                     _qualify(d, module.imports, module.name) in _CM_DECORATORS
@@ -664,6 +682,7 @@ def scan(root: Path, files: list[tuple[str, Path]] | None = None) -> ProjectInde
         attribute_factories=tuple(sorted((k, *v) for k, v in facts.attributes.items())),
         engine_modules=tuple(sorted(facts.engine_modules)),
         engine_builders=tuple(sorted(facts.engine_builders)),
+        context_factories=tuple(sorted(facts.context_factories)),
         # A maker's own keyword is not an override.
         expire_overrides=tuple(sorted(overrides - {"sessionmaker", "async_sessionmaker"})),
         evidence_modules=tuple(sorted(exporting)),

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import libcst as cst
 
+from session_lint.config import DEFAULT_SESSION_FACTORY
 from session_lint.dependencies import unimportable_hint
 from session_lint.finding import Applicability, Fix, FixAvailability, Import
 from session_lint.roles import APP_ONLY
@@ -94,7 +95,7 @@ class DirectSession(Rule):
             self.ctx.resolves_to(func, SESSION_CLASSES)
         ):
             return  # ``Session()`` without an engine: a scratch session, no connection
-        factory = Import.from_target(self.ctx.config.session_factory)
+        factory = self._factory()
         message = self.message.format(factory=factory.name)
         fix = None
         if is_async and self._fixable_place(node):
@@ -103,6 +104,22 @@ class DirectSession(Rule):
             else:
                 message += unimportable_hint(factory.module, "session-factory")
         self.report(node, message, fix=fix)
+
+    def _factory(self) -> Import:
+        """The configured ``session-factory``; when that is the default and the
+        project cannot import it, the project's own factory if the index found
+        exactly one usable as ``async with factory() as session:``."""
+        config = self.ctx.config
+        configured = Import.from_target(config.session_factory)
+        if config.session_factory != DEFAULT_SESSION_FACTORY or self.ctx.project_can_import(
+            configured.module
+        ):
+            return configured
+        candidates = config.project.context_factories
+        if len(candidates) != 1:
+            return configured
+        module, _, name = candidates[0].rpartition(".")
+        return Import(module, name)
 
     def _provides_session(self, node: cst.Call) -> bool:
         """The enclosing function hands the session it builds on: it yields or

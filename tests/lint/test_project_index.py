@@ -394,3 +394,62 @@ def test_a_factory_its_callers_override_per_session_is_not_sl105(tmp_path: Path)
     config = load_config([str(tmp_path)])
     assert config.project.expire_overrides == ("session_maker",)
     assert codes(tmp_path, "app/admin.py", config) == [(7, "SL105")]
+
+
+def test_the_projects_one_context_factory_is_the_fix_target(tmp_path: Path) -> None:
+    from session_lint.fixes import fix_source
+
+    write(
+        tmp_path,
+        {
+            "pyproject.toml": '[project]\nname = "x"\ndependencies = ["sqlalchemy"]\n',
+            "app/__init__.py": "",
+            "app/db.py": """
+                from collections.abc import AsyncIterator
+                from contextlib import asynccontextmanager
+
+                from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+                _factory = async_sessionmaker(expire_on_commit=False)
+
+
+                async def get_db() -> AsyncIterator[AsyncSession]:
+                    async with _factory() as session:
+                        yield session
+                """,
+            "app/service.py": """
+                from sqlalchemy.ext.asyncio import AsyncSession
+
+
+                async def rename(engine, user) -> None:
+                    async with AsyncSession(engine) as session:
+                        session.add(user)
+                        await session.commit()
+                """,
+        },
+    )
+    config = load_config([str(tmp_path)])
+    # One async factory usable with ``async with`` (the dependency is not).
+    assert config.project.context_factories == ("app.db._factory",)
+    path = tmp_path / "app/service.py"
+    outcome = fix_source(path.read_bytes(), str(path), config, unsafe=True)
+    assert outcome.errors == []
+    assert b"from app.db import _factory" in outcome.source
+    assert b"async with _factory() as session:" in outcome.source
+    # A second one: which to use is not certain, so no fix, and the hint.
+    write(
+        tmp_path,
+        {
+            "app/other.py": """
+                from sqlalchemy.ext.asyncio import async_sessionmaker
+
+                replica = async_sessionmaker(expire_on_commit=False)
+                """
+        },
+    )
+    config = load_config([str(tmp_path)])
+    assert len(config.project.context_factories) == 2
+    result = analyze(path.read_bytes(), str(path), config)
+    [finding] = result.findings
+    assert finding.code == "SL101" and finding.fix is None
+    assert "set `session-factory`" in finding.message
