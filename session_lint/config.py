@@ -358,20 +358,23 @@ def load_config(
     *,
     cwd: str | None = None,
     use_cache: bool = True,
+    index: bool = True,
 ) -> Config:
-    """The config for these paths; ``cwd`` stands for the working directory (the
-    analysis server answers for processes that have their own)."""
+    """The config for these paths, with its project index (``index=False``: without;
+    the caller adds it with :func:`with_project_index`); ``cwd`` stands for the
+    working directory (the analysis server answers for processes that have their own)."""
     here = Path(cwd) if cwd else Path.cwd()
     if explicit:
         path = here / explicit
         if not path.is_file():
             raise ConfigError(f"{explicit}: config file not found")
-        return with_project_index(load_config_file(path), use_cache=use_cache)
+        config = load_config_file(path)
+        return with_project_index(config, use_cache=use_cache) if index else config
     if cwd:
         paths = [str(here if p == "-" else here / p) for p in paths]
     found = find_config_file(paths)
     config = load_config_file(found) if found else Config(root=default_root(paths, here))
-    return with_project_index(config, use_cache=use_cache)
+    return with_project_index(config, use_cache=use_cache) if index else config
 
 
 _PROJECT_MARKERS = ("pyproject.toml", "setup.py", "setup.cfg", ".git")

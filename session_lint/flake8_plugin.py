@@ -122,7 +122,16 @@ def _config(explicit: str | None, directory: str) -> Config:
     from session_lint.config import load_config
 
     # Walking up for pyproject.toml once per directory, not once per file.
-    return load_config([directory], explicit)
+    return _indexed(load_config([directory], explicit, index=False))
+
+
+@lru_cache(maxsize=16)
+def _indexed(config: Config) -> Config:
+    """The project index once per project and flake8 process, not once per
+    directory (each build walks the whole project)."""
+    from session_lint.config import with_project_index
+
+    return with_project_index(config)
 
 
 def _encode(text: str) -> bytes:
