@@ -421,45 +421,81 @@ def _parse_modules(
         name = module_name(relative)
         if name is None:
             continue
-        try:
-            source = path.read_bytes()
-        except OSError:
+        read = _read_module(path, relative, name)
+        if read is None:
             continue
-        if not (b"ession" in source or b"sqlalchemy" in source or b"sqlmodel" in source):
-            continue
-        if b"expire_on_commit" in source:
-            overrides.update(
-                m.group(1).decode("ascii", "replace") for m in _EXPIRE_OVERRIDE.finditer(source)
-            )
-        is_package = relative.endswith("__init__.py")
-        if not _defines(source):
-            # Nothing defined here: only what it imports (and so re-exports).
-            imported = _imports_from_bytes(source, name, is_package)
-            if imported:
-                modules.append(
-                    _Module(name, relative, is_package, ast.Module([], []), imported, [], [], {})
-                )
-            continue
-        try:
-            tree = ast.parse(source, relative)
-        except (SyntaxError, ValueError, RecursionError, MemoryError):
-            continue
-        module = _Module(name, relative, is_package, tree, {}, [], [], {})
-        imports: list[ast.Import | ast.ImportFrom] = []
-        # Walking every statement costs more than the parse: only statements that
-        # span a line that can make a fact are walked (``_INTERESTING``).
-        lines = _interesting_lines(source)
-        for statement in tree.body:
-            if isinstance(statement, ast.ClassDef):
-                for inner in statement.body:
-                    if _spans(inner, lines):
-                        _collect(inner, module, imports)
-            elif _spans(statement, lines):
-                _collect(statement, module, imports)
-        module.imports = _imports_from_bytes(source, name, is_package)
-        module.imports.update(_imports(imports, name, is_package))
-        modules.append(module)
+        module, names = read
+        overrides.update(names)
+        if module is not None:
+            module.makers = None  # learned again: other modules' facts may differ
+            modules.append(module)
     return modules
+
+
+# What one file gave, by (size, modification time): a resident process (the
+# analysis server) rebuilds the index after every save, and then re-reads only
+# the files that changed. Bounded: a project is at most ``_MAX_FILES`` files.
+_FILE_MEMO: dict[str, tuple[int, int, _Module | None, frozenset[str]]] = {}
+
+
+def _read_module(
+    path: Path, relative: str, name: str
+) -> tuple[_Module | None, frozenset[str]] | None:
+    """The file's module (None: it defines and imports nothing of interest) and the
+    names it calls with ``expire_on_commit=``; None when it cannot be read."""
+    try:
+        info = path.stat()
+    except OSError:
+        return None
+    key = f"{path}\0{relative}"  # the module's name depends on the root
+    memo = _FILE_MEMO.get(key)
+    if memo is not None and memo[:2] == (info.st_size, info.st_mtime_ns):
+        return memo[2], memo[3]
+    try:
+        source = path.read_bytes()
+    except OSError:
+        return None
+    names = frozenset[str]()
+    if b"expire_on_commit" in source:
+        names = frozenset(
+            m.group(1).decode("ascii", "replace") for m in _EXPIRE_OVERRIDE.finditer(source)
+        )
+    module = _module_of(source, relative, name)
+    if len(_FILE_MEMO) > 2 * _MAX_FILES:
+        _FILE_MEMO.clear()
+    _FILE_MEMO[key] = (info.st_size, info.st_mtime_ns, module, names)
+    return module, names
+
+
+def _module_of(source: bytes, relative: str, name: str) -> _Module | None:
+    if not (b"ession" in source or b"sqlalchemy" in source or b"sqlmodel" in source):
+        return None
+    is_package = relative.endswith("__init__.py")
+    if not _defines(source):
+        # Nothing defined here: only what it imports (and so re-exports).
+        imported = _imports_from_bytes(source, name, is_package)
+        if not imported:
+            return None
+        return _Module(name, relative, is_package, ast.Module([], []), imported, [], [], {})
+    try:
+        tree = ast.parse(source, relative)
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
+        return None
+    module = _Module(name, relative, is_package, tree, {}, [], [], {})
+    imports: list[ast.Import | ast.ImportFrom] = []
+    # Walking every statement costs more than the parse: only statements that
+    # span a line that can make a fact are walked (``_INTERESTING``).
+    lines = _interesting_lines(source)
+    for statement in tree.body:
+        if isinstance(statement, ast.ClassDef):
+            for inner in statement.body:
+                if _spans(inner, lines):
+                    _collect(inner, module, imports)
+        elif _spans(statement, lines):
+            _collect(statement, module, imports)
+    module.imports = _imports_from_bytes(source, name, is_package)
+    module.imports.update(_imports(imports, name, is_package))
+    return module
 
 
 _INTERESTING = re.compile(
