@@ -22,8 +22,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 CONNECT_TIMEOUT = 2.0
 # Scheduling slack on a shared 2-core machine, on top of the connect timeout
-# (the promise). Failures take ~0.1 s idle, ~0.3 s under load; only a connect
-# that times out comes near the bound, and the slack covers its event-loop lag.
+# (the promise). Failures take ~0.1 s, also under scripts/stress-test (slowest
+# 0.08-0.12 s); only a connect that times out would come near the bound, and
+# the slack covers its event-loop lag.
 SLACK = 0.3
 DBNAME = "session_runtime"
 
