@@ -17,7 +17,7 @@ from dataclasses import fields
 from typing import TextIO
 
 from session_lint import __version__
-from session_lint.config import ROLES, Config, ConfigError, load_config
+from session_lint.config import ROLES, Config, ConfigError, load_config, with_selection
 from session_lint.discovery import STDIN, discover
 from session_lint.finding import Finding
 from session_lint.report import FORMATS
@@ -137,7 +137,7 @@ def _main(args: argparse.Namespace) -> int:
     config = load_config(
         [args.stdin_filename or p for p in paths], args.config, use_cache=not args.no_cache
     )
-    config = _override(config, select, ignore)
+    config = with_selection(config, select, ignore)
     options = Options(
         fix=args.fix and not args.diff,
         diff=args.diff,
@@ -226,18 +226,6 @@ def _codes(value: str | None, option: str) -> tuple[str, ...] | None:
     return codes
 
 
-def _override(
-    config: Config, select: tuple[str, ...] | None, ignore: tuple[str, ...] | None
-) -> Config:
-    # --select replaces the configured selection (extend-select included): the user
-    # named exactly what to run. --ignore adds to the configured ignores.
-    if select is not None:
-        config = config.with_overrides(select=select, extend_select=())
-    if ignore is not None:
-        config = config.with_overrides(ignore=(*config.ignore, *ignore))
-    return config
-
-
 def list_rules(fmt: str = "text") -> str:
     from session_lint.rules import ALL_RULES
 
@@ -306,7 +294,7 @@ def show_settings(
             source = handle.read()
     except OSError as exc:
         raise UsageError(f"--show-settings {path}: cannot read: {exc.strerror or exc}") from exc
-    config = _override(load_config([path], explicit_config), select, ignore)
+    config = with_selection(load_config([path], explicit_config), select, ignore)
     rules = enabled_rules(config, path, ALL_RULES, source)
     evidence = has_evidence(source, path, config)
     lines = [

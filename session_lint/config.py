@@ -399,6 +399,19 @@ def default_root(paths: Sequence[str], cwd: Path) -> str:
     return str(base)
 
 
+def with_selection(
+    config: Config, select: tuple[str, ...] | None, ignore: tuple[str, ...] | None
+) -> Config:
+    """The config under a command line's (or an editor's) selection: ``select``
+    replaces the configured one (``extend-select`` included), since the user named
+    exactly what to run; ``ignore`` adds to the configured ignores."""
+    if select is not None:
+        config = config.with_overrides(select=select, extend_select=())
+    if ignore is not None:
+        config = config.with_overrides(ignore=(*config.ignore, *ignore))
+    return config
+
+
 def with_project_index(config: Config, *, use_cache: bool = True) -> Config:
     """The config with the index of its project (see ``project_index``); without
     ``use_cache`` the index is neither read from nor written to the cache."""
