@@ -45,6 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="session-lint",
         description="Lint SQLAlchemy asyncio session hygiene behind transaction-mode poolers.",
+        epilog="session-lint server: the language server for editors (LSP over stdio).",
     )
     parser.add_argument(
         "paths", nargs="*", metavar="PATHS", help="files or directories (default: .; - = stdin)"
@@ -94,6 +95,11 @@ def _positive_int(text: str) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     ensure_recursion_limit()
+    arguments = sys.argv[1:] if argv is None else list(argv)
+    if arguments[:1] == ["server"]:
+        # `session-lint server`: the language server (a path named "server" is
+        # linted as ./server). Its own parser: it takes no lint options.
+        return language_server(arguments[1:])
     try:
         args = build_parser().parse_args(argv)
     except SystemExit as exc:  # --help, --version, or a usage error (argparse printed it)
@@ -108,6 +114,28 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception:
         _error("internal error:\n" + traceback.format_exc().rstrip())
         return USAGE_ERROR
+
+
+def language_server(argv: Sequence[str]) -> int:
+    parser = argparse.ArgumentParser(
+        prog="session-lint server",
+        description="Run the language server over stdio (Language Server Protocol), for "
+        "editors: diagnostics as you type, quick fixes, fix all, hover docs.",
+    )
+    parser.add_argument("--version", action="version", version=f"session-lint {__version__}")
+    try:
+        parser.parse_args(argv)
+    except SystemExit as exc:
+        return exc.code if isinstance(exc.code, int) else USAGE_ERROR
+    try:
+        from session_lint import language_server as server
+    except ImportError as exc:
+        _error(
+            f"the language server needs pygls ({exc.name or exc}): "
+            "pip install 'session-lint[lsp]'"
+        )
+        return USAGE_ERROR
+    return server.main()
 
 
 def _main(args: argparse.Namespace) -> int:
