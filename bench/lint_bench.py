@@ -1,6 +1,6 @@
 """session-lint against its peers, measured in the same run.
 
-    python bench/lint_bench.py [--runs 5] [--large]
+    python bench/lint_bench.py [--runs 5] [--large] [--editor-only | --findings-only]
 
 Corpora (copied into a temporary directory, so caches never touch the sources):
 - reference: SQLAlchemy's ``ext/`` package + the standard library's ``asyncio``,
@@ -107,6 +107,43 @@ def service_file(dest: Path, size: int = 500) -> Path:
     # The last line is the one an edit rewrites (see edited_run).
     out.write_text("\n".join(text.splitlines()[: size - 1]) + "\n# edit\n", encoding="utf-8")
     return out
+
+
+def many_findings_file(dest: Path, functions: int) -> Path:
+    """A generated module of ``functions`` handlers with two findings each (an
+    unawaited ``commit()``, a plain SQL string): the shape of generated code that
+    once made the time quadratic in the findings."""
+    parts = ["from sqlalchemy.ext.asyncio import AsyncSession\n"]
+    parts += [
+        f"\n\nasync def handler_{i}(s: AsyncSession) -> None:\n"
+        f'    await s.execute("SELECT {i}")\n'
+        "    s.commit()\n"
+        for i in range(functions)
+    ]
+    out = dest / f"many_findings_{functions}.py"
+    out.write_text("".join(parts), encoding="utf-8")
+    return out
+
+
+def many_findings_case(work: Path, ours: Path, runs: int) -> None:
+    """Cold runs on generated files of 2 000 and 8 000 functions: the time must
+    grow linearly with the findings (ratio near 4)."""
+    sizes = (2000, 8000)
+    commands = {
+        f"{n} functions ({2 * n} findings)": [
+            str(ours / "session-lint"),
+            "--no-cache",
+            "--exit-zero",
+            many_findings_file(work, n).name,
+        ]
+        for n in sizes
+    }
+    times = median_times(commands, max(1, runs // 2), work)
+    print("many findings in one file (generated):")
+    for name, value in times.items():
+        print(f"  {name:32} {value:8.3f} s")
+    small, large = times.values()
+    print(f"  ratio for 4x the findings        {large / small:.2f}  (linear: ~4)")
 
 
 def median_times(
@@ -230,6 +267,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--large", action="store_true", help="also run the large corpus")
     parser.add_argument("--editor-only", action="store_true", help="only the flake8 editor case")
+    parser.add_argument("--findings-only", action="store_true", help="only the many-findings case")
     args = parser.parse_args(argv)
 
     peers, bare = tool_venv("peers"), tool_venv("bare")
@@ -238,6 +276,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         work = Path(tmp)
         if args.editor_only:
             editor_case(work, ours, bare, args.runs)
+            return 0
+        if args.findings_only:
+            many_findings_case(work, ours, args.runs)
             return 0
         corpus = work / "corpus"
         files, lines = build_corpus(corpus, large=False)
@@ -277,6 +318,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"  warm / ruff              {warm / times['ruff --select ASYNC']:.1f}  (<= 10)")
 
         editor_case(work, ours, bare, args.runs)
+        many_findings_case(work, ours, args.runs)
 
         if args.large:
             large = work / "large"

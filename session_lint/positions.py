@@ -34,6 +34,9 @@ _Span = tuple[int, int, int, int]
 # whole pass writes fewer characters or lines than the text has. In a string the
 # pattern costs only the shortcut.
 _UNKEPT = re.compile(r"\x0c|^[ \t]*\\", re.MULTILINE)
+# Up to this many statements asked for, each is found by searching the text;
+# beyond, by the line Python's parser gives it (one ``compile``, then linear).
+_FEW_STATEMENTS = 16
 
 
 class _Sink:
@@ -118,16 +121,33 @@ class Positions(Mapping[cst.CSTNode, CodeRange]):
 
     def __init__(self, parts: list[tuple[dict[cst.CSTNode, _Span], int]]) -> None:
         self._parts = parts
+        # Which part holds a node, built on the first lookup: scanning the parts on
+        # every lookup made a file with many findings quadratic (one part per
+        # statement with findings, several lookups per finding).
+        self._part_of: dict[cst.CSTNode, int] | None = None
 
     def __getitem__(self, node: cst.CSTNode) -> CodeRange:
-        for spans, shift in self._parts:
-            span = spans.get(node)
-            if span is not None:
-                line, column, end_line, end_column = span
-                return CodeRange(
-                    CodePosition(line + shift, column), CodePosition(end_line + shift, end_column)
-                )
-        raise KeyError(node)
+        parts = self._parts
+        if len(parts) == 1:
+            spans, shift = parts[0]
+        else:
+            if self._part_of is None:
+                part_of: dict[cst.CSTNode, int] = {}
+                for index, (spans, _) in enumerate(parts):
+                    for key in spans:
+                        part_of.setdefault(key, index)  # the first part wins, as before
+                self._part_of = part_of
+            index = self._part_of.get(node)
+            if index is None:
+                raise KeyError(node)
+            spans, shift = parts[index]
+        span = spans.get(node)
+        if span is None:
+            raise KeyError(node)
+        line, column, end_line, end_column = span
+        return CodeRange(
+            CodePosition(line + shift, column), CodePosition(end_line + shift, end_column)
+        )
 
     def __iter__(self) -> Iterator[cst.CSTNode]:
         return chain.from_iterable(spans for spans, _ in self._parts)
@@ -183,6 +203,13 @@ def statement_positions(
     offset, line = 0, 1  # a place in the text, and the line it is on
     last = len(body) - 1
     python_lines: list[int] | None = None
+    line_starts: list[int] | None = None
+    if len(wanted) > _FEW_STATEMENTS:
+        # Many statements: place each by its line. Searching the rest of the text
+        # for a second occurrence of each one was quadratic in the statements.
+        python_lines = _python_lines(module, text)
+        if python_lines is not None:
+            line_starts = [0, *(m.end() for m in re.finditer("\n", text))]
     for index, statement in enumerate(body):
         if id(statement) not in wanted:
             continue
@@ -194,8 +221,22 @@ def statement_positions(
             if not tokens or tokens[-1] not in ("\n", "\r\n"):
                 return None
             haystack = text + tokens[-1]
+        if not code:
+            return None
+        if line_starts is not None and python_lines is not None:
+            first = python_lines[index] - spans[statement][0] + 1  # the line it starts on
+            if not 1 <= first <= len(line_starts):
+                return None
+            start = line_starts[first - 1]
+            if start < offset or not haystack.startswith(code, start):
+                return None
+            line += haystack.count("\n", offset, start)
+            parts.append((spans, line - 1))
+            offset = start + len(code)
+            line += code.count("\n")
+            continue
         start = haystack.find(code, offset)
-        if start < 0 or not code:
+        if start < 0:
             return None
         if haystack.find(code, start + 1) >= 0:
             # Several candidates (repeated code): the statement's line decides.

@@ -260,3 +260,38 @@ def test_statement_positions_on_mutated_fixtures() -> None:
             for node in ours:
                 assert ours[node] == expected[node], (text, module.code_for_node(node))
     assert taken > 300
+
+
+class _CountingSpans(dict[cst.CSTNode, tuple[int, int, int, int]]):
+    """A part's spans that count the lookups made in them."""
+
+    probes = 0
+
+    def get(self, key: cst.CSTNode, default: object = None) -> object:  # type: ignore[override]
+        _CountingSpans.probes += 1
+        return super().get(key, default)
+
+    def __getitem__(self, key: cst.CSTNode) -> tuple[int, int, int, int]:
+        _CountingSpans.probes += 1
+        return super().__getitem__(key)
+
+
+@pytest.mark.parametrize("functions", [50, 400])
+def test_lookups_do_not_scan_every_part(functions: int) -> None:
+    """A file with many findings has one part per statement holding one: a lookup
+    must go to its node's part, not try the parts one by one (that was quadratic:
+    a generated file of 20 000 functions took minutes). Counted, not timed."""
+    source = "".join(
+        f"async def handler_{i}(s):\n    await s.execute('SELECT {i}')\n\n\n"
+        for i in range(functions)
+    )
+    module = cst.parse_module(source)
+    found = statement_positions(module, source, module.body)
+    assert found is not None
+    parts = [(_CountingSpans(spans), shift) for spans, shift in found._parts]
+    counted = Positions(parts)  # type: ignore[arg-type]
+    nodes = list(counted)
+    _CountingSpans.probes = 0
+    for node in nodes:
+        assert counted[node] == found[node]
+    assert _CountingSpans.probes <= len(nodes)
