@@ -133,9 +133,9 @@ class Positions(Mapping[cst.CSTNode, CodeRange]):
         else:
             if self._part_of is None:
                 part_of: dict[cst.CSTNode, int] = {}
-                for index, (spans, _) in enumerate(parts):
+                for number, (spans, _) in enumerate(parts):
                     for key in spans:
-                        part_of.setdefault(key, index)  # the first part wins, as before
+                        part_of.setdefault(key, number)  # the first part wins, as before
                 self._part_of = part_of
             index = self._part_of.get(node)
             if index is None:
