@@ -85,6 +85,8 @@ class Config:
     per_file_ignores: tuple[tuple[str, tuple[str, ...]], ...] = ()
     exclude: tuple[str, ...] = ()
     extend_exclude: tuple[str, ...] = ()
+    # Skip what git ignores when walking (see ``session_lint.gitignore``).
+    respect_gitignore: bool = True
     session_factory: str = DEFAULT_SESSION_FACTORY
     background_session_factory: str = "session_runtime:get_background_session"
     engine_factory: str = "session_runtime:make_engine"
@@ -106,14 +108,19 @@ class Config:
 
     # -- rule selection -------------------------------------------------
     def is_enabled(self, code: str, *, opt_in: bool = False) -> bool:
-        """Selected and not ignored. An opt-in rule (one whose findings on real
-        code are too often deliberate) is selected only by its full code: ``SL``
-        or ``ALL`` do not turn it on."""
+        """Selected and not ignored, the more specific selector winning as in ruff
+        and flake8: ``select = ["SL101"]`` with ``ignore = ["SL1"]`` runs SL101;
+        at equal specificity ``ignore`` wins. An opt-in rule (one whose findings on
+        real code are too often deliberate) is selected only by its full code:
+        ``SL`` or ``ALL`` do not turn it on."""
+        selectors = (*self.select, *self.extend_select)
         if opt_in:
-            selected = code in self.select or code in self.extend_select
-        else:
-            selected = _matches(code, self.select) or _matches(code, self.extend_select)
-        return selected and not _matches(code, self.ignore)
+            selectors = tuple(s for s in selectors if s == code)
+        selected = _specificity(code, selectors)
+        if selected is None:
+            return False
+        ignored = _specificity(code, self.ignore)
+        return ignored is None or selected > ignored
 
     def ignored_for(self, path: str) -> tuple[str, ...]:
         """Code prefixes that per-file-ignores switches off for ``path``."""
@@ -178,8 +185,16 @@ def _real_absolute(root: str) -> str:
     return os.path.realpath(root)
 
 
-def _matches(code: str, prefixes: Iterable[str]) -> bool:
-    return any(code.startswith(p) for p in prefixes) or "ALL" in prefixes
+def _specificity(code: str, prefixes: Iterable[str]) -> int | None:
+    """How specific the most specific of ``prefixes`` matching ``code`` is (its
+    length; ``ALL`` is 0), None when none matches."""
+    lengths = [0 if p == "ALL" else len(p) for p in prefixes if p == "ALL" or code.startswith(p)]
+    return max(lengths, default=None)
+
+
+def unknown_selector(selector: str, codes: Iterable[str]) -> bool:
+    """Whether ``selector`` (a code, a prefix or ``ALL``) matches no rule code."""
+    return selector != "ALL" and not any(code.startswith(selector) for code in codes)
 
 
 def glob_match(rel_path: str, pattern: str) -> bool:
@@ -221,7 +236,8 @@ _LIST_KEYS = {
 }
 _STR_KEYS = {"session-factory", "background-session-factory", "engine-factory", "pooler"}
 _TABLE_KEYS = {"per-file-ignores", "roles", "rule-roles"}
-KNOWN_KEYS = _LIST_KEYS | _STR_KEYS | _TABLE_KEYS
+_BOOL_KEYS = {"respect-gitignore"}
+KNOWN_KEYS = _LIST_KEYS | _STR_KEYS | _TABLE_KEYS | _BOOL_KEYS
 
 
 def config_from_mapping(
@@ -242,6 +258,10 @@ def config_from_mapping(
             if not isinstance(value, str):
                 raise ConfigError(f"{where}: {key!r} must be a string")
             values[attr] = value
+        elif key in _BOOL_KEYS:
+            if not isinstance(value, bool):
+                raise ConfigError(f"{where}: {key!r} must be true or false")
+            values[attr] = value
         elif key == "roles":
             values[attr] = _roles(value, where)
         elif key == "rule-roles":
@@ -252,6 +272,22 @@ def config_from_mapping(
             ):
                 raise ConfigError(f"{where}: {key!r} must map globs to lists of codes")
             values[attr] = tuple((str(k), tuple(v)) for k, v in value.items())
+    # A misspelt code (SL1O1, letter O) selects or ignores nothing: an error, as on
+    # the command line. Checked against the rule modules, so a new rule counts.
+    codes = rule_codes()
+    for key in ("select", "ignore", "extend-select"):
+        for selector in data.get(key, ()):
+            if unknown_selector(selector, codes):
+                raise ConfigError(
+                    f"{where}: {key!r}: unknown rule code or prefix {selector!r} (see --list-rules)"
+                )
+    for pattern, selectors in values.get("per_file_ignores", ()):
+        for selector in selectors:
+            if unknown_selector(selector, codes):
+                raise ConfigError(
+                    f"{where}: 'per-file-ignores.{pattern}': unknown rule code or prefix "
+                    f"{selector!r} (see --list-rules)"
+                )
     if values.get("pooler", "auto") not in POOLER_MODES:
         raise ConfigError(f"{where}: 'pooler' must be one of {', '.join(POOLER_MODES)}")
     for key in ("session_factory", "background_session_factory", "engine_factory"):
@@ -324,10 +360,15 @@ def load_config_file(path: Path) -> Config:
         raise ConfigError(f"{path}: cannot read: {exc}") from exc
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: invalid TOML: {exc}") from exc
-    if path.name == "pyproject.toml":
-        section = raw.get("tool", {}).get("session-lint", {})
-    else:  # a dedicated file holds the table at top level or under [tool.session-lint]
-        section = raw.get("tool", {}).get("session-lint", raw)
+    tool = raw.get("tool")
+    if isinstance(tool, dict) and "session-lint" in tool:
+        section = tool["session-lint"]
+    elif path.name == "pyproject.toml" or "tool" in raw:
+        # A file named with --config that holds other tools' settings and not ours
+        # is a wrong file, not an empty config ("unknown key 'tool'" said nothing).
+        raise ConfigError(f"{path}: no [tool.session-lint] table")
+    else:  # a dedicated file (like ruff.toml) may hold the keys at top level
+        section = raw
     if not isinstance(section, dict):
         raise ConfigError(f"{path}: [tool.session-lint] must be a table")
     return config_from_mapping(section, root=str(path.parent), source=str(path))
