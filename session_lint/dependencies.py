@@ -5,7 +5,7 @@ modules, the standard library, or a distribution it declares. This module reads
 the declarations (``pyproject.toml``: PEP 621, PEP 735 dependency groups, Poetry;
 ``setup.cfg``; ``Pipfile``; ``requirements*.txt`` and ``requirements/*.txt``; ``uv.lock`` and
 ``poetry.lock``) and lists the project's own top-level modules. It never imports
-``packaging``: the linter depends on libcst only, so requirement strings are read
+``packaging``: the linter depends on libcst and pathspec only, so requirement strings are read
 by the small parser below. A file that cannot be read or parsed is skipped; it
 never stops the linter.
 

@@ -4,13 +4,16 @@
   what the config's ``exclude``/``extend-exclude`` globs match and the directories
   no project wants linted (``.git``, ``.venv``, ``__pycache__`` …, see
   :data:`ALWAYS_SKIPPED`).
+- With ``respect-gitignore`` (the default), what git ignores is skipped too (see
+  :mod:`session_lint.gitignore`).
 - A file or directory named explicitly is linted even when an exclude glob
   matches it, a file whatever its extension (ruff's behaviour without
-  ``--force-exclude``): the user asked for it. Below a named directory, a glob
+  ``--force-exclude``): the user asked for it. With ``force_exclude`` (the CLI's
+  ``--force-exclude``, which the pre-commit hooks pass: pre-commit names every
+  file) a named path is skipped as a walked one would be. Below a named directory, a glob
   without ``/`` is matched against each entry's own name and a glob with ``/``
   against its path from the config file, so ``session-lint fixtures/`` lints the
   fixtures that ``exclude = ["fixtures"]`` keeps out of ``session-lint .``.
-  pre-commit passes files explicitly; its own ``exclude:`` keeps them out of a hook.
 - Symlinked directories are followed, but each real directory is walked once, so
   a symlink loop ends; a file reached twice (two paths, or a symlink) is linted once.
 - ``-`` stands for standard input and is passed through as is.
@@ -30,6 +33,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
 from session_lint.config import Config, glob_match
+from session_lint.gitignore import GitIgnores
 
 STDIN = "-"
 
@@ -72,11 +76,12 @@ class Discovery:
     errors: list[str] = field(default_factory=list)
 
 
-def discover(paths: Sequence[str], config: Config) -> Discovery:
+def discover(paths: Sequence[str], config: Config, *, force_exclude: bool = False) -> Discovery:
     """The files to lint for ``paths`` (``["."]`` when empty), deduplicated, in order."""
     result = Discovery()
     seen_files: set[tuple[int, int]] = set()
     seen_dirs: set[tuple[int, int]] = set()
+    ignores = GitIgnores(config.root) if config.respect_gitignore else None
     for given in paths or ["."]:
         if given == STDIN:
             result.files.append(STDIN)
@@ -89,8 +94,13 @@ def discover(paths: Sequence[str], config: Config) -> Discovery:
         except OSError as exc:
             result.errors.append(f"{given}: cannot access: {exc.strerror or exc}")
             continue
+        if force_exclude and is_excluded(given, config, ignores, is_dir=stat.S_ISDIR(info.st_mode)):
+            continue
         if stat.S_ISDIR(info.st_mode):
-            for path in _walk(given, config, seen_dirs, result.errors):
+            # A named directory that git ignores is what the user asked for: linted
+            # whole, as ruff does (its .gitignore patterns would match every file).
+            inside = None if ignores is None or ignores.ignored(given, is_dir=True) else ignores
+            for path in _walk(given, config, seen_dirs, result.errors, inside):
                 _add(result, path, seen_files)
         elif stat.S_ISREG(info.st_mode):
             _add(result, given, seen_files, info)
@@ -118,11 +128,29 @@ def _add(
     result.files.append(path)
 
 
+def is_excluded(
+    path: str, config: Config, ignores: GitIgnores | None = None, *, is_dir: bool = False
+) -> bool:
+    """Whether ``path`` is left out wherever it is named: a directory no project
+    lints (:data:`ALWAYS_SKIPPED`) or an ``exclude``/``extend-exclude`` glob on its
+    path from the project root, or what git ignores (with ``ignores``). For paths
+    named on the command line under ``--force-exclude``, and for the files flake8
+    hands the plugin (flake8 names every file it checks)."""
+    relative = config.relative(path)
+    if not os.path.isabs(relative) and not relative.startswith("../"):
+        if any(part in ALWAYS_SKIPPED for part in relative.split("/")):
+            return True
+    if config.is_excluded(path):
+        return True
+    return ignores is not None and ignores.ignored(path, is_dir=is_dir)
+
+
 def _walk(
     root: str,
     config: Config,
     seen_dirs: set[tuple[int, int]],
     errors: list[str],
+    ignores: GitIgnores | None = None,
 ) -> Iterator[str]:
     try:
         info = os.stat(root)
@@ -149,11 +177,14 @@ def _walk(
         if is_dir:
             if entry.name in ALWAYS_SKIPPED or _excluded(config, path, entry.name):
                 continue
-            yield from _walk(path, config, seen_dirs, errors)
+            if ignores is not None and ignores.ignored(path, is_dir=True):
+                continue
+            yield from _walk(path, config, seen_dirs, errors, ignores)
         elif (
             is_file
             and entry.name.endswith(PYTHON_SUFFIXES)
             and not _excluded(config, path, entry.name)
+            and not (ignores is not None and ignores.ignored(path, is_dir=False))
         ):
             yield path
 

@@ -4,8 +4,12 @@ The very same :func:`~session_lint.analyzer.analyze` as the CLI, on the lines
 flake8 already read; flake8's ``tree`` is ignored (libcst parses once). flake8
 applies ``# noqa`` itself and never fixes, so neither happens here. The config
 is found from each file's location, like the CLI's, unless
-``--session-lint-config`` names one; a configuration error stops flake8 with its
-message, as it stops the CLI.
+``--session-lint-config`` names one. A file the config excludes (``exclude``,
+``extend-exclude``, or a directory no project lints, such as ``.venv`` or
+``build``) gets no findings: flake8 names every file it checks, so this is the
+CLI's ``--force-exclude``. A configuration error is one line on stderr, once per
+process, and this plugin then reports nothing; it does not raise, since flake8
+would then drop every other plugin's results of the run with it.
 
 flake8 starts a new process for every run, and in an editor that is every save:
 importing libcst and the rules would cost more than the analysis. So this module
@@ -33,6 +37,10 @@ if TYPE_CHECKING:
     from session_lint.config import Config
 
 Result = tuple[int, int, str, type[Any]]
+_Findings = tuple[list[tuple[int, int, str, str]], list[str]]
+
+# The configuration errors already said, so that each is said once per process.
+_said: set[str] = set()
 
 
 class Plugin:
@@ -89,7 +97,7 @@ class Plugin:
         for line, column, code, message in findings:
             yield (line, column - 1, f"{code} {message}", type(self))
 
-    def _analyze(self) -> tuple[list[tuple[int, int, str, str]], list[str]]:
+    def _analyze(self) -> _Findings:
         directory = _config_dir(self.filename)
         if self.use_server:
             try:
@@ -97,18 +105,30 @@ class Plugin:
                     self.source, self.filename, directory, self.config_file
                 )
             except client.ServerConfigError as exc:
-                from session_lint.config import ConfigError
-
-                raise ConfigError(str(exc)) from None
+                return _config_error(str(exc))
             if answer is not None:
                 findings = [(int(a), int(b), str(c), str(d)) for a, b, c, d in answer["findings"]]
                 return findings, [str(e) for e in answer["errors"]]
         from session_lint.analyzer import analyze
+        from session_lint.config import ConfigError
+        from session_lint.discovery import is_excluded
 
-        config = _config(self.config_file, directory)
+        try:
+            config = _config(self.config_file, directory)
+        except ConfigError as exc:
+            return _config_error(str(exc))
+        if self.filename not in ("-", "stdin") and is_excluded(self.filename, config):
+            return [], []
         analysis = analyze(self.source, self.filename, config, apply_noqa=False)
         local = [(f.line, f.column, f.code, f.message) for f in analysis.findings]
         return local, analysis.errors
+
+
+def _config_error(message: str) -> _Findings:
+    if message not in _said:
+        _said.add(message)
+        print(f"session-lint: error: {message} (session-lint checks skipped)", file=sys.stderr)
+    return [], []
 
 
 def _config_dir(filename: str) -> str:
