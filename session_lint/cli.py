@@ -68,6 +68,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--config", metavar="FILE", help="pyproject.toml (or TOML file) to use")
     parser.add_argument(
+        "--force-exclude",
+        action="store_true",
+        help="apply exclude, extend-exclude and .gitignore to paths named on the command "
+        "line too (for pre-commit, which names every file)",
+    )
+    parser.add_argument(
+        "--no-respect-gitignore",
+        action="store_true",
+        help="lint files that .gitignore lists (config: respect-gitignore = false)",
+    )
+    parser.add_argument(
         "--stdin-filename",
         metavar="PATH",
         help="the path of the source read from stdin (for config and per-file decisions)",
@@ -166,6 +177,8 @@ def _main(args: argparse.Namespace) -> int:
         [args.stdin_filename or p for p in paths], args.config, use_cache=not args.no_cache
     )
     config = with_selection(config, select, ignore)
+    if args.no_respect_gitignore:
+        config = config.with_overrides(respect_gitignore=False)
     options = Options(
         fix=args.fix and not args.diff,
         diff=args.diff,
@@ -176,7 +189,7 @@ def _main(args: argparse.Namespace) -> int:
     )
     if paths == [STDIN]:
         return _lint_stdin(args, config, options)
-    discovery = discover(paths, config)
+    discovery = discover(paths, config, force_exclude=args.force_exclude)
     result = run(discovery.files, config, options)
     errors = [*discovery.errors, *result.errors]
     return _finish(args, options, result.findings, result.fixed, result.diffs, errors)
@@ -205,6 +218,9 @@ def _finish(
 ) -> int:
     out = out or sys.stdout
     findings = sorted(findings, key=Finding.sort_key)
+    # Errors first, so that in a terminal the report's last line sums them up.
+    for message in errors:
+        _error(message)
     if options.diff:
         _write(out, "".join(diffs))
         if fixed:
@@ -212,9 +228,7 @@ def _finish(
         else:
             print("No fixes available", file=sys.stderr)
     else:
-        _write(out, render(args, findings, fixed if options.fix else None))
-    for message in errors:
-        _error(message)
+        _write(out, render(args, findings, fixed if options.fix else None, errors))
     if errors:
         return USAGE_ERROR
     if options.diff:
@@ -222,20 +236,32 @@ def _finish(
     return 1 if findings and not args.exit_zero else 0
 
 
-def render(args: argparse.Namespace, findings: list[Finding], fixed: int | None) -> str:
+def render(
+    args: argparse.Namespace,
+    findings: list[Finding],
+    fixed: int | None,
+    errors: Sequence[str] = (),
+) -> str:
+    """The report; ``errors`` (a missing path, an unreadable file, a rule's crash)
+    are in it in every format: a run that did not lint everything must not read
+    as a clean one (an empty SARIF log is a clean scan to code scanning)."""
     if args.format == "json":
         if args.statistics:
             return json_report.render_statistics(findings, unsafe_fixes=args.unsafe_fixes)
-        return json_report.render(findings)
+        return json_report.render(findings, errors)
     if args.format == "github":
-        return github_report.render(findings)
+        return github_report.render(findings, errors)
     if args.format == "sarif":
         from session_lint.report import sarif as sarif_report
         from session_lint.rules import ALL_RULES
 
-        return sarif_report.render(findings, ALL_RULES)
+        return sarif_report.render(findings, ALL_RULES, errors)
     return text_report.render(
-        findings, unsafe_fixes=args.unsafe_fixes, fixed=fixed, show_statistics=args.statistics
+        findings,
+        unsafe_fixes=args.unsafe_fixes,
+        fixed=fixed,
+        show_statistics=args.statistics,
+        errors=len(errors),
     )
 
 

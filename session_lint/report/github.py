@@ -34,5 +34,7 @@ def render_line(finding: Finding) -> str:
     return f"::error {props}::{escape_data(finding.message)}"
 
 
-def render(findings: Sequence[Finding]) -> str:
-    return "".join(render_line(f) + "\n" for f in findings)
+def render(findings: Sequence[Finding], errors: Sequence[str] = ()) -> str:
+    """One annotation per finding, and one (without a file) per error of the run."""
+    lines = [f"::error title=session-lint::{escape_data(message)}" for message in errors]
+    return "".join(line + "\n" for line in (*lines, *(render_line(f) for f in findings)))

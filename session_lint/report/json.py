@@ -26,8 +26,15 @@ def as_dict(finding: Finding) -> dict[str, Any]:
     }
 
 
-def render(findings: Sequence[Finding]) -> str:
-    return json.dumps([as_dict(f) for f in findings], indent=2, ensure_ascii=False) + "\n"
+def render(findings: Sequence[Finding], errors: Sequence[str] = ()) -> str:
+    """An array of findings; on a run with errors (exit code 2), an object
+    ``{"findings": [...], "errors": [{"message": ...}]}``, so that a consumer
+    cannot take a run that linted nothing for a clean one."""
+    rows = [as_dict(f) for f in findings]
+    if not errors:
+        return json.dumps(rows, indent=2, ensure_ascii=False) + "\n"
+    data = {"findings": rows, "errors": [{"message": message} for message in errors]}
+    return json.dumps(data, indent=2, ensure_ascii=False) + "\n"
 
 
 def render_statistics(findings: Sequence[Finding], *, unsafe_fixes: bool = False) -> str:

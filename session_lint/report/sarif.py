@@ -65,7 +65,21 @@ def result(finding: Finding, index: dict[str, int]) -> dict[str, Any]:
     return out
 
 
-def document(findings: Sequence[Finding], rules: Sequence[type[Rule]]) -> dict[str, Any]:
+def invocation(errors: Sequence[str]) -> dict[str, Any]:
+    """Whether the run linted everything it was asked to: an error (a missing
+    path, an unreadable file) makes it unsuccessful, with one notification each,
+    so that code scanning does not take the run for a clean one."""
+    return {
+        "executionSuccessful": not errors,
+        "toolExecutionNotifications": [
+            {"level": "error", "message": {"text": message}} for message in errors
+        ],
+    }
+
+
+def document(
+    findings: Sequence[Finding], rules: Sequence[type[Rule]], errors: Sequence[str] = ()
+) -> dict[str, Any]:
     ordered = sorted(rules, key=lambda r: r.code)
     index = {rule.code: i for i, rule in enumerate(ordered)}
     return {
@@ -84,10 +98,13 @@ def document(findings: Sequence[Finding], rules: Sequence[type[Rule]]) -> dict[s
                 # Our columns count characters (code points), not UTF-16 units.
                 "columnKind": "unicodeCodePoints",
                 "results": [result(f, index) for f in findings],
+                "invocations": [invocation(errors)],
             }
         ],
     }
 
 
-def render(findings: Sequence[Finding], rules: Sequence[type[Rule]]) -> str:
-    return json.dumps(document(findings, rules), indent=2, ensure_ascii=False) + "\n"
+def render(
+    findings: Sequence[Finding], rules: Sequence[type[Rule]], errors: Sequence[str] = ()
+) -> str:
+    return json.dumps(document(findings, rules, errors), indent=2, ensure_ascii=False) + "\n"

@@ -17,8 +17,13 @@ def render_line(finding: Finding) -> str:
     return f"{finding.path}:{finding.line}:{finding.column}: {finding.code} {finding.message}"
 
 
-def summary(findings: Sequence[Finding], *, unsafe_fixes: bool) -> str:
-    """``Found 12 problems (7 fixable with --fix, 3 more with --unsafe-fixes)``."""
+def summary(findings: Sequence[Finding], *, unsafe_fixes: bool, errors: int = 0) -> str:
+    """``Found 12 problems (7 fixable with --fix, 3 more with --unsafe-fixes)``; with
+    errors (printed before the report), never "All checks passed!"."""
+    if errors:
+        found = summary(findings, unsafe_fixes=unsafe_fixes) if findings else ""
+        tail = f"{plural(errors, 'error')}: not every file was linted"
+        return f"{found}; {tail}" if found else f"Found {tail}"
     if not findings:
         return "All checks passed!"
     safe, unsafe = count_fixable(findings)
@@ -54,6 +59,7 @@ def render(
     unsafe_fixes: bool = False,
     fixed: int | None = None,
     show_statistics: bool = False,
+    errors: int = 0,
 ) -> str:
     """The whole text report; ``fixed`` is the number of fixes applied under --fix."""
     if show_statistics:
@@ -62,5 +68,5 @@ def render(
         lines = [render_line(f) for f in findings]
     if fixed:
         lines.append(f"Fixed {plural(fixed, 'problem')}")
-    lines.append(summary(findings, unsafe_fixes=unsafe_fixes))
+    lines.append(summary(findings, unsafe_fixes=unsafe_fixes, errors=errors))
     return "\n".join(lines) + "\n"

@@ -242,9 +242,12 @@ def test_github_escaping() -> None:
     line = github.render([nasty])
     assert line == (
         "::error file=app/we%2Cird%3Aname%25.py,line=3,col=5,endLine=3,endColumn=9,"
-        "title=SL101::50%25 of%0Alines, really: yes%0D\n"
+        # A finding's message is one line already (its line breaks escaped, see
+        # Finding); the workflow command's own escaping is for the rest.
+        "title=SL101::50%25 of\\nlines, really: yes\\r\n"
     )
     assert line.count("\n") == 1
+    assert github.escape_data("50% of\nlines\r") == "50%25 of%0Alines%0D"
 
 
 def test_sarif_document_is_valid() -> None:
