@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+import re
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, TypeAlias
 
@@ -89,6 +90,15 @@ class Position:
     end_column: int
 
 
+# Control characters and every character ``str.splitlines`` breaks a line at.
+_LINE_BREAKING = re.compile("[\x00-\x1f\x7f\x85\u2028\u2029]")
+
+
+def one_line(text: str) -> str:
+    """``text`` with its control characters escaped as Python does (``\\n``)."""
+    return _LINE_BREAKING.sub(lambda m: m.group().encode("unicode_escape").decode("ascii"), text)
+
+
 @dataclass(frozen=True)
 class Finding:
     """One reported problem. Lines and columns are 1-based (columns count characters)."""
@@ -102,6 +112,12 @@ class Finding:
     name: str
     message: str
     fix: Fix | None = field(default=None, compare=False, hash=False)
+
+    def __post_init__(self) -> None:
+        # A message quotes the code (a dict key, a string): a line break there
+        # would split the one-line formats (text, flake8) in two.
+        if _LINE_BREAKING.search(self.message):
+            object.__setattr__(self, "message", one_line(self.message))
 
     @property
     def fix_applicability(self) -> Applicability | None:

@@ -136,7 +136,36 @@ def add_imports(module: cst.Module, imports: Sequence[Import]) -> cst.Module:
     context = CodemodContext()
     for imp in imports:
         AddImportsVisitor.add_needed_import(context, imp.module, imp.name)
-    return AddImportsVisitor(context).transform_module(module)
+    return _pep8_after_imports(module, AddImportsVisitor(context).transform_module(module))
+
+
+def _pep8_after_imports(before: cst.Module, after: cst.Module) -> cst.Module:
+    """Two blank lines between an added (or merged) import and a ``def`` or
+    ``class`` right below it, as PEP 8 has it: libcst leaves one, or none."""
+    old = {before.code_for_node(s) for s in before.body if _is_import_line(s)}
+    body = list(after.body)
+    changed = False
+    for index in range(1, len(body)):
+        statement, previous = body[index], body[index - 1]
+        if not isinstance(statement, (cst.FunctionDef, cst.ClassDef)):
+            continue
+        if not _is_import_line(previous) or after.code_for_node(previous) in old:
+            continue
+        lines = list(statement.leading_lines)
+        blank = 0
+        while blank < len(lines) and lines[blank].comment is None:
+            blank += 1
+        if blank < 2:
+            lines[:blank] = [cst.EmptyLine(), cst.EmptyLine()]
+            body[index] = statement.with_changes(leading_lines=lines)
+            changed = True
+    return after.with_changes(body=body) if changed else after
+
+
+def _is_import_line(statement: cst.CSTNode) -> bool:
+    return isinstance(statement, cst.SimpleStatementLine) and any(
+        isinstance(small, (cst.Import, cst.ImportFrom)) for small in statement.body
+    )
 
 
 # -- writing -----------------------------------------------------------------------
