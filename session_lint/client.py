@@ -77,8 +77,13 @@ def socket_path() -> str | None:
     ):
         return None
     # zlib, not hashlib: OpenSSL's import alone would cost more than the rest.
-    build = f"{tool_fingerprint()}:{sys.executable}:{sys.version}".encode()
-    name = f"{zlib.crc32(build):08x}{zlib.adler32(build):08x}"
+    # The interpreter's real path, not as typed: `python3` and `python` of one
+    # environment are one interpreter (and one server); the prefix keeps two
+    # virtual environments over the same interpreter apart.
+    interpreter = os.path.realpath(sys.executable)
+    build = f"{tool_fingerprint()}:{interpreter}:{os.path.realpath(sys.prefix)}:{sys.version}"
+    build_bytes = build.encode()
+    name = f"{zlib.crc32(build_bytes):08x}{zlib.adler32(build_bytes):08x}"
     return os.path.join(directory, f"{name}.sock")
 
 

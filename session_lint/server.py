@@ -106,9 +106,19 @@ class Watched:
 
 
 class Server:
-    def __init__(self, listener: socket.socket, idle: float) -> None:
+    def __init__(
+        self,
+        listener: socket.socket,
+        idle: float,
+        socket_path: str | None = None,
+        identity: int | None = None,
+    ) -> None:
         self.listener = listener
         self.idle = idle
+        # The socket this server answers on (path, inode): once it is deleted or
+        # replaced, no client can reach this server, so it exits.
+        self.socket_path = socket_path
+        self.identity = identity
         self.last_request = time.monotonic()
         self.stopping = threading.Event()
         self._lock = threading.Lock()
@@ -125,7 +135,7 @@ class Server:
         threading.Thread(target=self._watch, name="watch", daemon=True).start()
         self.listener.settimeout(1.0)
         while not self.stopping.is_set():
-            if time.monotonic() - self.last_request > self.idle:
+            if time.monotonic() - self.last_request > self.idle or self._unreachable():
                 return
             try:
                 conn, _ = self.listener.accept()
@@ -134,6 +144,16 @@ class Server:
             except OSError:
                 return  # the listener was closed: stopping
             threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
+
+    def _unreachable(self) -> bool:
+        if self.socket_path is None:
+            return False
+        try:
+            return os.stat(self.socket_path).st_ino != self.identity
+        except FileNotFoundError:
+            return True
+        except OSError:
+            return False
 
     def _serve(self, conn: socket.socket) -> None:
         with conn:
@@ -188,6 +208,7 @@ class Server:
         """The findings for these bytes at this path, analysed once: a request for
         bytes under analysis (by the watcher, say) waits for that analysis."""
         from session_lint.config import ConfigError, load_config
+        from session_lint.discovery import is_excluded
 
         if watch:
             self._remember(request)
@@ -195,6 +216,8 @@ class Server:
             config = load_config([request.config_dir], request.config, cwd=request.cwd)
         except ConfigError as exc:
             return {"config_error": str(exc)}
+        if is_excluded(request.path, config):
+            return {"findings": [], "errors": []}  # as the plugin does in-process
         key = (
             os.path.realpath(request.path),
             hashlib.sha256(source).hexdigest(),
@@ -344,7 +367,7 @@ def serve(socket_path: str, *, idle: float) -> int:
         os.umask(old_umask)
     listener.listen(64)
     identity = os.stat(socket_path).st_ino
-    server = Server(listener, idle)
+    server = Server(listener, idle, socket_path, identity)
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: server.stop())
     try:
