@@ -155,6 +155,22 @@ def test_no_url(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPa
     assert_one_clean_line(err, "no database URL")
 
 
+def test_port_that_is_not_a_number(capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err, _ = run_cli(capsys, f"postgresql://u:{PASSWORD}@h:notaport/db")
+    assert code == 2
+    assert_one_clean_line(err, "the port in the database URL is not a number")
+    assert "int()" not in err
+
+
+def test_bad_timeout_shows_the_doctors_usage() -> None:
+    proc = subprocess.run(
+        [str(SCRIPT), "doctor", "--timeout", "-1"], capture_output=True, text=True, timeout=30
+    )
+    assert proc.returncode == 2
+    assert proc.stderr.startswith("usage: session-runtime doctor "), proc.stderr
+    assert "session-runtime doctor: error: argument --timeout: must be positive" in proc.stderr
+
+
 @pytest.fixture
 def password_bouncer(postgres_url: str) -> Iterator[PgBouncer]:
     """pgbouncer that checks a SCRAM password itself (the test cluster trusts everyone)."""

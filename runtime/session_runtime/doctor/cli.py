@@ -54,12 +54,24 @@ def _parser() -> argparse.ArgumentParser:
     )
     doctor.add_argument(
         "--timeout",
-        type=float,
+        type=_positive_seconds,
         default=5.0,
         metavar="SECONDS",
         help="bound for each connect and probe step (default 5)",
     )
     return parser
+
+
+def _positive_seconds(text: str) -> float:
+    # A type, not a check after parsing: argparse then reports it with the
+    # doctor's usage, not the top-level one.
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of seconds, got {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be positive, got {text!r}")
+    return value
 
 
 async def _doctor(
@@ -110,6 +122,4 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command != "doctor":
         parser.print_help(sys.stderr)
         return 2
-    if not args.timeout > 0:
-        parser.error("--timeout must be positive")
     return doctor(args.url, fmt=args.format, check_spec=args.check_engine, timeout=args.timeout)

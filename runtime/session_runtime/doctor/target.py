@@ -102,6 +102,17 @@ class Target:
                 raise DoctorError("no database URL: pass one or set $DATABASE_URL")
         try:
             original = make_url(url) if isinstance(url, str) else url
+        except ArgumentError:
+            raise DoctorError(
+                "not a database URL (expected postgresql://user:password@host:port/dbname)"
+            ) from None
+        except ValueError:
+            # SQLAlchemy's int() of the port: "invalid literal for int()" says nothing.
+            raise DoctorError(
+                "the port in the database URL is not a number "
+                "(expected postgresql://user:password@host:port/dbname, e.g. port 5432)"
+            ) from None
+        try:
             resolved = resolve_url(original)
         except ArgumentError:
             raise DoctorError(
