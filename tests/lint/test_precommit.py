@@ -58,7 +58,9 @@ def user_repo(tmp_path: Path) -> Path:
     return repo
 
 
-def try_repo(hook: str, repo: Path) -> subprocess.CompletedProcess[str]:
+def try_repo(
+    hook: str, repo: Path, files: tuple[str, ...] = ("--files", "app/handlers.py")
+) -> subprocess.CompletedProcess[str]:
     # try-repo installs into a temporary store of its own: nothing is left behind.
     env = {**os.environ, "PRE_COMMIT_COLOR": "never"}
     for name in ("PYTHONPATH", "VIRTUAL_ENV", "PIP_REQUIRE_VIRTUALENV"):
@@ -71,8 +73,7 @@ def try_repo(hook: str, repo: Path) -> subprocess.CompletedProcess[str]:
             "try-repo",
             str(ROOT),
             hook,
-            "--files",
-            "app/handlers.py",
+            *files,
             "--verbose",
         ],
         cwd=repo,
@@ -109,3 +110,22 @@ def test_hooks(user_repo: Path) -> None:
 
     again = try_repo("session-lint", user_repo)
     assert again.returncode == 0, again.stdout + again.stderr
+
+
+def test_hooks_respect_exclude(user_repo: Path) -> None:
+    """pre-commit names every file; the hooks pass --force-exclude, so the
+    config's exclude holds for them as for a walk."""
+    (user_repo / "pyproject.toml").write_text('[tool.session-lint]\nexclude = ["legacy"]\n')
+    (user_repo / "app" / "handlers.py").write_text("x = 1\n")
+    legacy = user_repo / "legacy" / "old.py"
+    legacy.parent.mkdir()
+    legacy.write_text(OFFENDING)
+    git("add", ".", cwd=user_repo)
+    git("commit", "-q", "-m", "legacy code", cwd=user_repo)
+
+    lint = try_repo("session-lint", user_repo, ("--all-files",))
+    assert lint.returncode == 0, lint.stdout + lint.stderr
+    assert "legacy/old.py" not in lint.stdout
+    fix = try_repo("session-lint-fix", user_repo, ("--all-files",))
+    assert fix.returncode == 0, fix.stdout + fix.stderr
+    assert legacy.read_text() == OFFENDING
