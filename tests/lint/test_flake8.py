@@ -60,7 +60,7 @@ def env() -> dict[str, str]:
     return {**os.environ, "PYTHONPATH": str(ROOT)}
 
 
-def run_flake8(files: list[str], config: Path) -> set[Location]:
+def run_flake8(files: list[str], config: Path, *extra: str) -> set[Location]:
     proc = subprocess.run(
         [
             sys.executable,
@@ -72,6 +72,7 @@ def run_flake8(files: list[str], config: Path) -> set[Location]:
             "SL",
             "--format",
             "%(path)s|%(row)d|%(col)d|%(code)s",
+            *extra,
             *files,
         ],
         cwd=ROOT,
@@ -88,14 +89,23 @@ def run_flake8(files: list[str], config: Path) -> set[Location]:
     return found
 
 
-def run_cli(files: list[str]) -> set[Location]:
+def run_cli(files: list[str], *extra: str) -> set[Location]:
     groups: dict[Path | None, list[str]] = defaultdict(list)
     for file in files:
         groups[find_config_file([str(ROOT / file)])].append(file)
     found: set[Location] = set()
     for group in groups.values():
         proc = subprocess.run(
-            [sys.executable, "-m", "session_lint", "--format", "json", "--no-cache", *group],
+            [
+                sys.executable,
+                "-m",
+                "session_lint",
+                "--format",
+                "json",
+                "--no-cache",
+                *extra,
+                *group,
+            ],
             cwd=ROOT,
             capture_output=True,
             text=True,
@@ -112,8 +122,20 @@ def run_cli(files: list[str]) -> set[Location]:
 def test_flake8_matches_cli_on_every_fixture(tmp_path: Path) -> None:
     files = fixture_files()
     assert files, "no fixture files found"
-    from_flake8 = run_flake8(files, flake8_config(tmp_path))
-    from_cli = run_cli(files)
+    # The repository's config excludes fixtures/, which the plugin honours (flake8
+    # names every file, as with --force-exclude): those under that config are
+    # compared under a copy without the exclude.
+    own = ROOT / "pyproject.toml"
+    ours = [f for f in files if find_config_file([str(ROOT / f)]) == own]
+    theirs = [f for f in files if f not in ours]
+    lint = tmp_path / "lint" / "pyproject.toml"
+    lint.parent.mkdir()
+    lint.write_text(own.read_text().replace('exclude = ["fixtures", ".venv", "build"]', ""))
+    flake8_cfg = flake8_config(tmp_path)
+    from_flake8 = run_flake8(theirs, flake8_cfg) | run_flake8(
+        ours, flake8_cfg, f"--session-lint-config={lint}"
+    )
+    from_cli = run_cli(theirs) | run_cli(ours, "--config", str(lint))
     assert from_cli, "the fixtures should produce findings"
     assert sorted(from_flake8 - from_cli) == [], "only flake8 reports these"
     assert sorted(from_cli - from_flake8) == [], "only the CLI reports these"
