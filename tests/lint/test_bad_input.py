@@ -54,7 +54,10 @@ def cli(*args: str, cwd: Path, timeout: float = 60) -> subprocess.CompletedProce
 
 
 def codes(proc: subprocess.CompletedProcess[str]) -> list[tuple[str, str]]:
-    return [(f["path"], f["code"]) for f in json.loads(proc.stdout)]
+    data = json.loads(proc.stdout)
+    # A run with errors gives {"findings": [...], "errors": [...]} (see the README).
+    rows = data["findings"] if isinstance(data, dict) else data
+    return [(f["path"], f["code"]) for f in rows]
 
 
 def errors(proc: subprocess.CompletedProcess[str]) -> list[str]:
