@@ -14,7 +14,7 @@ import pytest
 
 from session_lint import client
 from session_lint.analyzer import analyze
-from session_lint.config import load_config
+from session_lint.config import find_config_file, load_config
 from tests.lint.conftest import ROOT, server_pid
 from tests.lint.test_flake8 import flake8_config
 
@@ -44,8 +44,10 @@ def _fresh_client(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(client, "_pending", {})
 
 
-def in_process(source: bytes, filename: str, directory: Path) -> list[list[object]]:
-    config = load_config([str(directory)])
+def in_process(
+    source: bytes, filename: str, directory: Path, config_file: str | None = None
+) -> list[list[object]]:
+    config = load_config([str(directory)], config_file)
     analysis = analyze(source, filename, config, apply_noqa=False)
     return [[f.line, f.column, f.code, f.message] for f in analysis.findings]
 
@@ -79,14 +81,25 @@ def test_answers_equal_in_process(server_dir: Path, tmp_path: Path) -> None:
     assert list(server_dir.glob("*.sock")), "the client started a server"
 
 
-def test_answers_equal_in_process_on_every_fixture(server_dir: Path) -> None:
+def test_answers_equal_in_process_on_every_fixture(server_dir: Path, tmp_path: Path) -> None:
     files = sorted((ROOT / "fixtures").rglob("*.py"))
     assert len(files) > 40
+    # The repository's config excludes fixtures/, and the server honours it: the
+    # fixtures under that config are compared under a copy without the exclude.
+    own = ROOT / "pyproject.toml"
+    lint = tmp_path / "pyproject.toml"
+    lint.write_text(own.read_text().replace('exclude = ["fixtures", ".venv", "build"]', ""))
+    assert lint.read_text() != own.read_text()
+    reported = 0
     for file in files:
         source = file.read_bytes()
-        answer = client.analyze_remote(source, str(file), str(file.parent), None)
+        config_file = str(lint) if find_config_file([str(file)]) == own else None
+        answer = client.analyze_remote(source, str(file), str(file.parent), config_file)
         assert answer is not None, file
-        assert answer["findings"] == in_process(source, str(file), file.parent), file
+        expected = in_process(source, str(file), file.parent, config_file)
+        assert answer["findings"] == expected, file
+        reported += len(expected)
+    assert reported > 100, "the fixtures should produce findings"
     assert list(server_dir.glob("*.sock")), "one server answered"
 
 
