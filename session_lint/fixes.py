@@ -86,9 +86,15 @@ def fix_source(
 
 
 class _Replacer(cst.CSTTransformer):
-    def __init__(self, edits: dict[int, Replacement]) -> None:
+    def __init__(self, edits: dict[int, Replacement], paths: set[int] | None) -> None:
         super().__init__()
         self.edits = edits
+        self.paths = paths
+
+    def on_visit(self, node: cst.CSTNode) -> bool:
+        # Only the paths down to the edited nodes can change: a walk of the whole
+        # tree cost more than the rest of a one-finding quick fix together.
+        return self.paths is None or id(node) in self.paths
 
     def on_leave(self, original_node: cst.CSTNode, updated_node: cst.CSTNode) -> Replacement:  # type: ignore[override]
         replacement = self.edits.get(id(original_node))
@@ -113,12 +119,38 @@ def apply_fixes(module: cst.Module, fixes: Sequence[Fix]) -> tuple[cst.Module, i
     if not chosen:
         return module, 0
     edits = {id(node): new for fix in chosen for node, new in fix.edits}
-    new_module = module.visit(_Replacer(edits))
+    new_module = module.visit(_Replacer(edits, _paths_to(module, set(edits))))
     assert isinstance(new_module, cst.Module)
     imports = list(dict.fromkeys(imp for fix in chosen for imp in fix.imports))
     if imports:
         new_module = add_imports(new_module, imports)
     return new_module, len(chosen)
+
+
+def _paths_to(module: cst.Module, targets: set[int]) -> set[int] | None:
+    """The ids of the nodes from the module down to each target, or None when a
+    target is not among the nodes ``children`` reaches (then every node is visited)."""
+    parents: dict[int, cst.CSTNode] = {}
+    found: dict[int, cst.CSTNode] = {}
+    stack: list[cst.CSTNode] = [module]
+    while stack and len(found) < len(targets):
+        node = stack.pop()
+        if id(node) in targets:
+            found[id(node)] = node
+            continue  # chosen edits never nest: nothing to find below a target
+        for child in children(node):
+            parents[id(child)] = node
+            stack.append(child)
+    if len(found) < len(targets):
+        return None
+    paths: set[int] = set()
+    for target in found:
+        current: int | None = target
+        while current is not None and current not in paths:
+            paths.add(current)
+            parent = parents.get(current)
+            current = None if parent is None else id(parent)
+    return paths
 
 
 def _subtree_ids(node: cst.CSTNode) -> set[int]:

@@ -10,7 +10,9 @@ one process (:mod:`session_lint.resident`), for any editor with an LSP client:
   never preferred), "Disable SLxxx for this line" (``# noqa``), and
   ``source.fixAll.session-lint`` (every safe fix, as ``session-lint --fix``);
   an edit is computed on the exact version the client has and names that version,
-  so a client refuses it for any other;
+  so a client refuses it for any other; a client that resolves actions
+  (``codeAction/resolve``, as VS Code and Neovim do) gets the list at once and
+  each edit when it asks, refused with ``ContentModified`` once the text changed;
 - hover on a finding shows its rule's documentation;
 - a change to a ``pyproject.toml`` or a Python file (``didChangeWatchedFiles``)
   drops the kept configs and project indexes and analyses every open document
@@ -29,6 +31,7 @@ updates do not (they split lines at form feeds and U+2028 too).
 
 from __future__ import annotations
 
+import ast
 import asyncio
 import re
 import tokenize
@@ -39,8 +42,8 @@ from io import BytesIO
 from pathlib import Path
 from typing import Any, TypeVar
 
-import libcst as cst
 from lsprotocol import types as lsp
+from pygls.exceptions import JsonRpcContentModified
 from pygls.lsp.server import LanguageServer
 from pygls.uris import to_fs_path
 
@@ -48,7 +51,6 @@ from session_lint import __version__
 from session_lint.analyzer import Analysis
 from session_lint.config import Config, ConfigError, rule_codes
 from session_lint.finding import Applicability, Finding
-from session_lint.fixes import apply_fixes
 from session_lint.resident import Selection, WarmAnalysis
 
 SOURCE = "session-lint"
@@ -87,6 +89,8 @@ class Analysed:
     path: str
     config: Config
     analysis: Analysis
+    # The bytes after every fix that ``source.fixAll`` applies, once computed.
+    fixed: bytes | None = None
 
 
 @dataclass
@@ -311,6 +315,16 @@ class SessionLintServer(LanguageServer):
         return analysed
 
     # -- code actions ----------------------------------------------------------------
+    @property
+    def lazy_edits(self) -> bool:
+        """Whether the client resolves an action's edit when it is chosen
+        (``codeAction/resolve``): the list is then answered without computing any."""
+        action = self.client_capabilities.text_document and (
+            self.client_capabilities.text_document.code_action
+        )
+        support = action.resolve_support if action else None
+        return support is not None and "edit" in support.properties
+
     def actions(
         self, document: Document, analysed: Analysed, params: lsp.CodeActionParams
     ) -> list[lsp.CodeAction]:
@@ -321,90 +335,124 @@ class SessionLintServer(LanguageServer):
             lsp.CodeActionKind.QuickFix.value.startswith(kind) or kind == "" for kind in only
         )
         if wants_quickfix:
-            for finding in analysed.analysis.findings:
+            for index, finding in enumerate(analysed.analysis.findings):
                 if not lines.overlaps(finding, params.range):
                     continue
                 diagnostic = _matching(params.context.diagnostics, finding, lines)
-                fix_action = self.fix_action(document, analysed, finding, lines, diagnostic)
-                if fix_action is not None:
-                    out.append(fix_action)
-                noqa = self.noqa_action(document, analysed, finding, diagnostic)
-                if noqa is not None:
-                    out.append(noqa)
+                for kind in ("fix", "noqa"):
+                    action = self.action(document, analysed, kind, index, diagnostic)
+                    if action is not None:
+                        out.append(action)
         if only is None or any(FIX_ALL.startswith(kind) for kind in only):
-            fix_all = self.fix_all_action(document, analysed, wanted=only is not None)
-            if fix_all is not None:
-                out.append(fix_all)
+            # Asked for by kind (an editor's fix-on-save): always answered, an empty
+            # edit when nothing applies. In a plain list, only when there is a fix.
+            if only is not None or any(f.fix is not None for f in analysed.analysis.findings):
+                action = self.action(document, analysed, "fixAll", None, None)
+                nothing = action is not None and action.edit == _no_edit(document, analysed)
+                if action is not None and not (only is None and nothing):
+                    out.append(action)
         return out
 
-    def fix_action(
+    def action(
         self,
         document: Document,
         analysed: Analysed,
-        finding: Finding,
-        lines: Lines,
+        kind: str,
+        index: int | None,
         diagnostic: lsp.Diagnostic | None,
     ) -> lsp.CodeAction | None:
-        fix = finding.fix
+        """The action, with its edit, or with what resolves it (``data``) when the
+        client resolves edits; None when it has nothing to offer."""
+        if kind == "fixAll":
+            action = lsp.CodeAction(title="session-lint: fix all", kind=FIX_ALL)
+        else:
+            assert index is not None
+            finding = analysed.analysis.findings[index]
+            if kind == "fix":
+                fix = finding.fix
+                if fix is None or analysed.analysis.module is None:
+                    return None
+                unsafe = fix.applicability is Applicability.UNSAFE
+                title = f"{finding.code}: {fix.description or 'apply the fix'}"
+                action = lsp.CodeAction(
+                    title=f"{title} (unsafe)" if unsafe else title,
+                    kind=lsp.CodeActionKind.QuickFix,
+                    is_preferred=not unsafe,
+                )
+            else:
+                action = lsp.CodeAction(
+                    title=f"Disable {finding.code} for this line", kind=lsp.CodeActionKind.QuickFix
+                )
+            action.diagnostics = None if diagnostic is None else [diagnostic]
+        if self.lazy_edits:
+            action.data = {
+                "uri": document.uri,
+                "version": analysed.version,
+                "kind": kind,
+                "index": index,
+            }
+            return action
+        action.edit = self.action_edit(document, analysed, kind, index)
+        return action if action.edit is not None else None
+
+    def action_edit(
+        self, document: Document, analysed: Analysed, kind: str, index: int | None
+    ) -> lsp.WorkspaceEdit | None:
+        """The edit of an action on this analysed version (None: nothing to offer)."""
+        if kind == "fixAll":
+            return self.fix_all_edit(document, analysed)
+        assert index is not None
+        finding = analysed.analysis.findings[index]
+        if kind == "noqa":
+            new_text = with_noqa(analysed.text, finding.line, finding.code)
+            return None if new_text is None else self.edit(document, analysed, new_text)
+        from session_lint.fixes import apply_fixes  # libcst.codemod: only when fixing
+
         module = analysed.analysis.module
-        if fix is None or module is None:
+        if finding.fix is None or module is None:
             return None
-        new_module, applied = apply_fixes(module, [fix])
+        new_module, applied = apply_fixes(module, [finding.fix])
         if not applied:
             return None
         new_text = new_module.code
         try:
-            cst.parse_module(new_text)
-        except Exception:
+            # Python's own parser: a tenth of libcst's time, and what must accept it.
+            compile(new_text, document.path, "exec", dont_inherit=True, flags=ast.PyCF_ONLY_AST)
+        except (SyntaxError, ValueError):
             return None  # never offer an edit that does not parse
-        unsafe = fix.applicability is Applicability.UNSAFE
-        title = fix.description or "apply the fix"
-        return lsp.CodeAction(
-            title=f"{finding.code}: {title}{' (unsafe)' if unsafe else ''}",
-            kind=lsp.CodeActionKind.QuickFix,
-            diagnostics=None if diagnostic is None else [diagnostic],
-            is_preferred=not unsafe,
-            edit=self.edit(document, analysed, new_text),
-        )
+        return self.edit(document, analysed, new_text)
 
-    def noqa_action(
-        self,
-        document: Document,
-        analysed: Analysed,
-        finding: Finding,
-        diagnostic: lsp.Diagnostic | None,
-    ) -> lsp.CodeAction | None:
-        new_text = with_noqa(analysed.text, finding.line, finding.code)
-        if new_text is None:
-            return None
-        return lsp.CodeAction(
-            title=f"Disable {finding.code} for this line",
-            kind=lsp.CodeActionKind.QuickFix,
-            diagnostics=None if diagnostic is None else [diagnostic],
-            edit=self.edit(document, analysed, new_text),
-        )
-
-    def fix_all_action(
-        self, document: Document, analysed: Analysed, *, wanted: bool
-    ) -> lsp.CodeAction | None:
-        if not any(f.fix is not None for f in analysed.analysis.findings) and not wanted:
-            return None
-        outcome = self.warm.fix(
-            analysed.source, analysed.path, analysed.config, unsafe=self.settings.unsafe_fixes
-        )
-        if outcome.errors:
+    def fix_all_edit(self, document: Document, analysed: Analysed) -> lsp.WorkspaceEdit | None:
+        if analysed.fixed is None:  # once per version: fix-on-save asks on every save
+            outcome = self.warm.fix(
+                analysed.source, analysed.path, analysed.config, unsafe=self.settings.unsafe_fixes
+            )
             for error in outcome.errors:
                 self.log(error, lsp.MessageType.Warning)
+            analysed.fixed = None if outcome.errors else outcome.source
+        if analysed.fixed is None:
             return None
-        edit = None
-        if outcome.changed:
-            new_text = outcome.source.decode("utf-8", "surrogatepass")
-            edit = self.edit(document, analysed, new_text)
-        elif not wanted:
-            return None
-        return lsp.CodeAction(
-            title="session-lint: fix all", kind=FIX_ALL, edit=edit or _no_edit(document, analysed)
+        if analysed.fixed == analysed.source:
+            return _no_edit(document, analysed)
+        return self.edit(document, analysed, analysed.fixed.decode("utf-8", "surrogatepass"))
+
+    async def resolve(self, action: lsp.CodeAction) -> lsp.CodeAction:
+        data = action.data if isinstance(action.data, dict) else {}
+        document = self.documents.get(str(data.get("uri")))
+        analysed = None if document is None else await self.current(document.uri)
+        if document is None or analysed is None or analysed.version != data.get("version"):
+            # The edit would be for a text the client no longer has.
+            raise JsonRpcContentModified("the document changed since the action was offered")
+        kind, index = str(data.get("kind")), data.get("index")
+        if kind not in ("fix", "noqa", "fixAll") or not (
+            index is None
+            or (isinstance(index, int) and 0 <= index < len(analysed.analysis.findings))
+        ):
+            return action
+        action.edit = await self.in_worker(
+            lambda: self.action_edit(document, analysed, kind, index)
         )
+        return action
 
     def edit(self, document: Document, analysed: Analysed, new_text: str) -> lsp.WorkspaceEdit:
         """The change from the analysed text to ``new_text``, for that version only."""
@@ -633,7 +681,7 @@ def build_server() -> SessionLintServer:
         lsp.TEXT_DOCUMENT_CODE_ACTION,
         lsp.CodeActionOptions(
             code_action_kinds=[lsp.CodeActionKind.QuickFix, FIX_ALL],
-            resolve_provider=False,
+            resolve_provider=True,
         ),
     )
     async def code_action(
@@ -644,6 +692,10 @@ def build_server() -> SessionLintServer:
         if document is None or analysed is None:
             return None
         return await ls.in_worker(lambda: ls.actions(document, analysed, params))
+
+    @server.feature(lsp.CODE_ACTION_RESOLVE)
+    async def code_action_resolve(ls: SessionLintServer, params: lsp.CodeAction) -> lsp.CodeAction:
+        return await ls.resolve(params)
 
     @server.feature(lsp.TEXT_DOCUMENT_HOVER)
     async def hover(ls: SessionLintServer, params: lsp.HoverParams) -> lsp.Hover | None:

@@ -14,11 +14,14 @@ from __future__ import annotations
 import os
 import threading
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from session_lint.analyzer import Analysis, analyze
 from session_lint.config import Config, load_config, with_selection
-from session_lint.fixes import FixOutcome, fix_source
 from session_lint.runner import ensure_recursion_limit
+
+if TYPE_CHECKING:
+    from session_lint.fixes import FixOutcome
 
 
 @dataclass(frozen=True)
@@ -71,6 +74,10 @@ class WarmAnalysis:
             return analyze(source, path, config, apply_noqa=apply_noqa)
 
     def fix(self, source: bytes, path: str, config: Config, *, unsafe: bool) -> FixOutcome:
+        # The fix layer pulls in libcst.codemod (a third of a cold start): only
+        # when something is fixed.
+        from session_lint.fixes import fix_source
+
         with self._analysis:
             ensure_recursion_limit()
             return fix_source(source, path, config, unsafe=unsafe)

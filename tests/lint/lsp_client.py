@@ -48,6 +48,7 @@ class Client:
         options: Any = None,
         configuration: Any = None,
         watch: bool = False,
+        resolve: bool = False,
     ) -> Client:
         client = LanguageClient("session-lint-tests", "1")
         self = cls(client)
@@ -84,7 +85,21 @@ class Client:
         await asyncio.wait_for(
             client.initialize_async(
                 lsp.InitializeParams(
-                    capabilities=lsp.ClientCapabilities(workspace=workspace),
+                    capabilities=lsp.ClientCapabilities(
+                        workspace=workspace,
+                        # As VS Code and Neovim do: an action's edit is asked for
+                        # (codeAction/resolve) when the user picks the action.
+                        text_document=lsp.TextDocumentClientCapabilities(
+                            code_action=lsp.CodeActionClientCapabilities(
+                                data_support=True,
+                                resolve_support=lsp.ClientCodeActionResolveOptions(
+                                    properties=["edit"]
+                                ),
+                            )
+                        )
+                        if resolve
+                        else None,
+                    ),
                     root_uri=root.as_uri(),
                     initialization_options=options,
                 )
@@ -164,7 +179,9 @@ class Client:
                     range=range_,
                     context=lsp.CodeActionContext(
                         diagnostics=list(diagnostics),
-                        only=None if only is None else [lsp.CodeActionKind(k) if k in _KINDS else k for k in only],  # type: ignore[misc]
+                        only=None
+                        if only is None
+                        else [lsp.CodeActionKind(k) if k in _KINDS else k for k in only],  # type: ignore[misc]
                     ),
                 )
             ),
@@ -172,10 +189,15 @@ class Client:
         )
         return [a for a in answer or [] if isinstance(a, lsp.CodeAction)]
 
+    async def resolve(self, action: lsp.CodeAction) -> lsp.CodeAction:
+        return await asyncio.wait_for(self.client.code_action_resolve_async(action), WAIT)
+
     async def hover(self, uri: str, position: lsp.Position) -> lsp.Hover | None:
         return await asyncio.wait_for(
             self.client.text_document_hover_async(
-                lsp.HoverParams(text_document=lsp.TextDocumentIdentifier(uri=uri), position=position)
+                lsp.HoverParams(
+                    text_document=lsp.TextDocumentIdentifier(uri=uri), position=position
+                )
             ),
             WAIT,
         )
@@ -245,7 +267,13 @@ def fixture_project(fixture: RuleFixture, root: Path) -> Path:
     lines = ["[tool.session-lint]", *headers, f'select = ["{fixture.code}"]']
     if requires != [NO_DEPENDENCY_FILE]:
         deps = requires or list(DEFAULT_REQUIREMENTS)
-        lines = ["[project]", 'name = "fixture-app"', f"dependencies = {json.dumps(deps)}", "", *lines]
+        lines = [
+            "[project]",
+            'name = "fixture-app"',
+            f"dependencies = {json.dumps(deps)}",
+            "",
+            *lines,
+        ]
     root.mkdir(parents=True, exist_ok=True)
     (root / "pyproject.toml").write_text("\n".join(lines) + "\n", encoding="utf-8")
     target = root / fixture.path

@@ -124,7 +124,9 @@ def test_fix_all_equals_the_cli_fix(file: Path, tmp_path: Path) -> None:
         try:
             uri = client.open(path)
             await client.wait_for(uri)
-            whole = lsp.Range(start=lsp.Position(line=0, character=0), end=lsp.Position(line=0, character=0))
+            whole = lsp.Range(
+                start=lsp.Position(line=0, character=0), end=lsp.Position(line=0, character=0)
+            )
             (action,) = await client.actions(uri, whole, only=[FIX_ALL])
             assert action.kind == FIX_ALL
             assert action.edit is not None
@@ -188,8 +190,12 @@ def test_positions_count_utf16_units(tmp_path: Path) -> None:
 
 def test_unsafe_fix_is_labelled_and_not_preferred(tmp_path: Path) -> None:
     unsafe = [
-        f for f in FIXABLE if any(
-            x.fix is not None and x.fix_applicability is not None and x.fix_applicability.value == "unsafe"
+        f
+        for f in FIXABLE
+        if any(
+            x.fix is not None
+            and x.fix_applicability is not None
+            and x.fix_applicability.value == "unsafe"
             for x in _findings(f)
         )
     ]
@@ -213,12 +219,57 @@ def test_unsafe_fix_is_labelled_and_not_preferred(tmp_path: Path) -> None:
     assert any(a.title.startswith("Disable SL") for a in actions)
 
 
+def test_a_client_that_resolves_gets_the_same_edits_when_it_asks(tmp_path: Path) -> None:
+    """With ``codeAction/resolve`` the list carries no edit; resolving gives the
+    edit the list would have carried, and nothing for a version the client no
+    longer has."""
+    path = tmp_path / "app.py"
+    path.write_text(SERVICE, encoding="utf-8")
+    whole = lsp.Range(
+        start=lsp.Position(line=0, character=0), end=lsp.Position(line=9, character=0)
+    )
+
+    async def offered(resolve: bool) -> tuple[list[lsp.CodeAction], str | None]:
+        client = await Client.start(tmp_path, resolve=resolve)
+        try:
+            uri = client.open(path)
+            diagnostics = await client.wait_for(uri)
+            actions = await client.actions(uri, whole, diagnostics)
+            if not resolve:
+                return actions, None
+            resolved = [await client.resolve(a) for a in actions]
+            client.change(uri, SERVICE + "\n")
+            await client.wait_for(uri)
+            try:
+                await client.resolve(actions[0])
+            except Exception as exc:  # the answer is an error: the text changed
+                stale = str(exc)
+            else:
+                stale = None
+            assert all(a.edit is None and a.data for a in actions)
+            return resolved, stale
+        finally:
+            await client.stop()
+
+    eager, _ = run(offered(resolve=False))
+    resolved, stale = run(offered(resolve=True))
+    titles = [a.title for a in eager]
+    assert any(t.startswith("SL403") for t in titles)
+    assert any(a.kind == FIX_ALL for a in eager)
+    assert [(a.title, a.kind, a.edit) for a in resolved] == [
+        (a.title, a.kind, a.edit) for a in eager
+    ]
+    assert stale is not None and "changed" in stale
+
+
 def _findings(file: Path) -> list[Any]:
     from session_lint.analyzer import analyze
     from session_lint.rules import RULES_BY_CODE
 
     fixture = load(file)
-    return analyze(fixture.source, fixture.path, fixture.config, [RULES_BY_CODE[fixture.code]]).findings
+    return analyze(
+        fixture.source, fixture.path, fixture.config, [RULES_BY_CODE[fixture.code]]
+    ).findings
 
 
 def test_disable_for_this_line_adds_a_noqa_that_silences_it(tmp_path: Path) -> None:
@@ -286,7 +337,9 @@ def test_a_config_change_is_picked_up_and_a_broken_one_is_one_message(tmp_path: 
     config = tmp_path / "pyproject.toml"
     config.write_text("[tool.session-lint]\n", encoding="utf-8")
 
-    async def scenario() -> tuple[list[lsp.Diagnostic], lsp.ShowMessageParams, list[lsp.Diagnostic]]:
+    async def scenario() -> tuple[
+        list[lsp.Diagnostic], lsp.ShowMessageParams, list[lsp.Diagnostic]
+    ]:
         client = await Client.start(tmp_path, watch=True)
         try:
             uri = client.open(path)
@@ -344,7 +397,9 @@ async def _next_publication(client: Client, uri: str, count: int) -> list[lsp.Di
     return await asyncio.wait_for(published(), 60)
 
 
-def test_a_file_that_does_not_parse_is_one_diagnostic_and_the_server_goes_on(tmp_path: Path) -> None:
+def test_a_file_that_does_not_parse_is_one_diagnostic_and_the_server_goes_on(
+    tmp_path: Path,
+) -> None:
     path = tmp_path / "app.py"
     path.write_text(SERVICE, encoding="utf-8")
 
