@@ -45,10 +45,13 @@ import traceback
 from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 from session_lint import client
 from session_lint.file_events import FileEvents
+
+if TYPE_CHECKING:
+    from session_lint.resident import WarmAnalysis
 
 PROTOCOL = 1
 MAX_HEADER = 64 * 1024
@@ -122,9 +125,8 @@ class Server:
         self.last_request = time.monotonic()
         self.stopping = threading.Event()
         self._lock = threading.Lock()
-        # One analysis at a time: the GIL allows no more anyway, and the analysis
-        # may raise the process-wide recursion limit for a deep file.
-        self._analysis = threading.Lock()
+        # Made on first use: the flake8 process imports this module, not libcst.
+        self._warm: WarmAnalysis | None = None
         self._memo: OrderedDict[tuple[str, ...], Answer] = OrderedDict()
         self._running: dict[tuple[str, ...], threading.Event] = {}
         self._watched: OrderedDict[str, Watched] = OrderedDict()
@@ -239,8 +241,7 @@ class Server:
                 if key not in self._memo:  # that analysis failed: do it here
                     self._running.pop(key, None)
         try:
-            with self._analysis:
-                answer = self._analyze(request, source, config)
+            answer = self._analyze(request, source, config)
             with self._lock:
                 if not answer["errors"]:
                     self._memo[key] = answer
@@ -253,11 +254,16 @@ class Server:
             done.set()
 
     def _analyze(self, request: Request, source: bytes, config: Any) -> Answer:
-        from session_lint.analyzer import analyze
+        # The analysis the language server runs too (one at a time, deep files
+        # allowed as in the CLI); the config is loaded fresh for every request
+        # above, so an edited pyproject.toml is seen without a file event.
+        if self._warm is None:
+            from session_lint.resident import WarmAnalysis
 
+            self._warm = WarmAnalysis()
         # An absolute path, since this process's working directory is not the
         # client's; the findings (line, column, code, message) do not hold it.
-        analysis = analyze(source, request.path, config, apply_noqa=False)
+        analysis = self._warm.analyze(source, request.path, config, apply_noqa=False)
         return {
             "findings": [[f.line, f.column, f.code, f.message] for f in analysis.findings],
             "errors": analysis.errors,

@@ -416,3 +416,40 @@ def test_a_file_that_does_not_parse_is_one_diagnostic_and_the_server_goes_on(
     broken, fine = run(scenario())
     assert [d.code for d in broken] == ["SL000"]
     assert [d.code for d in fine] == ["SL403"]
+
+
+def test_a_rule_that_crashes_costs_that_rule_not_the_server(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """In the server's own process: the broken rule's findings are gone, the other
+    rules' are there, and the client is told why."""
+    from session_lint.language_server import Document, SessionLintServer
+    from session_lint.rules import RULES_BY_CODE
+
+    path = tmp_path / "app.py"
+    text = SERVICE + (
+        "\n\nasync def make(engine):\n"
+        "    async with AsyncSession(engine) as session:\n"
+        "        await session.commit()\n"
+    )
+    path.write_text(text, encoding="utf-8")
+    server = SessionLintServer()
+    logged: list[str] = []
+    monkeypatch.setattr(server, "log", lambda message, kind=None: logged.append(message))
+    document = Document(path.as_uri(), str(path), 1, text)
+
+    def codes() -> set[str]:
+        analysed = server.analyse(document, 1, text)
+        assert analysed is not None
+        return {f.code for f in analysed.analysis.findings}
+
+    assert {"SL101", "SL403"} <= codes()
+    assert logged == []
+
+    def broken(self: object, node: object) -> None:
+        raise RuntimeError("a bug in the rule")
+
+    monkeypatch.setattr(RULES_BY_CODE["SL403"], "visit_Expr", broken)
+    found = codes()
+    assert "SL101" in found and "SL403" not in found
+    assert any("internal error in SL403" in m and "a bug in the rule" in m for m in logged)
