@@ -16,7 +16,6 @@ else ``<tmp>/session-lint-<uid>``; a directory others could write to is never us
 
 from __future__ import annotations
 
-import json
 import os
 import socket
 import stat
@@ -25,9 +24,9 @@ import time
 import zlib
 from typing import Any
 
+from session_lint import wire
 from session_lint.fingerprint import tool_fingerprint
 
-PROTOCOL = 1
 IDLE_SECONDS = 900.0
 START_TIMEOUT = 10.0  # a cold start on a busy machine; then analyse in-process
 ANSWER_TIMEOUT = 120.0  # a huge file on a busy machine
@@ -94,9 +93,8 @@ def prefetch(filename: str, config_dir: str, config_file: str | None) -> None:
     conn = _server()
     if conn is None:
         return
-    header = _header(filename, config_dir, config_file, size=0, command="analyze-path")
     try:
-        conn.sendall(json.dumps(header).encode() + b"\n")
+        conn.sendall(wire.request(filename, config_dir, config_file, command="analyze-path"))
     except OSError:
         conn.close()
         return
@@ -115,8 +113,7 @@ def analyze_remote(
         # The server answers for these bytes: precomputed if the file it read
         # holds them, analysed now if it changed or flake8 decoded it otherwise.
         try:
-            early.sendall(json.dumps({"protocol": PROTOCOL, "size": len(source)}).encode())
-            early.sendall(b"\n" + source)
+            early.sendall(wire.follow_up(source))
         except OSError:
             early.close()
         else:
@@ -126,9 +123,8 @@ def analyze_remote(
     conn = _server()
     if conn is None:
         return None
-    header = _header(filename, config_dir, config_file, size=len(source))
     try:
-        conn.sendall(json.dumps(header).encode() + b"\n" + source)
+        conn.sendall(wire.request(filename, config_dir, config_file, source))
     except OSError:
         conn.close()
         return None
@@ -148,22 +144,6 @@ def _server() -> socket.socket | None:
     return conn
 
 
-def _header(
-    filename: str, config_dir: str, config_file: str | None, *, size: int, command: str = ""
-) -> dict[str, Any]:
-    header: dict[str, Any] = {
-        "protocol": PROTOCOL,
-        "cwd": os.getcwd(),
-        "filename": filename,
-        "config_dir": config_dir,
-        "config": config_file,
-        "size": size,
-    }
-    if command:
-        header["command"] = command
-    return header
-
-
 def _checked(answer: dict[str, Any]) -> dict[str, Any] | None:
     if "config_error" in answer:
         raise ServerConfigError(str(answer["config_error"]))
@@ -177,9 +157,7 @@ def stop_server(path: str) -> bool:
     if conn is None:
         return False
     try:
-        conn.sendall(
-            json.dumps({"protocol": PROTOCOL, "command": "stop", "size": 0}).encode() + b"\n"
-        )
+        conn.sendall(wire.stop())
     except OSError:
         conn.close()
         return False
@@ -246,11 +224,4 @@ def _receive(conn: socket.socket) -> dict[str, Any] | None:
                     break
         except OSError:
             return None
-    data = b"".join(chunks)
-    if not data.endswith(b"\n"):
-        return None
-    try:
-        answer = json.loads(data)
-    except ValueError:
-        return None
-    return answer if isinstance(answer, dict) else None
+    return wire.read_answer(b"".join(chunks))

@@ -34,7 +34,6 @@ from __future__ import annotations
 import argparse
 import fcntl
 import hashlib
-import json
 import os
 import signal
 import socket
@@ -47,15 +46,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, BinaryIO
 
-from session_lint import client
+from session_lint import client, wire
 from session_lint.file_events import FileEvents
+from session_lint.wire import MAX_SOURCE, Answer, Request, read_message
 
 if TYPE_CHECKING:
     from session_lint.resident import WarmAnalysis
 
-PROTOCOL = 1
-MAX_HEADER = 64 * 1024
-MAX_SOURCE = 64 * 1024 * 1024
 _MEMO_SIZE = 64
 _WATCHED = 16  # the files of the last requests: an editor's open files
 _WATCH_FOR = 1800.0  # seconds a file stays watched after its last request
@@ -71,34 +68,6 @@ async def handler(session: AsyncSession) -> None:
     async with session.begin():
         await session.execute("select 1")
 """
-
-Answer = dict[str, Any]
-
-
-@dataclass
-class Request:
-    """Where a file's answer depends on: the client's working directory, the
-    file's name as flake8 gave it, the directory its config is looked up from,
-    and an explicit config file."""
-
-    cwd: str
-    filename: str
-    config_dir: str
-    config: str | None
-
-    @classmethod
-    def from_header(cls, header: dict[str, Any]) -> Request:
-        config = header.get("config")
-        return cls(
-            str(header["cwd"]),
-            str(header["filename"]),
-            str(header["config_dir"]),
-            None if config is None else str(config),
-        )
-
-    @property
-    def path(self) -> str:
-        return os.path.join(self.cwd, self.filename)
 
 
 @dataclass
@@ -162,7 +131,7 @@ class Server:
             conn.settimeout(30.0)
             reader = conn.makefile("rb")
             try:
-                header, source = _read_message(reader)
+                header, source = read_message(reader)
             except (OSError, ValueError) as exc:
                 _send(conn, {"error": f"bad request: {exc}"})
                 return
@@ -198,7 +167,7 @@ class Server:
         answer = self.answer(request, on_disk)
         conn.settimeout(_FOLLOW_UP_TIMEOUT)
         try:
-            _, source = _read_message(reader)
+            _, source = read_message(reader)
         except (OSError, ValueError):
             return None
         if source == on_disk:
@@ -320,25 +289,9 @@ def _read_file(path: str) -> bytes:
     return data
 
 
-def _read_message(reader: BinaryIO) -> tuple[dict[str, Any], bytes]:
-    line = reader.readline(MAX_HEADER)
-    if not line.endswith(b"\n"):
-        raise ValueError("no header line")
-    header = json.loads(line)
-    if not isinstance(header, dict) or header.get("protocol") != PROTOCOL:
-        raise ValueError("unknown protocol")
-    size = int(header.get("size", 0))
-    if not 0 <= size <= MAX_SOURCE:
-        raise ValueError("source too large")
-    source = reader.read(size)
-    if len(source) != size:
-        raise ValueError("short source")
-    return header, source
-
-
 def _send(conn: socket.socket, answer: Answer) -> None:
     try:
-        conn.sendall(json.dumps(answer).encode() + b"\n")
+        conn.sendall(wire.answer(answer))
     except OSError:
         pass  # the client gave up; it analyses in-process
 

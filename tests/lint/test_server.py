@@ -3,7 +3,6 @@ in-process analysis, never a stale one, and flake8 never worse off without it.""
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
@@ -12,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from session_lint import client
+from session_lint import client, wire
 from session_lint.analyzer import analyze
 from session_lint.config import find_config_file, load_config
 from tests.lint.conftest import ROOT, server_pid
@@ -291,13 +290,11 @@ def test_an_early_request_nobody_collects_does_not_block_the_server(
         os.chdir(root)
         early = client._connect(path)
         assert early is not None
-        header = client._header("app.py", str(root), None, size=0, command="analyze-path")
-        early.sendall(json.dumps(header).encode() + b"\n")
+        early.sendall(wire.request("app.py", str(root), None, command="analyze-path"))
         early.close()  # flake8 excluded the file, or exited
         late = client._connect(path)
         assert late is not None
-        header = client._header("app.py", str(root), None, size=len(SOURCE))
-        late.sendall(json.dumps(header).encode() + b"\n" + SOURCE)
+        late.sendall(wire.request("app.py", str(root), None, SOURCE))
         answer = client._receive(late)
         assert answer is not None and [f[2] for f in answer["findings"]] == ["SL101"]
     finally:
