@@ -64,25 +64,36 @@ def fix_source(
         new = module.bytes
         if applied == 0 or new == current:
             break
-        try:
-            cst.parse_module(new)
-        except Exception as exc:
+        # The re-lint's parse is the syntax check; the text is parsed on its own
+        # only when the re-lint did not parse it (no rule's prefilter matched).
+        relinted = analyze(new, path, config, rules)
+        problem = None if relinted.module is not None else _parse_problem(new)
+        if problem is not None:
             codes = ", ".join(sorted({f.code for f in todo}))
             outcome.errors.append(
-                f"{path}: fix for {codes} produced code that does not parse ({type(exc).__name__}); "
+                f"{path}: fix for {codes} produced code that does not parse ({problem}); "
                 "file left unchanged"
             )
             outcome.analysis = analyze(source, path, config, rules)
             return outcome
         outcome.applied += applied
         current = new
-        analysis = analyze(current, path, config, rules)
+        analysis = relinted
     else:
         if fixable(analysis.findings, unsafe=unsafe):
             outcome.errors.append(f"{path}: fixes did not settle after {MAX_PASSES} passes")
     outcome.source = current
     outcome.analysis = analysis
     return outcome
+
+
+def _parse_problem(source: bytes) -> str | None:
+    """Why libcst cannot parse ``source`` (the exception's name), or None."""
+    try:
+        cst.parse_module(source)
+    except Exception as exc:
+        return type(exc).__name__
+    return None
 
 
 class _Replacer(cst.CSTTransformer):

@@ -342,3 +342,46 @@ def test_diff_never_writes(tmp_path: Path, name: str) -> None:
     assert "-    async with AsyncSession(engine) as s:" in diff
     assert "+    async with get_session() as s:" in diff
     assert {p.name: (p.read_bytes(), p.stat().st_mtime_ns) for p in tmp_path.iterdir()} == before
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        # The fixed text still holds what the rule's prefilter looks for: the
+        # re-lint parses it, and that parse is the check.
+        "session_probe = 1\nother = session_probe\n",
+        # It no longer does: the re-lint skips the parse, the check parses alone.
+        "session_probe = 1\n",
+    ],
+)
+def test_a_fix_whose_result_does_not_parse_is_refused(source: str) -> None:
+    from typing import ClassVar
+
+    import libcst as cst
+
+    from session_lint.finding import Applicability, Fix
+    from session_lint.fixes import fix_source
+    from session_lint.rules.base import Rule
+
+    class Breaks(Rule):
+        code: ClassVar[str] = "SL999"
+        name: ClassVar[str] = "breaks"
+        message: ClassVar[str] = "a probe whose fix breaks the file"
+        tokens: ClassVar[tuple[str, ...]] = ("session_probe",)
+        needs_evidence: ClassVar[bool] = False
+
+        def visit_Assign(self, node: cst.Assign) -> None:
+            target = node.targets[0].target
+            if isinstance(target, cst.Name) and target.value == "session_probe":
+                # A keyword where an expression goes: codegen writes it, no parser reads it.
+                broken = cst.SimpleStatementLine([cst.Expr(cst.Name("lambda"))])
+                statement = self.ctx.ancestors[-2]
+                self.report(node, fix=Fix.replace(statement, broken, Applicability.SAFE))
+
+    outcome = fix_source(source.encode(), "app.py", Config(), [Breaks])
+    assert outcome.source == source.encode()
+    assert outcome.applied == 0
+    assert outcome.errors == [
+        "app.py: fix for SL999 produced code that does not parse (ParserSyntaxError); "
+        "file left unchanged"
+    ]
