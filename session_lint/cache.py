@@ -136,11 +136,16 @@ def _encode(finding: Finding) -> dict[str, Any]:
         "name": finding.name,
         "message": finding.message,
         "fix": None if applicability is None else applicability.value,
+        "fix_description": "" if finding.fix is None else finding.fix.description,
     }
 
 
 def _decode(item: dict[str, Any], path: str) -> Finding:
-    fix = None if item["fix"] is None else Fix(Applicability(item["fix"]), ())
+    fix = (
+        None
+        if item["fix"] is None
+        else Fix(Applicability(item["fix"]), (), (), str(item.get("fix_description", "")))
+    )
     return Finding(
         path,
         int(item["line"]),

@@ -11,6 +11,7 @@ import argparse
 import json
 import os
 import sys
+import tempfile
 import traceback
 from collections.abc import Sequence
 from dataclasses import fields
@@ -20,10 +21,11 @@ from session_lint import __version__
 from session_lint.config import ROLES, Config, ConfigError, load_config, with_selection
 from session_lint.discovery import STDIN, discover
 from session_lint.finding import Finding
-from session_lint.report import FORMATS
+from session_lint.report import FORMATS, TEXT_FORMATS, fixable_now
 from session_lint.report import github as github_report
 from session_lint.report import json as json_report
 from session_lint.report import text as text_report
+from session_lint.report.source import Sources
 from session_lint.roles import ALL_ROLES, DISPLAY_ORDER, display, role_of
 from session_lint.runner import (
     FileResult,
@@ -59,7 +61,27 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--select", metavar="CODES", help="comma-separated codes or prefixes")
     parser.add_argument("--ignore", metavar="CODES", help="comma-separated codes or prefixes")
-    parser.add_argument("--format", choices=FORMATS, default="text", help="output format")
+    parser.add_argument(
+        "--format",
+        "--output-format",
+        dest="format",
+        choices=FORMATS,
+        help="output format (default: full on a terminal, in colour unless NO_COLOR is set; "
+        "concise when piped; text = concise)",
+    )
+    parser.add_argument(
+        "--output-file",
+        metavar="FILE",
+        help="write the report to FILE (atomically); the summary stays on stdout, errors on stderr",
+    )
+    parser.add_argument(
+        "-q", "--quiet", action="store_true", help="print the findings only (no summary line)"
+    )
+    parser.add_argument(
+        "--show-fixes",
+        action="store_true",
+        help="list the fixes applied (with --fix) or that --fix would apply, per file and code",
+    )
     parser.add_argument("--statistics", action="store_true", help="print counts per code")
     parser.add_argument("--exit-zero", action="store_true", help="exit 0 even when findings remain")
     parser.add_argument("--no-cache", action="store_true", help="do not read or write the cache")
@@ -87,8 +109,16 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--explain", metavar="CODE", help="print a rule's documentation")
     parser.add_argument(
         "--show-settings",
+        nargs="?",
+        const=".",
         metavar="PATH",
-        help="print a file's role, the rules that run on it and the resolved settings",
+        help="print the resolved settings for PATH (default: .) and, for a file, its role and "
+        "the rules that run on it; then exit",
+    )
+    parser.add_argument(
+        "--show-files",
+        action="store_true",
+        help="list the files that would be linted (after exclude and .gitignore); then exit",
     )
     parser.add_argument("--version", action="version", version=f"session-lint {__version__}")
     return parser
@@ -171,14 +201,16 @@ def _main(args: argparse.Namespace) -> int:
         raise UsageError("'-' (standard input) cannot be combined with other paths")
     if args.stdin_filename and paths != [STDIN]:
         raise UsageError("--stdin-filename is only used with '-' (standard input)")
-    if args.statistics and args.format not in ("text", "json"):
-        raise UsageError("--statistics works with --format text or json")
+    if args.statistics and args.format not in (*TEXT_FORMATS, "json", None):
+        raise UsageError("--statistics works with --format concise, full or json")
     config = load_config(
         [args.stdin_filename or p for p in paths], args.config, use_cache=not args.no_cache
     )
     config = with_selection(config, select, ignore)
     if args.no_respect_gitignore:
         config = config.with_overrides(respect_gitignore=False)
+    if args.show_files:
+        return show_files(paths, config, force_exclude=args.force_exclude)
     options = Options(
         fix=args.fix and not args.diff,
         diff=args.diff,
@@ -192,7 +224,27 @@ def _main(args: argparse.Namespace) -> int:
     discovery = discover(paths, config, force_exclude=args.force_exclude)
     result = run(discovery.files, config, options)
     errors = [*discovery.errors, *result.errors]
-    return _finish(args, options, result.findings, result.fixed, result.diffs, errors)
+    fixed_codes = {r.path: r.fixed_codes for r in result.files}
+    return _finish(
+        args,
+        options,
+        result.findings,
+        result.fixed,
+        result.diffs,
+        errors,
+        fixed_codes=fixed_codes,
+    )
+
+
+def show_files(paths: Sequence[str], config: Config, *, force_exclude: bool) -> int:
+    """``--show-files``: the files a run would lint, one a line, sorted."""
+    if paths == [STDIN]:
+        raise UsageError("--show-files lists files: name paths, not '-'")
+    discovery = discover(paths, config, force_exclude=force_exclude)
+    for message in discovery.errors:
+        _error(message)
+    _write(sys.stdout, "".join(f"{path}\n" for path in sorted(discovery.files)))
+    return USAGE_ERROR if discovery.errors else 0
 
 
 def _lint_stdin(args: argparse.Namespace, config: Config, options: Options) -> int:
@@ -204,7 +256,19 @@ def _lint_stdin(args: argparse.Namespace, config: Config, options: Options) -> i
         sys.stdout.flush()
     diffs = [result.diff] if result.diff else []
     out = sys.stderr if options.fix else sys.stdout
-    return _finish(args, options, result.findings, result.fixed, diffs, result.errors, out)
+    # The report quotes the lines the findings point into: the fixed text under --fix.
+    shown = result.fixed_source if options.fix and result.fixed_source is not None else source
+    return _finish(
+        args,
+        options,
+        result.findings,
+        result.fixed,
+        diffs,
+        result.errors,
+        out,
+        fixed_codes={result.path: result.fixed_codes},
+        sources=Sources({result.path: shown}),
+    )
 
 
 def _finish(
@@ -215,20 +279,42 @@ def _finish(
     diffs: list[str],
     errors: list[str],
     out: TextIO | None = None,
+    *,
+    fixed_codes: dict[str, dict[str, int]] | None = None,
+    sources: Sources | None = None,
 ) -> int:
     out = out or sys.stdout
     findings = sorted(findings, key=Finding.sort_key)
+    if args.format is None:  # ruff's choice: full for a person at a terminal
+        args.format = "full" if out.isatty() and not args.output_file else "concise"
     # Errors first, so that in a terminal the report's last line sums them up.
     for message in errors:
         _error(message)
     if options.diff:
         _write(out, "".join(diffs))
-        if fixed:
+        if args.show_fixes:
+            print(_fix_summary(fixed_codes or {}, applied=False), end="", file=sys.stderr)
+        elif args.quiet:
+            pass
+        elif fixed:
             print(f"Would fix {text_report.plural(fixed, 'problem')}", file=sys.stderr)
         else:
             print("No fixes available", file=sys.stderr)
     else:
-        _write(out, render(args, findings, fixed if options.fix else None, errors))
+        report, tail = render_parts(
+            args,
+            findings,
+            fixed if options.fix else None,
+            errors,
+            sources=sources or Sources(),
+            fixed_codes=fixed_codes or {},
+            colour=_colour(out) and not args.output_file,
+        )
+        if args.output_file:
+            _write_file(args.output_file, report)
+            _write(out, tail)
+        else:
+            _write(out, report + tail)
     if errors:
         return USAGE_ERROR
     if options.diff:
@@ -236,33 +322,107 @@ def _finish(
     return 1 if findings and not args.exit_zero else 0
 
 
-def render(
+def render_parts(
     args: argparse.Namespace,
     findings: list[Finding],
     fixed: int | None,
     errors: Sequence[str] = (),
-) -> str:
-    """The report; ``errors`` (a missing path, an unreadable file, a rule's crash)
-    are in it in every format: a run that did not lint everything must not read
-    as a clean one (an empty SARIF log is a clean scan to code scanning)."""
+    *,
+    sources: Sources,
+    fixed_codes: dict[str, dict[str, int]],
+    colour: bool = False,
+) -> tuple[str, str]:
+    """(the report, what follows it: the fix list and the summary line). The tail
+    is empty for the formats tools read, and under ``--quiet``.
+
+    ``errors`` (a missing path, an unreadable file, a rule's crash) are in the
+    report in every format that has a place for them (all but gitlab, where the
+    exit code 2 and stderr carry them): a run that did not lint everything must
+    not read as a clean one (an empty SARIF log is a clean scan to code scanning)."""
     if args.format == "json":
         if args.statistics:
-            return json_report.render_statistics(findings, unsafe_fixes=args.unsafe_fixes)
-        return json_report.render(findings, errors)
+            return json_report.render_statistics(findings, unsafe_fixes=args.unsafe_fixes), ""
+        return json_report.render(findings, errors), ""
     if args.format == "github":
-        return github_report.render(findings, errors)
+        return github_report.render(findings, errors), ""
     if args.format == "sarif":
         from session_lint.report import sarif as sarif_report
         from session_lint.rules import ALL_RULES
 
-        return sarif_report.render(findings, ALL_RULES, errors)
-    return text_report.render(
-        findings,
-        unsafe_fixes=args.unsafe_fixes,
-        fixed=fixed,
-        show_statistics=args.statistics,
-        errors=len(errors),
-    )
+        return sarif_report.render(findings, ALL_RULES, errors, sources), ""
+    if args.format == "gitlab":
+        from session_lint.report import gitlab as gitlab_report
+
+        return gitlab_report.render(findings, sources), ""
+    if args.format == "junit":
+        from session_lint.report import junit as junit_report
+
+        return junit_report.render(findings, errors), ""
+    if args.statistics:
+        lines = text_report.statistics(findings, unsafe_fixes=args.unsafe_fixes)
+    elif args.format == "full":
+        from session_lint.report import full as full_report
+
+        lines = full_report.render_lines(
+            findings, sources, colour=colour, unsafe_fixes=args.unsafe_fixes
+        )
+    else:
+        lines = [text_report.render_line(f) for f in findings]
+    report = "".join(line + "\n" for line in lines)
+    tail = ""
+    if args.show_fixes:
+        if fixed is not None:
+            tail += _fix_summary(fixed_codes, applied=True)
+        else:
+            would: dict[str, dict[str, int]] = {}
+            for f in findings:
+                if fixable_now(f, unsafe_fixes=args.unsafe_fixes):
+                    codes = would.setdefault(f.path, {})
+                    codes[f.code] = codes.get(f.code, 0) + 1
+            tail += _fix_summary(would, applied=False)
+    elif fixed:
+        tail += f"Fixed {text_report.plural(fixed, 'problem')}\n"
+    if args.quiet:
+        return report, tail if args.show_fixes else ""
+    summary = text_report.summary(findings, unsafe_fixes=args.unsafe_fixes, errors=len(errors))
+    return report, tail + summary + "\n"
+
+
+def _fix_summary(fixed_codes: dict[str, dict[str, int]], *, applied: bool) -> str:
+    from session_lint.rules import RULES_BY_CODE
+
+    names = {code: rule.name for code, rule in RULES_BY_CODE.items()}
+    return text_report.fix_summary(fixed_codes, names, applied=applied)
+
+
+def _colour(stream: TextIO) -> bool:
+    """ANSI colour for a terminal; NO_COLOR (no-color.org) turns it off and
+    FORCE_COLOR on, as in ruff."""
+    if os.environ.get("NO_COLOR"):
+        return False
+    if os.environ.get("FORCE_COLOR"):
+        return True
+    return stream.isatty()
+
+
+def _write_file(path: str, text: str) -> None:
+    """``--output-file``: a reader never sees a half-written report."""
+    directory = os.path.dirname(os.path.abspath(path))
+    try:
+        fd, tmp = tempfile.mkstemp(dir=directory, prefix=".session-lint-", suffix=".tmp")
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8", newline="") as handle:
+                handle.write(text)
+            # mkstemp's file is private (0600); a report is an ordinary file.
+            umask = os.umask(0)
+            os.umask(umask)
+            os.chmod(tmp, 0o666 & ~umask)
+            os.replace(tmp, path)
+        except BaseException:
+            os.unlink(tmp)
+            raise
+    except OSError as exc:
+        raise UsageError(f"--output-file {path}: {exc.strerror or exc}") from exc
 
 
 def _codes(value: str | None, option: str) -> tuple[str, ...] | None:
@@ -335,11 +495,19 @@ def show_settings(
     ignore: tuple[str, ...] | None = None,
 ) -> str:
     """What session-lint decides for one file: its role, whether it is an engine
-    module, the rules that run on it, and every resolved setting."""
+    module, the rules that run on it, and every resolved setting; for a directory,
+    the settings that apply under it (roles and rules are decided per file)."""
     from session_lint.analyzer import enabled_rules, is_engine_module
     from session_lint.evidence import has_evidence
     from session_lint.rules import ALL_RULES
 
+    if os.path.isdir(path):
+        config = with_selection(load_config([path], explicit_config), select, ignore)
+        lines = [
+            f"path: {config.relative(path) or '.'}",
+            "role: (a directory: each file has its own; name a file to see it)",
+        ]
+        return "\n".join([*lines, *_settings_section(config)]) + "\n"
     if not os.path.isfile(path):
         what = "is not a file" if os.path.exists(path) else "no such file"
         raise UsageError(f"--show-settings {path}: {what}")
@@ -363,7 +531,11 @@ def show_settings(
         needing = [r.code for r in rules if r.needs_evidence and r.code != "SL000"]
         if needing:
             lines.append(f"no SQLAlchemy evidence: {', '.join(needing)} cannot fire here")
-    lines += ["", "# settings", f"config-file = {json.dumps(config.source)}"]
+    return "\n".join([*lines, *_settings_section(config)]) + "\n"
+
+
+def _settings_section(config: Config) -> list[str]:
+    lines = ["", "# settings", f"config-file = {json.dumps(config.source)}"]
     lines.append(f"root = {json.dumps(config.root)}")
     lines += _settings_lines(config)
     if config.project.engine_modules:
@@ -371,7 +543,7 @@ def show_settings(
             f"# engine modules found by the project index: "
             f"{', '.join(config.project.engine_modules)}"
         )
-    return "\n".join(lines) + "\n"
+    return lines
 
 
 def _settings_lines(config: Config) -> list[str]:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import stat
 import tempfile
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,6 +29,7 @@ class FixOutcome:
     original: bytes
     source: bytes  # the fixed bytes; equal to ``original`` when nothing applied
     applied: int = 0
+    applied_codes: Counter[str] = field(default_factory=Counter)  # for --show-fixes
     analysis: Analysis | None = None  # findings that remain, on ``source``
     errors: list[str] = field(default_factory=list)
 
@@ -60,7 +62,10 @@ def fix_source(
         todo = fixable(analysis.findings, unsafe=unsafe)
         if not todo or analysis.module is None:
             break
-        module, applied = apply_fixes(analysis.module, [f.fix for f in todo if f.fix is not None])
+        chosen: list[Fix] = []
+        module, applied = apply_fixes(
+            analysis.module, [f.fix for f in todo if f.fix is not None], chosen
+        )
         new = module.bytes
         if applied == 0 or new == current:
             break
@@ -77,6 +82,8 @@ def fix_source(
             outcome.analysis = analyze(source, path, config, rules)
             return outcome
         outcome.applied += applied
+        taken = {id(fix) for fix in chosen}
+        outcome.applied_codes.update(f.code for f in todo if id(f.fix) in taken)
         current = new
         analysis = relinted
     else:
@@ -112,10 +119,14 @@ class _Replacer(cst.CSTTransformer):
         return updated_node if replacement is None else replacement
 
 
-def apply_fixes(module: cst.Module, fixes: Sequence[Fix]) -> tuple[cst.Module, int]:
+def apply_fixes(
+    module: cst.Module, fixes: Sequence[Fix], chosen: list[Fix] | None = None
+) -> tuple[cst.Module, int]:
     """Apply the fixes whose edits do not overlap an earlier fix's; the rest wait
-    for the next pass (they are found again on the fixed tree)."""
-    chosen: list[Fix] = []
+    for the next pass (they are found again on the fixed tree). ``chosen``, when
+    given, receives the fixes applied."""
+    if chosen is None:
+        chosen = []
     taken: set[int] = set()  # ids of edited nodes and everything below them
     for fix in fixes:
         covered: set[int] = set()

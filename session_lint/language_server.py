@@ -39,7 +39,6 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from io import BytesIO
-from pathlib import Path
 from typing import Any, TypeVar
 
 from lsprotocol import types as lsp
@@ -50,6 +49,7 @@ from pygls.uris import to_fs_path
 from session_lint import __version__
 from session_lint.analyzer import Analysis
 from session_lint.config import Config, ConfigError, rule_codes
+from session_lint.docs_pages import rule_doc_url
 from session_lint.finding import Applicability, Finding
 from session_lint.resident import Selection, WarmAnalysis
 
@@ -721,12 +721,6 @@ def build_server() -> SessionLintServer:
         )
 
     return server
-
-
-def rule_doc_url(code: str) -> str | None:
-    """The address of a rule's docs page, when this installation has the pages."""
-    page = Path(__file__).resolve().parents[1] / "docs" / "rules" / f"{code}.md"
-    return page.as_uri() if page.is_file() else None
 
 
 def _path(uri: str) -> str:

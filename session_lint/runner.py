@@ -62,6 +62,7 @@ class FileResult:
     findings: list[Finding] = field(default_factory=list)  # what remains to report
     errors: list[str] = field(default_factory=list)
     fixed: int = 0  # fixes applied (or that --diff would apply)
+    fixed_codes: dict[str, int] = field(default_factory=dict)  # per code, for --show-fixes
     diff: str = ""
     fixed_source: bytes | None = None  # only when fixing and something changed
 
@@ -129,6 +130,7 @@ def _fix_one(source: bytes, path: str, config: Config, options: Options) -> File
         result.errors.extend(analysis.errors)
     if outcome.changed:
         result.fixed = outcome.applied
+        result.fixed_codes = dict(outcome.applied_codes)
         result.fixed_source = outcome.source
         if options.diff:
             result.diff = unified_diff(source, outcome.source, path)
@@ -349,6 +351,7 @@ def _write(result: FileResult, original: bytes, config: Config, options: Options
             original, result.path, config, Options(apply_noqa=options.apply_noqa)
         )
         result.findings, result.fixed, result.fixed_source = again.findings, 0, None
+        result.fixed_codes = {}
 
 
 def _reason(exc: OSError) -> str:

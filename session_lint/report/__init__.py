@@ -1,4 +1,5 @@
-"""Renderers for findings: ``text`` for people, ``json``/``github``/``sarif`` for tools.
+"""Renderers for findings: ``full`` and ``concise`` (also spelled ``text``) for
+people, ``json``/``github``/``sarif``/``gitlab``/``junit`` for tools.
 
 Each takes findings already sorted and returns the whole output as one string.
 """
@@ -9,7 +10,8 @@ from collections.abc import Sequence
 
 from session_lint.finding import Applicability, Finding
 
-FORMATS = ("text", "json", "github", "sarif")
+FORMATS = ("concise", "full", "text", "json", "github", "sarif", "gitlab", "junit")
+TEXT_FORMATS = ("concise", "full", "text")  # "text": concise, its name before ``full``
 
 
 def fixable_now(finding: Finding, *, unsafe_fixes: bool) -> bool:

