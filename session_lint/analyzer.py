@@ -28,6 +28,7 @@ from session_lint.config import Config
 from session_lint.context import FileContext, Report
 from session_lint.evidence import has_evidence, module_of
 from session_lint.finding import Finding
+from session_lint.noqa import filter_noqa
 from session_lint.positions import node_positions, statement_positions
 from session_lint.roles import role_of
 from session_lint.rules import ALL_RULES, Rule, SyntaxErrorRule
@@ -370,30 +371,3 @@ def _positioned(
     return findings
 
 
-NOQA = re.compile(r"#\s*noqa(?::[\s]?(?P<codes>[A-Z]+[0-9]*(?:[,\s]+[A-Z]+[0-9]*)*))?", re.I)
-_CODE = re.compile(r"[A-Z]+[0-9]+", re.I)
-
-
-def filter_noqa(findings: list[Finding], source: bytes) -> list[Finding]:
-    """flake8's grammar: ``# noqa`` silences every code on the line, ``# noqa: SL101,SL2``
-    the listed codes (prefixes allowed)."""
-    if not findings or b"noqa" not in source.lower():
-        return findings
-    lines = source.decode("utf-8", "replace").splitlines()
-    kept: list[Finding] = []
-    for finding in findings:
-        text = lines[finding.line - 1] if 0 < finding.line <= len(lines) else ""
-        if _suppressed(text, finding.code):
-            continue
-        kept.append(finding)
-    return kept
-
-
-def _suppressed(line: str, code: str) -> bool:
-    for match in NOQA.finditer(line):
-        codes = match.group("codes")
-        if codes is None:
-            return True
-        if any(code.upper().startswith(c.upper()) for c in _CODE.findall(codes)):
-            return True
-    return False

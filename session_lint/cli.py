@@ -78,6 +78,12 @@ def build_parser() -> argparse.ArgumentParser:
         "-q", "--quiet", action="store_true", help="print the findings only (no summary line)"
     )
     parser.add_argument(
+        "--add-noqa",
+        action="store_true",
+        help="add a `# noqa: SLxxx` comment on every line with a finding (existing noqa "
+        "codes are kept), then exit; to adopt the linter on an existing code base",
+    )
+    parser.add_argument(
         "--show-fixes",
         action="store_true",
         help="list the fixes applied (with --fix) or that --fix would apply, per file and code",
@@ -220,10 +226,16 @@ def _main(args: argparse.Namespace) -> int:
         write_roots=(*paths, config.root),
     )
     if paths == [STDIN]:
+        if args.add_noqa:
+            raise UsageError("--add-noqa writes files: name paths, not '-'")
         return _lint_stdin(args, config, options)
+    if args.add_noqa and (args.fix or args.diff):
+        raise UsageError("--add-noqa cannot be combined with --fix or --diff")
     discovery = discover(paths, config, force_exclude=args.force_exclude)
     result = run(discovery.files, config, options)
     errors = [*discovery.errors, *result.errors]
+    if args.add_noqa:
+        return add_noqa(result.findings, errors, within=options.write_roots)
     fixed_codes = {r.path: r.fixed_codes for r in result.files}
     return _finish(
         args,
@@ -234,6 +246,18 @@ def _main(args: argparse.Namespace) -> int:
         errors,
         fixed_codes=fixed_codes,
     )
+
+
+def add_noqa(findings: Sequence[Finding], errors: list[str], *, within: Sequence[str]) -> int:
+    """``--add-noqa``: every current finding silenced where it is, so that the
+    linter can run in CI on an existing code base from today on."""
+    from session_lint.noqa import add_noqa_to_files
+
+    added, messages = add_noqa_to_files(findings, within)
+    for message in [*errors, *messages]:
+        _error(message)
+    _write(sys.stderr, f"Added {added} noqa comment{'' if added == 1 else 's'}.\n")
+    return USAGE_ERROR if errors else 0
 
 
 def show_files(paths: Sequence[str], config: Config, *, force_exclude: bool) -> int:

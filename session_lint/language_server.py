@@ -34,11 +34,9 @@ from __future__ import annotations
 import ast
 import asyncio
 import re
-import tokenize
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from io import BytesIO
 from typing import Any, TypeVar
 
 from lsprotocol import types as lsp
@@ -51,11 +49,11 @@ from session_lint.analyzer import Analysis
 from session_lint.config import Config, ConfigError, rule_codes
 from session_lint.docs_pages import rule_doc_url
 from session_lint.finding import Applicability, Finding
+from session_lint.noqa import LINE_BREAK, with_codes
 from session_lint.resident import Selection, WarmAnalysis
 
 SOURCE = "session-lint"
 FIX_ALL = "source.fixAll.session-lint"
-_LINE_BREAK = re.compile(r"\r\n|\r|\n")
 _SEVERITIES = {
     "error": lsp.DiagnosticSeverity.Error,
     "warning": lsp.DiagnosticSeverity.Warning,
@@ -512,7 +510,7 @@ class Lines:
     def __init__(self, text: str, encoding: str) -> None:
         self.text = text
         self.encoding = encoding
-        self.starts = [0] + [m.end() for m in _LINE_BREAK.finditer(text)]
+        self.starts = [0] + [m.end() for m in LINE_BREAK.finditer(text)]
 
     def _line(self, index: int) -> str:
         start = self.starts[index]
@@ -583,36 +581,10 @@ class Lines:
 
 
 def with_noqa(text: str, line: int, code: str) -> str | None:
-    """``text`` with ``code`` added to the ``# noqa`` of ``line`` (a new comment when
-    the line has none); None where a comment cannot go: the line ends inside a
-    string, or is not there."""
-    source = text.encode("utf-8", "surrogatepass")
-    try:
-        for token in tokenize.tokenize(BytesIO(source).readline):
-            if token.start[0] > line:
-                break
-            if token.start[0] <= line < token.end[0]:
-                return None  # the line ends inside a string (or a bracketed f-string part)
-    except (tokenize.TokenError, SyntaxError):
-        return None
-    starts = [0] + [m.end() for m in _LINE_BREAK.finditer(text)]
-    if line > len(starts):
-        return None
-    start = starts[line - 1]
-    end = starts[line] if line < len(starts) else len(text)
-    body = text[start:end]
-    stripped = body.rstrip("\r\n")
-    newline = body[len(stripped) :]
-    match = re.search(
-        r"#\s*noqa(?::\s?(?P<codes>[A-Z]+[0-9]+(?:[,\s]+[A-Z]+[0-9]+)*))?", stripped, re.I
-    )
-    if match is None:
-        updated = f"{stripped}  # noqa: {code}"
-    elif match.group("codes") is None:
-        return None  # a comment without codes already silences every code
-    else:
-        updated = f"{stripped[: match.end('codes')]}, {code}{stripped[match.end('codes') :]}"
-    return text[:start] + updated + newline + text[end:]
+    """``text`` with ``code`` in the ``# noqa`` of ``line``; None where nothing is
+    to be done (a comment cannot go there, or the line already silences it)."""
+    new = with_codes(text, line, [code])
+    return None if new is None or new == text else new
 
 
 def build_server() -> SessionLintServer:
