@@ -32,6 +32,7 @@ from session_lint.noqa import filter_noqa
 from session_lint.positions import node_positions, statement_positions
 from session_lint.roles import role_of
 from session_lint.rules import ALL_RULES, Rule, SyntaxErrorRule
+from session_lint.rules.SL001_unused_noqa import UnusedNoqa, unused_noqa
 from session_lint.semantics.scopes import (
     Scope,
     class_scope,
@@ -216,7 +217,7 @@ def analyze(
     result = Analysis(path)
     active = enabled_rules(config, path, ALL_RULES if rules is None else rules, source)
     report_syntax = SyntaxErrorRule in active
-    walkers = [r for r in active if r is not SyntaxErrorRule]
+    walkers = [r for r in active if r is not SyntaxErrorRule and r is not UnusedNoqa]
     # Without evidence of SQLAlchemy, only rules that need none (see ``evidence``).
     if any(r.needs_evidence for r in walkers) and not has_evidence(source, path, config):
         walkers = [r for r in walkers if not r.needs_evidence]
@@ -226,6 +227,10 @@ def analyze(
     if use_prefilter and (not walkers or not prefilter_for(walkers, config)(source)):
         if report_syntax and not _compiles_cheaply(source):
             _parse_into(result, source, path, report_syntax)
+        if not result.findings:  # SL000 cannot be silenced; SL001 can
+            _add_unused_noqa(result, source, active, frozenset(), None)
+            if apply_noqa:
+                result.findings = filter_noqa(result.findings, source)
         return result
     module = _parse_into(result, source, path, report_syntax)
     if module is None:
@@ -241,9 +246,11 @@ def analyze(
         source=source,
     )
     errors: list[str] = []
+    crashed: set[str] = set()
 
     def on_error(owner: object, exc: BaseException) -> None:
         code = getattr(owner, "code", type(owner).__name__)
+        crashed.add(code)
         errors.append(f"{path}: internal error in {code}: {type(exc).__name__}: {exc}")
 
     dispatcher = Dispatcher(on_error)
@@ -260,10 +267,39 @@ def analyze(
     result.errors.extend(errors)
     if ctx.reports:
         result.findings.extend(_positioned(ctx.reports, module, source, path, result))
+    _add_unused_noqa(result, source, active, frozenset(crashed), module)
     if apply_noqa:
         result.findings = filter_noqa(result.findings, source)
     result.findings.sort(key=Finding.sort_key)
     return result
+
+
+def _add_unused_noqa(
+    result: Analysis,
+    source: bytes,
+    active: Sequence[type[Rule]],
+    crashed: frozenset[str],
+    module: cst.Module | None,
+) -> None:
+    """SL001, from the findings before any noqa applies. A rule that crashed lost
+    its findings, so its codes are not called unused."""
+    if UnusedNoqa not in active or any(f.code == SyntaxErrorRule.code for f in result.findings):
+        return
+    ran = {r.code for r in active if r is not UnusedNoqa} - crashed
+    found = unused_noqa(result.findings, source, result.path, ran, _KNOWN_CODES, module)
+    if found and module is None:
+        # Skipped by the prefilter: parsed now, only to offer the fixes.
+        try:
+            module = cst.parse_module(source)
+        except Exception:
+            module = None
+        else:
+            found = unused_noqa(result.findings, source, result.path, ran, _KNOWN_CODES, module)
+            result.module = module  # the fixes apply to this tree
+    result.findings.extend(found)
+
+
+_KNOWN_CODES = frozenset(rule.code for rule in ALL_RULES)
 
 
 def is_engine_module(path: str, config: Config) -> bool:
@@ -369,5 +405,3 @@ def _positioned(
             )
         )
     return findings
-
-

@@ -29,7 +29,7 @@ NOQA = re.compile(r"# noqa(?::[\s]?(?P<codes>([A-Z]+[0-9]+(?:[,\s]+)?)+))?", re.
 _SEPARATORS = re.compile(r"[,\s]")
 LINE_BREAK = re.compile(r"\r\n|\r|\n")
 # Spelled in two parts so that no linter takes this line for a directive.
-_DIRECTIVE = "#" + " noqa: "
+DIRECTIVE = "#" + " noqa: "
 
 
 def split_lines(text: str) -> list[str]:
@@ -163,7 +163,7 @@ def _line_with_codes(line: str, codes: Sequence[str]) -> str:
     match = NOQA.search(line)
     if match is None or match.group("codes") is None:
         # None, or a bare one in the range's other lines: a comment of its own.
-        return f"{line}  {_DIRECTIVE}{', '.join(codes)}"
+        return f"{line}  {DIRECTIVE}{', '.join(codes)}"
     end = match.end("codes")
     head = line[:end].rstrip(", \t")
     rest = line[end:]

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from session_lint.rules.base import Rule
 from session_lint.rules.SL000_syntax_error import SyntaxErrorRule
+from session_lint.rules.SL001_unused_noqa import UnusedNoqa
 from session_lint.rules.SL101_direct_session import DirectSession
 from session_lint.rules.SL102_stray_engine import StrayEngine
 from session_lint.rules.SL103_engine_per_call import EnginePerCall
@@ -34,6 +35,7 @@ from session_lint.rules.SL503_session_level_set import SessionLevelSet
 
 ALL_RULES: tuple[type[Rule], ...] = (
     SyntaxErrorRule,
+    UnusedNoqa,
     DirectSession,
     StrayEngine,
     EnginePerCall,

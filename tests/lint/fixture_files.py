@@ -19,6 +19,7 @@ from pathlib import Path
 
 from session_lint.config import Config, config_from_mapping
 from session_lint.dependencies import index_from_requirements
+from session_lint.noqa import listed_codes, with_codes
 from session_lint.project_index import ProjectIndex
 
 if sys.version_info >= (3, 11):
@@ -105,5 +106,21 @@ def all_fixtures() -> list[Path]:
 
 
 def with_noqa(source: bytes) -> bytes:
-    """Every ``# error: X`` marker turned into ``# noqa: X``."""
-    return re.sub(rb"#\s*error:\s*", b"# noqa: ", source)
+    """Every ``# error: X`` marker turned into ``# noqa: X``, or into one more
+    code of the line's ``# noqa`` list when it has one: flake8 reads only the
+    first noqa comment of a line."""
+    lines = source.split(b"\n")
+    for index, line in enumerate(lines):
+        text = line.decode("utf-8", "surrogateescape")
+        marker = MARKER.search(text)
+        if marker is None:
+            continue
+        head = text[: marker.start()].rstrip()
+        codes = re.split(r"\s*,\s*", marker.group("codes"))
+        if listed_codes(head):
+            merged = with_codes(head, 1, codes)
+            assert merged is not None
+            lines[index] = merged.encode("utf-8", "surrogateescape")
+        else:
+            lines[index] = re.sub(rb"#\s*error:\s*", b"# noqa: ", line)
+    return b"\n".join(lines)

@@ -70,6 +70,11 @@ def test_every_noqa_form_is_read_as_flake8_reads_it(tmp_path: Path) -> None:
     expected = {
         (f"form_{i}.py", 5, "SL403") for i, silenced in enumerate(FORMS.values()) if not silenced
     }
+    # Those two name no SL code: SL001 says so, in flake8 as in the CLI.
+    comments = list(FORMS)
+    expected |= {
+        (f"form_{comments.index(c)}.py", 5, "SL001") for c in ("# noqa:sl403", "# noqa: SL4O3")
+    }
     assert flake8_lines(files, tmp_path) == expected, "flake8 reads the forms as listed"
     assert cli_lines(files, tmp_path) == expected
 
@@ -163,3 +168,25 @@ def test_add_noqa_refuses_what_it_cannot_do(tmp_path: Path) -> None:
     stdin = cli("--add-noqa", "-", cwd=tmp_path)
     assert stdin.returncode == 2 and "name paths" in stdin.stderr
     assert (tmp_path / "app.py").read_text(encoding="utf-8") == f"{HEAD}    s.commit()\n"
+
+
+def test_unused_noqa_reports_only_codes_whose_rule_ran(tmp_path: Path) -> None:
+    path = tmp_path / "app.py"
+    path.write_text(
+        HEAD
+        + "    s.commit()  # noqa: SL403\n"  # used
+        + "    s.flush()  # noqa: E501, SL101\n"  # SL101 ran and found nothing here
+        + "    x = 1  # noqa: SL502  # why\n",  # SL502 found nothing either
+        encoding="utf-8",
+    )
+    everything = cli_lines([path], tmp_path)
+    assert everything == {("app.py", 6, "SL403"), ("app.py", 6, "SL001"), ("app.py", 7, "SL001")}
+    assert flake8_lines([path], tmp_path) == everything
+    # SL101 and SL502 not selected: their codes may be needed by another run.
+    selected = cli("--format", "json", "--select", "SL001,SL403", str(path), cwd=tmp_path)
+    assert {(f["line"], f["code"]) for f in json.loads(selected.stdout)} == {(6, "SL403")}
+    fixed = cli("--fix", "--select", "SL001,SL101,SL502", str(path), cwd=tmp_path)
+    assert fixed.returncode == 0, fixed.stdout + fixed.stderr
+    assert path.read_text(encoding="utf-8").endswith(
+        "    s.commit()  # noqa: SL403\n    s.flush()  # noqa: E501\n    x = 1  # why\n"
+    )
