@@ -345,5 +345,8 @@ def test_help_documents_the_output_options(tmp_path: Path) -> None:
         "gitlab",
         "junit",
         "NO_COLOR",
+        "--add-noqa",
+        "--force-exclude",
+        "--no-respect-gitignore",
     ):
         assert flag in out, flag
