@@ -29,6 +29,7 @@ from session_lint.rules.SL401_session_escapes_to_task import SessionEscapesToTas
 from session_lint.rules.SL402_session_shared_by_gather import SessionSharedByGather
 from session_lint.rules.SL403_unawaited_session_call import UnawaitedSessionCall
 from session_lint.rules.SL404_unclosed_session import UnclosedSession
+from session_lint.rules.SL405_await_misuse import AwaitMisuse
 from session_lint.rules.SL501_string_sql import StringSql
 from session_lint.rules.SL502_interpolated_sql import InterpolatedSql
 from session_lint.rules.SL503_session_level_set import SessionLevelSet
@@ -57,6 +58,7 @@ ALL_RULES: tuple[type[Rule], ...] = (
     SessionSharedByGather,
     UnawaitedSessionCall,
     UnclosedSession,
+    AwaitMisuse,
     StringSql,
     InterpolatedSql,
     SessionLevelSet,
