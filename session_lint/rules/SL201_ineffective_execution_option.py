@@ -61,6 +61,11 @@ _WHY = {
         "`{key}` is not an execution option (did you mean `{suggestion}`?): SQLAlchemy "
         "silently ignores unknown keys"
     ),
+    Kind.DIALECT: (
+        "`{key}` is not an execution option of any SQLAlchemy dialect (a dialect reads "
+        "only `postgresql_readonly`, `postgresql_deferrable` and `sqlite_raw_colnames`): "
+        "SQLAlchemy silently ignores it, and no pooler sees it"
+    ),
     Kind.NO_PARAMETERS: (
         "`no_parameters` does not disable prepared statements: it only makes SQLAlchemy "
         "call `cursor.execute(sql)` without a parameter collection when there are no "
@@ -114,7 +119,11 @@ class IneffectiveExecutionOption(Rule):
     SQLAlchemy lets applications define their own execution options and read them
     in event hooks, so a key that is merely unknown is not reported: only keys that
     are recognisably a driver or engine setting, a made-up prepared-statement
-    switch, or a near-miss of a known option (`populate_exisiting`). `no_parameters`
+    switch, a near-miss of a known option (`populate_exisiting`), or a dialect's
+    prefix on an option that dialect does not have (`postgresql_expert_mode`, added
+    "for Supavisor compatibility" in real code: the dialects read only
+    `postgresql_readonly`, `postgresql_deferrable` and `sqlite_raw_colnames`; a
+    project's own options carry no dialect name). `no_parameters`
     is reported only where it is clearly meant as a prepared-statement switch:
     beside another ineffective key, or engine-wide (engine options,
     `update_execution_options`, a session factory). Options passed as a variable
@@ -155,7 +164,9 @@ class IneffectiveExecutionOption(Rule):
     an options dict, keyword or `.execution_options()` call left empty goes too (a
     bare `update_execution_options()` statement is deleted). Removing
     `no_parameters` is unsafe: it changes how the DBAPI `cursor.execute` is called
-    for statements without parameters. Misspelt options and `execution_options=` on
+    for statements without parameters. Removing a made-up dialect option is unsafe
+    too: an event hook of the project's could read it back. Misspelt options and
+    `execution_options=` on
     a session factory that holds real options are reported without a fix.
 
     ## References
@@ -206,6 +217,10 @@ class IneffectiveExecutionOption(Rule):
                 out.append(_Finding(entry, verdict, Applicability.UNSAFE))
             elif verdict.kind is Kind.TYPO:
                 out.append(_Finding(entry, verdict, None))
+            elif verdict.kind is Kind.DIALECT:
+                # An event hook of the project's could read it: removing it is
+                # only as safe as that is unlikely.
+                out.append(_Finding(entry, verdict, Applicability.UNSAFE))
             else:
                 out.append(_Finding(entry, verdict, Applicability.SAFE))
         return out

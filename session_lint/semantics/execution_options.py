@@ -22,6 +22,23 @@ import enum
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+DIALECT_EXECUTION_OPTIONS = frozenset(
+    {"postgresql_readonly", "postgresql_deferrable", "sqlite_raw_colnames"}
+)
+# A key with a dialect's prefix is that dialect's business; one the dialect does not
+# read is not a user-defined option (those carry no dialect name) but a made-up one
+# (``postgresql_expert_mode``, added "for Supavisor compatibility" in real code).
+DIALECT_PREFIXES = (
+    "postgresql_",
+    "asyncpg_",
+    "psycopg_",
+    "mysql_",
+    "mariadb_",
+    "sqlite_",
+    "oracle_",
+    "mssql_",
+)
+
 KNOWN_EXECUTION_OPTIONS = frozenset(
     {
         # Core (engine/interfaces.py, engine/base.py, sql/base.py)
@@ -46,14 +63,17 @@ KNOWN_EXECUTION_OPTIONS = frozenset(
         "render_nulls",
         "identity_token",
         "sa_top_level_orm_context",
-        # dialect connection characteristics (dialects/postgresql/base.py)
-        "postgresql_readonly",
-        "postgresql_deferrable",
+        # the dialects' own: PostgreSQL's connection characteristics
+        # (dialects/postgresql/base.py) and SQLite's raw column names
+        # (dialects/sqlite/base.py); the only dialect-prefixed execution options
+        # SQLAlchemy reads (tests/lint/test_pooler_rules.py checks them against
+        # the installed SQLAlchemy).
+        *DIALECT_EXECUTION_OPTIONS,
     }
 )
 
-# Keys with these prefixes belong to a dialect or to SQLAlchemy's internals.
-_NAMESPACED_PREFIXES = ("_", "postgresql_", "mysql_", "mariadb_", "sqlite_", "oracle_", "mssql_")
+# Keys with this prefix belong to SQLAlchemy's internals (``_sa_orm_update_options``).
+_INTERNAL_PREFIX = "_"
 
 
 class Kind(enum.Enum):
@@ -64,6 +84,7 @@ class Kind(enum.Enum):
     INVENTED = "invented"  # a prepared-statement switch that exists nowhere
     TYPO = "typo"  # a near-miss of a known option
     NO_PARAMETERS = "no_parameters"  # valid, but not the prepared-statement switch it is used as
+    DIALECT = "dialect"  # a dialect's prefix on an option that dialect does not have
 
 
 # asyncpg.connect() keywords, and the two SQLAlchemy's asyncpg dialect takes from
@@ -123,7 +144,7 @@ class Verdict:
 
 
 def is_known(key: str, extra: Iterable[str] = ()) -> bool:
-    return key in KNOWN_EXECUTION_OPTIONS or key.startswith(_NAMESPACED_PREFIXES) or key in extra
+    return key in KNOWN_EXECUTION_OPTIONS or key.startswith(_INTERNAL_PREFIX) or key in extra
 
 
 def classify(key: str, extra: Iterable[str] = ()) -> Verdict | None:
@@ -141,6 +162,8 @@ def classify(key: str, extra: Iterable[str] = ()) -> Verdict | None:
         return Verdict(Kind.ENGINE)
     if key in INVENTED_SWITCHES:
         return Verdict(Kind.INVENTED)
+    if key.startswith(DIALECT_PREFIXES):
+        return Verdict(Kind.DIALECT)
     close = _near_miss(key)
     if close is not None:
         return Verdict(Kind.TYPO, close)

@@ -91,3 +91,31 @@ def test_url_scheme_decidability() -> None:
     assert UrlText("postgresql+psycopg://u@h/db").is_asyncpg is False
     assert UrlText(f"{HOLE}://u@h/db").is_asyncpg is None
     assert not UrlText(f"postgresql+asyncpg://u@{HOLE}/db").decided
+
+
+def test_the_dialect_execution_options_are_the_ones_sqlalchemy_reads() -> None:
+    """SL201 reports a dialect-prefixed option outside DIALECT_EXECUTION_OPTIONS:
+    that list must hold every one the installed SQLAlchemy's dialects read."""
+    import inspect
+
+    from sqlalchemy.dialects.mssql.base import MSDialect
+    from sqlalchemy.dialects.mysql.base import MySQLDialect
+    from sqlalchemy.dialects.oracle.base import OracleDialect
+    from sqlalchemy.dialects.postgresql.base import PGDialect
+    from sqlalchemy.dialects.sqlite import base as sqlite_base
+
+    from session_lint.semantics.execution_options import (
+        DIALECT_EXECUTION_OPTIONS,
+        DIALECT_PREFIXES,
+        classify,
+    )
+
+    read = {"sqlite_raw_colnames"} if 'get("sqlite_raw_colnames"' in inspect.getsource(
+        sqlite_base
+    ) else set()
+    for dialect in (PGDialect, MySQLDialect, sqlite_base.SQLiteDialect, MSDialect, OracleDialect):
+        read |= {n for n in dialect.connection_characteristics if n.startswith(DIALECT_PREFIXES)}
+    assert read == set(DIALECT_EXECUTION_OPTIONS)
+    assert all(classify(name) is None for name in read)
+    assert classify("postgresql_expert_mode") is not None
+    assert classify("_sa_orm_update_options") is None
