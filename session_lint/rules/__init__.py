@@ -30,6 +30,7 @@ from session_lint.rules.SL402_session_shared_by_gather import SessionSharedByGat
 from session_lint.rules.SL403_unawaited_session_call import UnawaitedSessionCall
 from session_lint.rules.SL404_unclosed_session import UnclosedSession
 from session_lint.rules.SL405_await_misuse import AwaitMisuse
+from session_lint.rules.SL406_scoped_session_shared_by_tasks import ScopedSessionSharedByTasks
 from session_lint.rules.SL501_string_sql import StringSql
 from session_lint.rules.SL502_interpolated_sql import InterpolatedSql
 from session_lint.rules.SL503_session_level_set import SessionLevelSet
@@ -59,6 +60,7 @@ ALL_RULES: tuple[type[Rule], ...] = (
     UnawaitedSessionCall,
     UnclosedSession,
     AwaitMisuse,
+    ScopedSessionSharedByTasks,
     StringSql,
     InterpolatedSql,
     SessionLevelSet,
