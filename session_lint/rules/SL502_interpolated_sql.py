@@ -20,6 +20,7 @@ from session_lint.semantics.sql import (
     is_text_call,
     literal_string,
 )
+from session_lint.semantics.transactions import iter_nodes
 
 _MAX_SQL = 90
 # SQL text after which a value would be an identifier (table, column, schema, setting).
@@ -52,12 +53,20 @@ class InterpolatedSql(Rule):
     passed separately) are sent apart from the statement text and cannot change it.
     A statement whose text changes with every value also defeats statement caching.
 
-    Only pieces in a value position are reported: inside quotes, after a comparison,
+    Pieces in a value position are reported: inside quotes, after a comparison,
     `LIKE`, `IN (`, `VALUES (`, `LIMIT`/`OFFSET`, or as the value of a `SET`.
-    Identifiers (table and column names, DDL targets) cannot be bound parameters,
-    and values fixed when the code is written (literals, `UPPER_CASE` constants,
-    `Model.__tablename__`, quoting helpers) cannot inject anything; neither is
-    reported.
+    Identifiers (table and column names, DDL targets) cannot be bound parameters:
+    one is reported only when it is a parameter of the enclosing function (a route's
+    `table: str` above all), typed `str` or not typed, never rebound, and nothing in
+    the function checks it: no comparison with it (`if table not in ALLOWED:
+    raise ...`), no call given it (`re.fullmatch(PATTERN, table)`, a quoting
+    helper), no method of it (`table.isidentifier()`). Values fixed when the code is
+    written (literals, `UPPER_CASE` constants, `Model.__tablename__`, quoting
+    helpers) cannot inject anything and are never reported.
+
+    A check anywhere in the function counts, not only one on every path before the
+    SQL is built: this misses a check in the wrong place, rather than flag checked
+    code.
 
     ## Example
     ```python
@@ -90,6 +99,12 @@ class InterpolatedSql(Rule):
         "SQL built with {how}: injection risk; bind the value instead: "
         'text("SELECT set_config(\'{name}\', :value, true)"), {{"value": {value}}}'
     )
+    identifier_message = (
+        "`{name}`, a parameter of `{function}()`, is pasted into SQL as a table or "
+        "column name with nothing checking it: SQL injection (a caller's "
+        "`users; DROP TABLE users` is SQL). Names cannot be bound: check it first "
+        "(`if {name} not in ALLOWED: raise ValueError({name})`) or quote it"
+    )
     roles = APP_AND_SCRIPT  # see ## Where it runs
     tokens = ("text", "execute", "scalar", "stream", "exec_driver_sql")
 
@@ -115,6 +130,8 @@ class InterpolatedSql(Rule):
         if built is None or all(is_constant_like(v) for v in built.values):
             return
         message = self._value_message(built)
+        if message is None:
+            message = self._identifier_message(built, arg.value)
         if message is not None:
             self.report(_interpolated_part(arg.value), message)
 
@@ -156,6 +173,55 @@ class InterpolatedSql(Rule):
                     return self.message.format(how=built.how.value, form=self._bind_form(built))
             before += "?"
         return None
+
+    # -- identifiers from parameters ------------------------------------------------
+    def _identifier_message(self, built: Built, sql: cst.BaseExpression) -> str | None:
+        """The message when a piece in an identifier position is a parameter of the
+        enclosing function that nothing in it checks. Anything the function does
+        with the parameter besides building this SQL (an ``in`` test, a regex
+        match, a quoting or validating call, a reassignment) counts as a check:
+        a miss costs less than a false alarm."""
+        function = self.ctx.function
+        segments = self._segments(built)
+        if function is None or segments is None:
+            return None
+        builders: set[int] = {id(n) for n in iter_nodes(sql)}
+        for node in self._assigned_sql(sql):
+            builders.update(id(n) for n in iter_nodes(node))
+        for seg in segments:
+            if not isinstance(seg, cst.Name) or not self._bare_parameter(seg.value, function):
+                continue
+            if not any(
+                id(n) not in builders and _checks(n, seg.value) for n in iter_nodes(function.body)
+            ):
+                return self.identifier_message.format(
+                    name=seg.value, function=function.name.value
+                )
+        return None
+
+    def _assigned_sql(self, sql: cst.BaseExpression) -> list[cst.BaseExpression]:
+        """The string a name holding the SQL was assigned (see ``_built``)."""
+        if not isinstance(sql, cst.Name):
+            return []
+        bindings = self.ctx.scope.lookup(sql.value)
+        return [b.value for b in bindings if b.value is not None]
+
+    def _bare_parameter(self, name: str, function: cst.FunctionDef) -> bool:
+        """A parameter of ``function``, never rebound, typed ``str`` or not typed
+        (a ``Literal``, an ``Enum`` or any other type constrains it)."""
+        bindings = self.ctx.scope.lookup(name)
+        if len(bindings) != 1 or bindings[0].kind is not BindingKind.PARAM:
+            return False
+        params = function.params
+        if not any(
+            p.name.value == name
+            for p in (*params.posonly_params, *params.params, *params.kwonly_params)
+        ):
+            return False
+        annotation = bindings[0].annotation
+        return annotation is None or (
+            isinstance(annotation, cst.Name) and annotation.value == "str"
+        )
 
     # -- the message's bind-parameter form -----------------------------------------
     def _bind_form(self, built: Built) -> str:
@@ -212,6 +278,28 @@ class InterpolatedSql(Rule):
             pos = match.end()
         out.append(template[pos:])
         return out
+
+
+def _checks(node: cst.CSTNode, name: str) -> bool:
+    """Whether ``node`` may constrain the value of ``name``: a comparison with it
+    (``name not in ALLOWED``), a call given it (``re.fullmatch(PATTERN, name)``,
+    ``quote(name)``), a method of it (``name.isidentifier()``), a ``match`` on it."""
+
+    def is_name(expr: cst.CSTNode) -> bool:
+        return isinstance(expr, cst.Name) and expr.value == name
+
+    if isinstance(node, cst.Comparison):
+        return is_name(node.left) or any(is_name(c.comparator) for c in node.comparisons)
+    if isinstance(node, cst.Call):
+        func = node.func
+        if isinstance(func, cst.Attribute) and func.attr.value == "format":
+            return False  # ``"... {}".format(name)`` builds SQL, checks nothing
+        return any(is_name(a.value) for a in node.args) or (
+            isinstance(func, cst.Attribute) and is_name(func.value)
+        )
+    if isinstance(node, cst.Match):
+        return is_name(node.subject)
+    return False
 
 
 def _param_name(expr: cst.BaseExpression) -> str | None:
