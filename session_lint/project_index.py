@@ -28,6 +28,7 @@ from typing import Any
 from session_lint.semantics.known import (
     ASYNC_SESSION_CLASSES,
     ASYNC_SESSIONMAKERS,
+    CACHE_DECORATORS,
     ENGINE_CONSTRUCTORS,
     SESSIONMAKERS,
     SYNC_SESSION_CLASSES,
@@ -53,6 +54,10 @@ class ProjectIndex:
     engine_modules: tuple[str, ...] = ()
     # Files (relative paths) that construct an engine.
     engine_builders: tuple[str, ...] = ()
+    # Qualified names of module-level functions, not cached, that build an engine
+    # and return it: every call builds a new pool (SL103 reports the per-request
+    # calls).
+    engine_factories: tuple[str, ...] = ()
     # Qualified names of the async factories usable as ``async with f() as s:``
     # (an ``async_sessionmaker`` bound at module level, an ``@asynccontextmanager``
     # function that yields an AsyncSession): fix targets when no session factory
@@ -232,6 +237,7 @@ class _Facts:
         self.attributes: dict[str, tuple[str, str]] = {}  # name -> (kind, transaction)
         self.engine_modules: set[str] = set()
         self.engine_builders: set[str] = set()
+        self.engine_factories: set[str] = set()
         self.context_factories: set[str] = set()
         self.engine_module_names: set[str] = set()
 
@@ -524,7 +530,7 @@ def _spans(statement: ast.stmt, lines: list[int]) -> bool:
     return index < len(lines) and lines[index] <= end
 
 
-_DEFINING_WORDS = (b"sessionmaker", b"NewType", b"TypeAlias")
+_DEFINING_WORDS = (b"sessionmaker", b"NewType", b"TypeAlias", b"create_async_engine", b"create_engine")
 
 
 def _defines(source: bytes) -> bool:
@@ -671,6 +677,8 @@ def _learn_statement(
             for name in names:
                 facts.types.setdefault(f"{prefix}.{name}", kind)
     elif isinstance(statement, (ast.FunctionDef, ast.AsyncFunctionDef)):
+        if prefix == module.name and _returns_new_engine(statement, module):
+            facts.engine_factories.add(f"{prefix}.{statement.name}")
         found = _function_factory(statement, module, facts, makers)
         if found is not None:
             facts.factories.setdefault(f"{prefix}.{statement.name}", found)
@@ -696,6 +704,29 @@ def _learn_statement(
             _learn_statement(inner, module, facts, makers, f"{prefix}.{statement.name}")
 
 
+def _returns_new_engine(function: ast.FunctionDef | ast.AsyncFunctionDef, module: _Module) -> bool:
+    """``return create_async_engine(...)``, or ``engine = create_async_engine(...)``
+    then ``return engine``, in a function no cache decorator wraps."""
+    local = module.name
+    for decorator in function.decorator_list:
+        target = decorator.func if isinstance(decorator, ast.Call) else decorator
+        if _qualify(target, module.imports, local) in CACHE_DECORATORS:
+            return False
+    built: set[str] = set()
+    for statement in function.body:
+        value = getattr(statement, "value", None)
+        if isinstance(statement, ast.Assign) and isinstance(value, ast.Call):
+            if _qualify(value.func, module.imports, local) in ENGINE_CONSTRUCTORS:
+                built.update(t.id for t in statement.targets if isinstance(t, ast.Name))
+        elif isinstance(statement, ast.Return) and value is not None:
+            if isinstance(value, ast.Name):
+                return value.id in built
+            return isinstance(value, ast.Call) and (
+                _qualify(value.func, module.imports, local) in ENGINE_CONSTRUCTORS
+            )
+    return False
+
+
 def scan(root: Path, files: list[tuple[str, Path]] | None = None) -> ProjectIndex:
     """The index of the project under ``root``: facts about sessions, factories and
     engine modules; dependency facts are added by :func:`build_index`."""
@@ -718,6 +749,7 @@ def scan(root: Path, files: list[tuple[str, Path]] | None = None) -> ProjectInde
         attribute_factories=tuple(sorted((k, *v) for k, v in facts.attributes.items())),
         engine_modules=tuple(sorted(facts.engine_modules)),
         engine_builders=tuple(sorted(facts.engine_builders)),
+        engine_factories=tuple(sorted(facts.engine_factories)),
         context_factories=tuple(sorted(facts.context_factories)),
         # A maker's own keyword is not an override.
         expire_overrides=tuple(sorted(overrides - {"sessionmaker", "async_sessionmaker"})),

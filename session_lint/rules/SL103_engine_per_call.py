@@ -4,8 +4,10 @@ from collections.abc import Iterator
 
 import libcst as cst
 
+from session_lint.config import Config
+from session_lint.evidence import module_of
 from session_lint.roles import APP_ONLY
-from session_lint.rules.base import SQLALCHEMY_IMPORT, Rule
+from session_lint.rules.base import SQLALCHEMY_IMPORT, Clause, Rule, clauses
 from session_lint.semantics.known import (
     ASYNC_ENGINE_CONSTRUCTORS,
     CACHE_DECORATORS,
@@ -36,6 +38,14 @@ class EnginePerCall(Rule):
     attribute (`self.engine`, `app.state.engine`) is a lazy singleton, and a
     function cached with `functools.cache`, `functools.lru_cache`,
     `functools.cached_property` or `async_lru.alru_cache` builds it once.
+
+    A call of such a factory is reported in its turn when it is made the same way:
+    the project index (docs/project-index.md) knows the project's module-level
+    functions, not cached, that build an engine and return it (`def make_engine():
+    return create_async_engine(URL)`), in any module; a function that calls one and
+    uses the engine there builds a pool per call. Called at module level, from a
+    cached function, an entry point, or stored as a lazy singleton, it is called
+    once and is not reported.
 
     ## Why is this bad?
     An engine is a connection pool. Building one per call opens fresh connections
@@ -89,22 +99,60 @@ class EnginePerCall(Rule):
         "new connections; create the engine once (module level, an engine module, or a "
         "cached factory) and reuse it"
     )
+    factory_message = (
+        "`{factory}()` builds a new engine on every call, and it is called here on "
+        "every call of this function: each builds a new connection pool and opens new "
+        "connections; build the engine once and reuse it"
+    )
     roles = APP_ONLY  # see ## Where it runs
     tokens = ("create_engine", "create_async_engine")
     requires = (SQLALCHEMY_IMPORT,)  # the names resolve only through such an import
+
+    @classmethod
+    def prefilter(cls, config: Config) -> tuple[Clause, ...]:
+        # A call of one of the project's engine factories is a finding too.
+        own = clauses(config, cls.prefilter_tokens(config), *cls.requires)
+        names = tuple(sorted({n.rsplit(".", 1)[-1] for n in config.project.engine_factories}))
+        return (*own, (names,)) if names else own
 
     def visit_Call(self, node: cst.Call) -> None:
         scope = self.ctx.scope
         if scope.kind is not ScopeKind.FUNCTION or not isinstance(scope.node, cst.FunctionDef):
             return  # module level, a class body or a lambda (which returns its value)
+        factory = None
         if not self.ctx.resolves_to(node.func, ENGINE_CONSTRUCTORS):
-            return
+            factory = self._engine_factory(node.func, scope)
+            if factory is None:
+                return
         function = scope.node
         if self._runs_once(function, scope) or not self._used_locally(node, scope):
+            return
+        if factory is not None:
+            self.report(node, self.factory_message.format(factory=factory))
             return
         if self._disposed(node, function):
             return
         self.report(node)
+
+    def _engine_factory(self, func: cst.BaseExpression, scope: Scope) -> str | None:
+        """The project's engine factory ``func`` names (the project index: a
+        module-level function, not cached, that builds an engine and returns it)."""
+        factories = self.ctx.config.project.engine_factories
+        if not factories:
+            return None
+        names = set(self.ctx.qualified_names(func, scope))
+        if isinstance(func, cst.Name):
+            # A function of this module: the index names it by the module's name.
+            bindings = list(scope.lookup(func.value))
+            if (
+                bindings
+                and bindings == list(scope.module.bindings.get(func.value, []))
+                and all(b.kind is BindingKind.DEF for b in bindings)
+            ):
+                module = module_of(self.ctx.config.relative(self.ctx.path))[0]
+                names.add(f"{module}.{func.value}")
+        found = sorted(names.intersection(factories))
+        return found[0].rsplit(".", 1)[-1] if found else None
 
     def _disposed(self, node: cst.Call, function: cst.FunctionDef) -> bool:
         """``engine = create_engine(...)`` in a plain ``def`` that disposes it: in an

@@ -453,3 +453,73 @@ def test_the_projects_one_context_factory_is_the_fix_target(tmp_path: Path) -> N
     [finding] = result.findings
     assert finding.code == "SL101" and finding.fix is None
     assert "set `session-factory`" in finding.message
+
+
+def test_an_engine_factory_called_per_request_is_sl103(tmp_path: Path) -> None:
+    """A project function that builds and returns an engine is a factory (silent
+    itself); a call of it from a function run per request builds a pool per
+    request. Module level, a cached function, an entry point and a lazy
+    singleton call it once."""
+    write(
+        tmp_path,
+        {
+            "pyproject.toml": '[tool.session-lint]\nselect = ["SL103"]\n',
+            "app/__init__.py": "",
+            "app/engines.py": """
+                import functools
+
+                from sqlalchemy.ext.asyncio import create_async_engine
+
+                URL = "postgresql+asyncpg://db/app"
+
+
+                def make_engine():
+                    return create_async_engine(URL)
+
+
+                def make_engine_too(url):
+                    engine = create_async_engine(url, pool_size=5)
+                    return engine
+
+
+                @functools.lru_cache
+                def cached_engine():
+                    return create_async_engine(URL)
+                """,
+            "app/routes.py": """
+                from sqlalchemy import text
+
+                from app.engines import cached_engine, make_engine, make_engine_too
+
+                engine = make_engine()
+
+
+                async def count(request):
+                    engine = make_engine()
+                    async with engine.connect() as conn:
+                        return await conn.scalar(text("SELECT 1"))
+
+
+                async def report(request):
+                    async with make_engine_too("postgresql+asyncpg://db/r").begin() as conn:
+                        await conn.execute(text("SELECT 1"))
+
+
+                async def cached(request):
+                    async with cached_engine().connect() as conn:
+                        await conn.execute(text("SELECT 1"))
+
+
+                async def main():
+                    engine = make_engine()
+                    await engine.dispose()
+
+
+                class Holder:
+                    async def start(self):
+                        self.engine = make_engine()
+                """,
+        },
+    )
+    assert codes(tmp_path, "app/routes.py") == [(9, "SL103"), (15, "SL103")]
+    assert codes(tmp_path, "app/engines.py") == []
