@@ -7,11 +7,7 @@ from session_lint.finding import Applicability, Fix, FixAvailability
 from session_lint.roles import ALL_ROLES
 from session_lint.rules.base import SESSION, Clause, Rule
 from session_lint.semantics.scopes import BindingKind
-from session_lint.semantics.sessions import (
-    configured_factories_of,
-    is_async_session,
-    session_prefilter_tokens,
-)
+from session_lint.semantics.sessions import async_session_groups, is_async_session
 from session_lint.semantics.transactions import iter_nodes
 
 # AsyncSession's coroutine methods (``add``, ``add_all``, ``expunge`` are plain methods).
@@ -95,9 +91,7 @@ class UnawaitedSessionCall(Rule):
         # A session known to be async is opened with ``async with``, built by an
         # ``async_sessionmaker``, annotated ``AsyncSession``, or comes from a
         # configured factory; and the call is one of the coroutine methods.
-        factories = tuple(n.rpartition(".")[2] for n in configured_factories_of(config))
-        asyncness = ("async", "Async", *factories)
-        return ((session_prefilter_tokens(config), asyncness, tuple(sorted(COROUTINE_METHODS))),)
+        return ((*async_session_groups(config), tuple(sorted(COROUTINE_METHODS))),)
 
     def visit_Expr(self, node: cst.Expr) -> None:
         call = node.value

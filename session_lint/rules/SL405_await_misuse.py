@@ -8,11 +8,7 @@ from session_lint.config import Config
 from session_lint.finding import Applicability, Fix, FixAvailability
 from session_lint.roles import ALL_ROLES
 from session_lint.rules.base import SESSION, Clause, Rule
-from session_lint.semantics.sessions import (
-    configured_factories_of,
-    is_async_session,
-    session_prefilter_tokens,
-)
+from session_lint.semantics.sessions import async_session_groups, is_async_session
 
 # AsyncSession's plain methods, by what they return: awaiting the result raises
 # ``TypeError: object <type> can't be used in 'await' expression``. ``begin`` and
@@ -127,10 +123,8 @@ class AwaitMisuse(Rule):
     @classmethod
     def prefilter(cls, config: Config) -> tuple[Clause, ...]:
         # An async session (as for SL403), an ``await``, and one of the methods.
-        factories = tuple(n.rpartition(".")[2] for n in configured_factories_of(config))
-        asyncness = ("async", "Async", *factories)
         methods = tuple(sorted({*SYNC_METHODS, *RESULT_COROUTINES}))
-        return ((session_prefilter_tokens(config), asyncness, ("await",), methods),)
+        return ((*async_session_groups(config), ("await",), methods),)
 
     def visit_Await(self, node: cst.Await) -> None:
         expression = node.expression

@@ -173,6 +173,14 @@ _NOT_SQLALCHEMY_ROOTS = frozenset(
 _SESSION_SPELLINGS = ("session", "Session", "SESSION")
 
 
+def async_session_groups(config: Config) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """Prefilter groups for a rule about async sessions: a session's spelling, and
+    what makes one async (``async with``, an ``async_sessionmaker``, an
+    ``AsyncSession`` annotation, a configured factory)."""
+    factories = tuple(n.rpartition(".")[2] for n in configured_factories_of(config))
+    return session_prefilter_tokens(config), ("async", "Async", *factories)
+
+
 def session_prefilter_tokens(config: Config) -> tuple[str, ...]:
     """Strings a file must contain for any expression in it to be a session: a
     session class or factory (``Session``, ``sessionmaker``, ``get_session``), an

@@ -29,9 +29,15 @@ async def handler(engine):
 """
 
 
-def cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    env.pop("PYTHONWARNINGS", None)
+def cli(
+    *args: str, cwd: Path, extra_env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """The installed ``session-lint``, in an environment the caller's shell does
+    not colour: only ``extra_env`` sets ``NO_COLOR``/``FORCE_COLOR``."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT), **(extra_env or {})}
+    for name in ("PYTHONWARNINGS", "NO_COLOR", "FORCE_COLOR"):
+        if name not in (extra_env or {}):
+            env.pop(name, None)
     return subprocess.run(
         [str(SCRIPT), "--no-cache", *args],
         cwd=cwd,

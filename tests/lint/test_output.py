@@ -16,7 +16,7 @@ from pathlib import Path
 
 from session_lint import docs_pages
 from tests.lint.conftest import ROOT
-from tests.lint.test_first_use import SCRIPT, project
+from tests.lint.test_first_use import SCRIPT, cli, project
 from tests.lint.test_reporters import validate_sarif
 
 # SL105 with an unsafe fix (pass expire_on_commit=False), at line 4, column 11.
@@ -27,23 +27,6 @@ engine = create_async_engine("postgresql+asyncpg://db/app")
 Session = async_sessionmaker(engine)
 """
 SL105_LINE = 'Session = async_sessionmaker(engine)'
-
-
-def cli(
-    *args: str, cwd: Path, extra_env: dict[str, str] | None = None
-) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "PYTHONPATH": str(ROOT), **(extra_env or {})}
-    for name in ("PYTHONWARNINGS", "NO_COLOR", "FORCE_COLOR"):
-        if name not in (extra_env or {}):
-            env.pop(name, None)
-    return subprocess.run(
-        [str(SCRIPT), "--no-cache", *args],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=120,
-    )
 
 
 def sl105_project(root: Path, name: str = "app/factory.py") -> Path:
