@@ -197,8 +197,12 @@ def test_findings_are_placed_as_by_the_whole_module_pass(
     whole = analyze(fixture.source, fixture.path, fixture.config, apply_noqa=False)
     assert ours.findings == whole.findings
     assert ours.errors == whole.errors
-    if ours.findings:
+    # SL001's findings come from the tokenizer's comments, not from the tree: they
+    # need no positions.
+    if any(f.code != "SL001" for f in ours.findings):
         assert taken == [True]
+    else:
+        assert taken == []
 
 
 # Lines spliced into fixtures by the mutation test: blank and comment lines,
