@@ -78,6 +78,7 @@ class SwallowedSessionError(Rule):
 
     ## Where it runs
     `app` files only: a test or a script may swallow an error on purpose.
+    `rule-roles` widens it (docs/roles.md).
     """
 
     code = "SL307"

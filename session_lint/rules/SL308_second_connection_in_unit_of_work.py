@@ -85,7 +85,7 @@ class SecondConnectionInUnitOfWork(Rule):
 
     ## Where it runs
     `app` files only: a test or a script may use a second connection on purpose
-    (to see what another client sees).
+    (to see what another client sees). `rule-roles` widens it (docs/roles.md).
     """
 
     code = "SL308"

@@ -215,13 +215,13 @@ def test_roles_are_part_of_the_fingerprint_and_config_stays_hashable() -> None:
 
 # -- which rules run where -------------------------------------------------------------
 EVERY_ROLE = {
-    "SL000", "SL201", "SL203", "SL204", "SL205", "SL206", "SL207",
-    "SL303", "SL402", "SL403", "SL501",
+    "SL000", "SL001", "SL201", "SL203", "SL204", "SL205", "SL206", "SL207",
+    "SL303", "SL402", "SL403", "SL405", "SL406", "SL501",
 }  # fmt: skip
 APP_AND_SCRIPT_RULES = {"SL401", "SL502"}
 APP_ONLY_RULES = {
     "SL101", "SL102", "SL103", "SL104", "SL105", "SL202",
-    "SL301", "SL302", "SL304", "SL305", "SL404", "SL503",
+    "SL301", "SL302", "SL304", "SL305", "SL307", "SL308", "SL404", "SL503",
 }  # fmt: skip
 
 
@@ -376,12 +376,20 @@ def test_show_settings(tree: Path) -> None:
     assert "no SQLAlchemy evidence: " in engine
 
 
-@pytest.mark.parametrize("target", ["missing.py", "app"])
-def test_show_settings_needs_a_file(tree: Path, target: str) -> None:
-    proc = cli("--show-settings", target, cwd=tree)
+def test_show_settings_needs_a_path_that_exists(tree: Path) -> None:
+    proc = cli("--show-settings", "missing.py", cwd=tree)
     assert proc.returncode == 2
-    assert f"--show-settings {target}: " in proc.stderr
+    assert "--show-settings missing.py: " in proc.stderr
     assert proc.stdout == ""
+
+
+def test_show_settings_of_a_directory_has_no_role(tree: Path) -> None:
+    """``--show-settings [PATH]``: a directory gets the resolved settings; a role
+    belongs to a file."""
+    proc = cli("--show-settings", "app", cwd=tree)
+    assert proc.returncode == 0, proc.stderr
+    assert "role: (a directory: each file has its own; name a file to see it)\n" in proc.stdout
+    assert "\n# settings\n" in proc.stdout and "\nselect = " in proc.stdout
 
 
 # -- flake8 ------------------------------------------------------------------------------
