@@ -33,6 +33,9 @@ from session_lint.semantics.known import (
     SESSIONMAKERS,
     SYNC_SESSION_CLASSES,
     SYNC_SESSIONMAKERS,
+    TEXT_FUNCTIONS,
+    WRITE_CONSTRUCTORS,
+    is_write_sql,
 )
 
 
@@ -58,6 +61,10 @@ class ProjectIndex:
     # and return it: every call builds a new pool (SL103 reports the per-request
     # calls).
     engine_factories: tuple[str, ...] = ()
+    # Qualified names of module-level functions that open a session of their own
+    # from a factory, write through it and commit it, taking no session from their
+    # caller: each call is a transaction of its own (SL306 reports two in a row).
+    committing_helpers: tuple[str, ...] = ()
     # Qualified names of the async factories usable as ``async with f() as s:``
     # (an ``async_sessionmaker`` bound at module level, an ``@asynccontextmanager``
     # function that yields an AsyncSession): fix targets when no session factory
@@ -120,10 +127,16 @@ EMPTY_INDEX = ProjectIndex()
 # or dependency that yields a name (``yield session``), a function that returns a
 # session-like call, an ``Annotated`` session alias. A file that mentions neither
 # "session"/"Session" nor SQLAlchemy holds no fact at all.
+# ``async with async_session() as session:``, ``with SessionLocal.begin() as db:``:
+# a function may open a session of its own there (a committing helper).
+_OPENS_SESSION = (
+    rb"^[ \t]*(?:async[ \t]+)?with[ \t]+[\w.]*(?:[Ss]ession|[Mm]aker|[Ss]cope)[\w.]*\("
+)
 _DEFINES = re.compile(
     rb"^[ \t]*yield[ \t]+\w+[ \t]*$"
     rb"|^[ \t]*return[ \t]+(?:await[ \t]+)?[\w.]*(?:[Ss]ession|[Mm]aker)[\w.]*\("
-    rb"|=[ \t]*Annotated\[[^\n]*Session",
+    rb"|=[ \t]*Annotated\[[^\n]*Session"
+    rb"|" + _OPENS_SESSION,
     re.M,
 )# Imports, read from the bytes of files that are not parsed: enough for
 # re-exports (``from sqlalchemy.ext.asyncio import AsyncSession`` in ``app/db.py``).
@@ -238,6 +251,7 @@ class _Facts:
         self.engine_modules: set[str] = set()
         self.engine_builders: set[str] = set()
         self.engine_factories: set[str] = set()
+        self.committing_helpers: set[str] = set()
         self.context_factories: set[str] = set()
         self.engine_module_names: set[str] = set()
 
@@ -413,6 +427,91 @@ def _function_factory(
     return None
 
 
+# Session methods that write (``execute`` writes when its statement does).
+_WRITE_METHODS = frozenset(
+    {"add", "add_all", "delete", "merge", "bulk_save_objects", "bulk_insert_mappings",
+     "bulk_update_mappings"}
+)  # fmt: skip
+_EXECUTE_METHODS = frozenset({"execute", "exec"})
+# Parameter names that carry the caller's session: a helper taking one may write
+# in its caller's transaction instead of opening its own.
+_SESSION_PARAMETER = re.compile(r"(?i)session|^db$|^conn(ection)?$|^uow$|^tx$")
+
+
+def _commits_own_session(
+    func: ast.FunctionDef | ast.AsyncFunctionDef,
+    module: _Module,
+    facts: _Facts,
+    makers: Mapping[str, str],
+) -> bool:
+    """Whether ``func`` opens a session of its own (``with factory() as s``,
+    ``factory.begin()``), writes through it and commits it: each call of the
+    function is then a transaction of its own. A function that can be handed its
+    caller's session (a parameter named or annotated as one) is not one."""
+    arguments = func.args
+    for parameter in (*arguments.posonlyargs, *arguments.args, *arguments.kwonlyargs):
+        if _SESSION_PARAMETER.search(parameter.arg) or _annotation_kind(
+            parameter.annotation, module, facts
+        ):
+            return False
+    opened: dict[str, str] = {}  # name -> transaction of its source
+    begun: set[str] = set()
+    committed: set[str] = set()
+    written: set[str] = set()
+    statements: dict[str, ast.expr] = {}  # names bound to a write statement
+    for node in module.bodies.get(id(func), ()):
+        if isinstance(node, (ast.With, ast.AsyncWith)):
+            for item in node.items:
+                found = _source_facts(item.context_expr, module, facts, makers)
+                if found and isinstance(item.optional_vars, ast.Name):
+                    opened[item.optional_vars.id] = found[1]
+                receiver = _receiver_of(item.context_expr, "begin")
+                if receiver is not None:
+                    begun.add(receiver)
+        elif isinstance(node, ast.Assign) and len(node.targets) == 1:
+            if isinstance(node.targets[0], ast.Name) and _is_write(node.value, module, {}):
+                statements[node.targets[0].id] = node.value
+        elif isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute):
+            target = node.func.value
+            if not isinstance(target, ast.Name):
+                continue
+            method = node.func.attr
+            if method == "commit":
+                committed.add(target.id)
+            elif method in _WRITE_METHODS or (
+                method in _EXECUTE_METHODS
+                and node.args
+                and _is_write(node.args[0], module, statements)
+            ):
+                written.add(target.id)
+    return any(
+        name in written and (transaction == COMMITS or name in begun or name in committed)
+        for name, transaction in opened.items()
+    )
+
+
+def _is_write(expr: ast.expr, module: _Module, statements: Mapping[str, ast.expr]) -> bool:
+    """``insert(User).values(...)``, ``delete(T).where(...)``, ``text("UPDATE ...")``,
+    a write SQL literal, or a name bound to one of these earlier in the function."""
+    while isinstance(expr, ast.Call):
+        called = _qualify(expr.func, module.imports, module.name)
+        if called in WRITE_CONSTRUCTORS:
+            return True
+        if called in TEXT_FUNCTIONS:
+            first = expr.args[0] if expr.args else None
+            return (
+                isinstance(first, ast.Constant)
+                and isinstance(first.value, str)
+                and is_write_sql(first.value)
+            )
+        if not isinstance(expr.func, ast.Attribute):
+            return False
+        expr = expr.func.value  # ``delete(T).where(...)``: the constructor is inside
+    if isinstance(expr, ast.Name):
+        return expr.id in statements
+    return isinstance(expr, ast.Constant) and isinstance(expr.value, str) and is_write_sql(expr.value)
+
+
 _EXPIRE_OVERRIDE = re.compile(rb"(\w+)\([ \t\n]*expire_on_commit[ \t]*=")
 
 
@@ -506,7 +605,8 @@ def _module_of(source: bytes, relative: str, name: str) -> _Module | None:
 
 _INTERESTING = re.compile(
     rb"sessionmaker|create_async_engine|create_engine|engine_from_config|NewType|TypeAlias"
-    rb"|Annotated\[|^[ \t]*yield\b|^[ \t]*return[ \t][^\n]*(?:[Ss]ession|[Mm]aker)",
+    rb"|Annotated\[|^[ \t]*yield\b|^[ \t]*return[ \t][^\n]*(?:[Ss]ession|[Mm]aker)"
+    rb"|" + _OPENS_SESSION,
     re.M,
 )
 
@@ -538,7 +638,7 @@ def _defines(source: bytes) -> bool:
     which are an order of magnitude cheaper than the regular expression."""
     if any(word in source for word in _DEFINING_WORDS):
         return True
-    if b"yield" not in source and b"return" not in source:
+    if b"yield" not in source and b"return" not in source and b"with" not in source:
         return False
     return _DEFINES.search(source) is not None
 
@@ -573,7 +673,7 @@ def _collect(
     """One walk of a top-level statement (or method): calls, assignments, imports,
     and for a function the nodes a factory is recognised by."""
     relevant: list[ast.AST] = []
-    gives = False
+    gives = opens = False
     for node in ast.walk(statement):
         if isinstance(node, ast.Call):
             module.calls.append(node)
@@ -584,7 +684,8 @@ def _collect(
         if isinstance(node, _RELEVANT):
             relevant.append(node)
             gives = gives or isinstance(node, (ast.Yield, ast.Return))
-    if gives and isinstance(statement, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            opens = opens or isinstance(node, (ast.With, ast.AsyncWith))
+    if (gives or opens) and isinstance(statement, (ast.FunctionDef, ast.AsyncFunctionDef)):
         module.bodies[id(statement)] = relevant
 
 
@@ -680,6 +781,10 @@ def _learn_statement(
         if prefix == module.name and _returns_new_engine(statement, module):
             facts.engine_factories.add(f"{prefix}.{statement.name}")
         found = _function_factory(statement, module, facts, makers)
+        if found is None and prefix == module.name and _commits_own_session(
+            statement, module, facts, makers
+        ):
+            facts.committing_helpers.add(f"{prefix}.{statement.name}")
         if found is not None:
             facts.factories.setdefault(f"{prefix}.{statement.name}", found)
             if (
@@ -743,6 +848,7 @@ def scan(root: Path, files: list[tuple[str, Path]] | None = None) -> ProjectInde
     # factory, or build an engine.
     exporting = {name.rsplit(".", 1)[0] for name in (*facts.types, *facts.factories) if "." in name}
     exporting |= facts.engine_module_names
+    exporting |= {name.rsplit(".", 1)[0] for name in facts.committing_helpers}
     return ProjectIndex(
         session_types=tuple(sorted(facts.types.items())),
         session_factories=tuple(sorted((k, *v) for k, v in facts.factories.items())),
@@ -750,6 +856,7 @@ def scan(root: Path, files: list[tuple[str, Path]] | None = None) -> ProjectInde
         engine_modules=tuple(sorted(facts.engine_modules)),
         engine_builders=tuple(sorted(facts.engine_builders)),
         engine_factories=tuple(sorted(facts.engine_factories)),
+        committing_helpers=tuple(sorted(facts.committing_helpers - set(facts.factories))),
         context_factories=tuple(sorted(facts.context_factories)),
         # A maker's own keyword is not an override.
         expire_overrides=tuple(sorted(overrides - {"sessionmaker", "async_sessionmaker"})),

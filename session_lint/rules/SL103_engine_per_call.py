@@ -5,7 +5,6 @@ from collections.abc import Iterator
 import libcst as cst
 
 from session_lint.config import Config
-from session_lint.evidence import module_of
 from session_lint.roles import APP_ONLY
 from session_lint.rules.base import SQLALCHEMY_IMPORT, Clause, Rule, clauses
 from session_lint.semantics.known import (
@@ -135,24 +134,11 @@ class EnginePerCall(Rule):
         self.report(node)
 
     def _engine_factory(self, func: cst.BaseExpression, scope: Scope) -> str | None:
-        """The project's engine factory ``func`` names (the project index: a
-        module-level function, not cached, that builds an engine and returns it)."""
-        factories = self.ctx.config.project.engine_factories
-        if not factories:
-            return None
-        names = set(self.ctx.qualified_names(func, scope))
-        if isinstance(func, cst.Name):
-            # A function of this module: the index names it by the module's name.
-            bindings = list(scope.lookup(func.value))
-            if (
-                bindings
-                and bindings == list(scope.module.bindings.get(func.value, []))
-                and all(b.kind is BindingKind.DEF for b in bindings)
-            ):
-                module = module_of(self.ctx.config.relative(self.ctx.path))[0]
-                names.add(f"{module}.{func.value}")
-        found = sorted(names.intersection(factories))
-        return found[0].rsplit(".", 1)[-1] if found else None
+        """The last name of the project's engine factory ``func`` calls (the project
+        index: a module-level function, not cached, that builds an engine and
+        returns it)."""
+        found = self.ctx.project_function(func, self.ctx.config.project.engine_factories, scope)
+        return found.rsplit(".", 1)[-1] if found else None
 
     def _disposed(self, node: cst.Call, function: cst.FunctionDef) -> bool:
         """``engine = create_engine(...)`` in a plain ``def`` that disposes it: in an

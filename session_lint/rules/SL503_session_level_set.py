@@ -8,11 +8,11 @@ from session_lint.config import Config
 from session_lint.finding import Applicability, Fix, FixAvailability
 from session_lint.roles import APP_ONLY
 from session_lint.rules.base import SQLALCHEMY_IMPORT, Clause, Rule
+from session_lint.semantics.known import sql_head
 from session_lint.semantics.sql import (
     DRIVER_SQL_METHODS,
     first_positional,
     is_text_call,
-    sql_head,
     string_argument,
 )
 from session_lint.semantics.transactions import in_transaction

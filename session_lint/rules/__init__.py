@@ -25,6 +25,7 @@ from session_lint.rules.SL302_borrowed_session_transaction import BorrowedSessio
 from session_lint.rules.SL303_nested_begin import NestedBegin
 from session_lint.rules.SL304_bare_begin import BareBegin
 from session_lint.rules.SL305_slow_await_in_transaction import SlowAwaitInTransaction
+from session_lint.rules.SL306_non_atomic_unit_of_work import NonAtomicUnitOfWork
 from session_lint.rules.SL307_swallowed_session_error import SwallowedSessionError
 from session_lint.rules.SL308_second_connection_in_unit_of_work import SecondConnectionInUnitOfWork
 from session_lint.rules.SL401_session_escapes_to_task import SessionEscapesToTask
@@ -57,6 +58,7 @@ ALL_RULES: tuple[type[Rule], ...] = (
     NestedBegin,
     BareBegin,
     SlowAwaitInTransaction,
+    NonAtomicUnitOfWork,
     SwallowedSessionError,
     SecondConnectionInUnitOfWork,
     SessionEscapesToTask,

@@ -6,6 +6,8 @@ Both the public import path and the defining module are listed: code imports
 
 from __future__ import annotations
 
+import re
+
 ASYNC_SESSION_CLASSES = frozenset(
     {
         "sqlalchemy.ext.asyncio.AsyncSession",
@@ -79,3 +81,52 @@ CACHE_DECORATORS = frozenset(
         "async_lru.alru_cache",
     }
 )
+
+# Statement constructors that write.
+WRITE_CONSTRUCTORS = frozenset(
+    {
+        f"{module}.{name}"
+        for module in (
+            "sqlalchemy",
+            "sqlalchemy.sql",
+            "sqlalchemy.sql.expression",
+            "sqlalchemy.sql.dml",
+            "sqlalchemy.sql._dml_constructors",
+            "sqlmodel",
+        )
+        for name in ("insert", "update", "delete")
+    }
+    | {
+        f"sqlalchemy.dialects.{dialect}.{name}"
+        for dialect in ("postgresql", "sqlite", "mysql")
+        for name in ("insert", "Insert")
+    }
+    | {"sqlalchemy.dialects.postgresql.dml.insert", "sqlalchemy.dialects.sqlite.dml.insert"}
+)
+
+# Calls that make SQL text a statement.
+TEXT_FUNCTIONS = frozenset(
+    {
+        "sqlalchemy.text",
+        "sqlalchemy.sql.text",
+        "sqlalchemy.sql.expression.text",
+        "sqlalchemy.sql._elements_constructors.text",
+        "sqlmodel.text",
+    }
+)
+
+# SQL text that writes: its first word after whitespace and comments.
+_LEADING_NOISE = re.compile(r"^(?:\s+|--[^\n]*\n?|/\*.*?\*/)*", re.S)
+_WRITE = re.compile(
+    r"^(?:INSERT|UPDATE|DELETE|MERGE|UPSERT|TRUNCATE|CREATE|DROP|ALTER|GRANT|REVOKE|COPY)\b",
+    re.I,
+)
+
+
+def sql_head(text: str) -> str:
+    """The statement text without leading whitespace and SQL comments."""
+    return _LEADING_NOISE.sub("", text, count=1)
+
+
+def is_write_sql(text: str) -> bool:
+    return bool(_WRITE.match(sql_head(text)))

@@ -14,27 +14,14 @@ from dataclasses import dataclass
 import libcst as cst
 
 from session_lint.context import FileContext
+from session_lint.semantics.known import TEXT_FUNCTIONS, sql_head
 from session_lint.semantics.scopes import BindingKind, Scope
 from session_lint.semantics.sessions import is_connection, is_session
 
-TEXT_FUNCTIONS = frozenset(
-    {
-        "sqlalchemy.text",
-        "sqlalchemy.sql.text",
-        "sqlalchemy.sql.expression.text",
-        "sqlalchemy.sql._elements_constructors.text",
-        "sqlmodel.text",
-    }
-)
 # Methods of Session/AsyncSession/Connection/AsyncConnection that take a statement.
 EXECUTE_METHODS = frozenset({"execute", "scalar", "scalars", "stream", "stream_scalars"})
 DRIVER_SQL_METHODS = frozenset({"exec_driver_sql"})
 
-_LEADING_NOISE = re.compile(r"^(?:\s+|--[^\n]*\n?|/\*.*?\*/)*", re.S)
-_WRITE = re.compile(
-    r"^(?:INSERT|UPDATE|DELETE|MERGE|UPSERT|TRUNCATE|CREATE|DROP|ALTER|GRANT|REVOKE|COPY)\b",
-    re.I,
-)
 _SQL_START = re.compile(
     r"^(?:SELECT|INSERT|UPDATE|DELETE|MERGE|WITH|VALUES|TRUNCATE|CREATE|DROP|ALTER|SET|RESET|"
     r"SHOW|EXPLAIN|ANALYZE|VACUUM|GRANT|REVOKE|COPY|LOCK|BEGIN|COMMIT|ROLLBACK|CALL|DO|LISTEN|"
@@ -43,17 +30,8 @@ _SQL_START = re.compile(
 )
 
 
-def sql_head(text: str) -> str:
-    """The statement text without leading whitespace and SQL comments."""
-    return _LEADING_NOISE.sub("", text, count=1)
-
-
 def looks_like_sql(text: str) -> bool:
     return bool(_SQL_START.match(sql_head(text)))
-
-
-def is_write_sql(text: str) -> bool:
-    return bool(_WRITE.match(sql_head(text)))
 
 
 def literal_string(expr: cst.BaseExpression) -> str | None:

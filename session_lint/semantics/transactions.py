@@ -21,6 +21,7 @@ from dataclasses import dataclass
 import libcst as cst
 
 from session_lint.context import FileContext
+from session_lint.semantics.known import TEXT_FUNCTIONS, WRITE_CONSTRUCTORS, is_write_sql
 from session_lint.semantics.scopes import BindingKind, dotted_name
 from session_lint.semantics.sessions import (
     is_connection,
@@ -28,7 +29,7 @@ from session_lint.semantics.sessions import (
     is_session_factory,
     is_session_source,
 )
-from session_lint.semantics.sql import TEXT_FUNCTIONS, is_write_sql, literal_string
+from session_lint.semantics.sql import literal_string
 from session_lint.walker import children
 
 BEGIN_METHODS = frozenset({"begin", "begin_nested"})
@@ -226,26 +227,6 @@ def walk_with_ancestors(
 
 # -- what a statement writes ----------------------------------------------------------
 
-WRITE_CONSTRUCTORS = frozenset(
-    {
-        f"{module}.{name}"
-        for module in (
-            "sqlalchemy",
-            "sqlalchemy.sql",
-            "sqlalchemy.sql.expression",
-            "sqlalchemy.sql.dml",
-            "sqlalchemy.sql._dml_constructors",
-            "sqlmodel",
-        )
-        for name in ("insert", "update", "delete")
-    }
-    | {
-        f"sqlalchemy.dialects.{dialect}.{name}"
-        for dialect in ("postgresql", "sqlite", "mysql")
-        for name in ("insert", "Insert")
-    }
-    | {"sqlalchemy.dialects.postgresql.dml.insert", "sqlalchemy.dialects.sqlite.dml.insert"}
-)
 _TABLE_WRITE_METHODS = frozenset({"insert", "update", "delete"})
 
 

@@ -6,7 +6,9 @@ asyncpg >= 0.32 (``DEFAULT_REQUIREMENTS``): fixes may import from them; its
 ``app.db`` module holds the engine (``EVIDENCE_MODULES``). A fixture
 with ``# requires: <PEP 508 requirement>`` headers declares exactly those instead
 (``# requires: asyncpg==0.29.0``), and ``# requires: (no dependency file)`` stands
-for a project where none was found. ``# fix: none`` marks a fixture of a fixing
+for a project where none was found. ``# index: this file`` adds what the project
+index learns from the file itself (its committing helpers, say) as if it were the
+project's only module. ``# fix: none`` marks a fixture of a fixing
 rule whose findings must carry no fix (it has no ``.fixed.py``).
 """
 
@@ -14,13 +16,14 @@ from __future__ import annotations
 
 import re
 import sys
+import tempfile
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 from session_lint.config import Config, config_from_mapping
 from session_lint.dependencies import index_from_requirements
 from session_lint.noqa import listed_codes, with_codes
-from session_lint.project_index import ProjectIndex
+from session_lint.project_index import ProjectIndex, scan
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -68,7 +71,7 @@ def load(file: Path) -> RuleFixture:
                 expected.add((number, code))
     code = file.name[:5]
     # A rule's fixture runs its rule even when the rule is opt-in (SL102, SL302).
-    config = config_from_headers(text)
+    config = config_from_headers(text, path)
     config = config.with_overrides(extend_select=(*config.extend_select, code))
     no_fix = _headers(text, "fix") == ["none"]
     return RuleFixture(file, code, source, path, config, frozenset(expected), no_fix)
@@ -83,20 +86,33 @@ def _headers(text: str, name: str) -> list[str]:
     ]
 
 
-def project_from_headers(text: str) -> ProjectIndex:
+def project_from_headers(text: str, path: str = "app/example.py") -> ProjectIndex:
     """The project a fixture (or a docs example) belongs to: ``DEFAULT_REQUIREMENTS``
-    unless ``# requires:`` headers say otherwise."""
+    unless ``# requires:`` headers say otherwise; with ``# index: this file``, what
+    the index learns from the file analysed as ``path``."""
     requirements = _headers(text, "requires") or list(DEFAULT_REQUIREMENTS)
     if requirements == [NO_DEPENDENCY_FILE]:
-        return ProjectIndex(evidence_modules=EVIDENCE_MODULES)
-    return replace(index_from_requirements(requirements), evidence_modules=EVIDENCE_MODULES)
+        project = ProjectIndex(evidence_modules=EVIDENCE_MODULES)
+    else:
+        project = replace(index_from_requirements(requirements), evidence_modules=EVIDENCE_MODULES)
+    if _headers(text, "index") == ["this file"]:
+        with tempfile.TemporaryDirectory() as root:
+            file = Path(root) / "module.py"
+            file.write_text(text, encoding="utf-8")
+            learned = scan(Path(root), [(path, file)])
+        project = replace(
+            project,
+            committing_helpers=learned.committing_helpers,
+            evidence_modules=(*EVIDENCE_MODULES, *learned.evidence_modules),
+        )
+    return project
 
 
-def config_from_headers(text: str) -> Config:
+def config_from_headers(text: str, path: str = "app/example.py") -> Config:
     """``# config: <toml line>`` headers as the config, with the project from the
-    ``# requires:`` headers."""
+    ``# requires:`` and ``# index:`` headers."""
     config = config_from_mapping(tomllib.loads("\n".join(_headers(text, "config"))), root=".")
-    return config.with_overrides(project=project_from_headers(text))
+    return config.with_overrides(project=project_from_headers(text, path))
 
 
 def all_fixtures() -> list[Path]:

@@ -13,6 +13,7 @@ import pytest
 from session_lint.analyzer import analyze
 from session_lint.config import Config
 from session_lint.rules.base import Rule
+from session_lint.semantics.known import is_write_sql, sql_head
 from session_lint.semantics.ownership import (
     NameUse,
     Ownership,
@@ -21,7 +22,7 @@ from session_lint.semantics.ownership import (
     name_uses,
     ownership,
 )
-from session_lint.semantics.sql import built_string, is_constant_like, is_write_sql, sql_head
+from session_lint.semantics.sql import built_string, is_constant_like
 from session_lint.semantics.tasks import spawned_arguments
 from session_lint.semantics.transactions import (
     enclosing_transactions,

@@ -523,3 +523,79 @@ def test_an_engine_factory_called_per_request_is_sl103(tmp_path: Path) -> None:
     )
     assert codes(tmp_path, "app/routes.py") == [(9, "SL103"), (15, "SL103")]
     assert codes(tmp_path, "app/engines.py") == []
+
+
+def test_helpers_that_commit_their_own_session_are_sl306(tmp_path: Path) -> None:
+    """The index learns module-level helpers that open a session from a factory of
+    another module, write and commit; two calls of them in a row, through an import
+    or a module attribute, are two transactions. A helper that can take its
+    caller's session, one that only reads, and one that never commits are not
+    helpers."""
+    write(
+        tmp_path,
+        {
+            "pyproject.toml": '[tool.session-lint]\nselect = ["SL306"]\n',
+            "app/__init__.py": "",
+            "app/db.py": """
+                from sqlalchemy.ext.asyncio import async_sessionmaker, create_async_engine
+
+                engine = create_async_engine("postgresql+asyncpg://db/app")
+                SessionLocal = async_sessionmaker(engine, expire_on_commit=False)
+                """,
+            "app/crud.py": """
+                from sqlalchemy import delete
+
+                from app.db import SessionLocal
+                from app.models import Item, Tag
+
+
+                async def delete_items(owner: int) -> None:
+                    async with SessionLocal() as db_session:
+                        await db_session.execute(delete(Item).where(Item.owner == owner))
+                        await db_session.commit()
+
+
+                async def add_tag(name: str) -> None:
+                    async with SessionLocal.begin() as s:
+                        s.add(Tag(name=name))
+
+
+                async def add_tag_in(name: str, db=None) -> None:
+                    async with SessionLocal() as s:
+                        s.add(Tag(name=name))
+                        await s.commit()
+
+
+                async def read_tag(name: str) -> None:
+                    async with SessionLocal() as s:
+                        await s.get(Tag, name)
+                        await s.commit()
+
+
+                async def stage_tag(name: str) -> None:
+                    async with SessionLocal() as s:
+                        s.add(Tag(name=name))
+                """,
+            "app/routes.py": """
+                from app import crud
+                from app.crud import add_tag, add_tag_in, read_tag, stage_tag
+
+
+                async def remove(owner: int) -> None:
+                    await crud.delete_items(owner)
+                    await add_tag("removed")
+
+
+                async def quiet(owner: int) -> None:
+                    await add_tag_in("a")
+                    await add_tag_in("b")
+                    await read_tag("a")
+                    await read_tag("b")
+                    await stage_tag("a")
+                    await stage_tag("b")
+                """,
+        },
+    )
+    config = load_config([str(tmp_path)])
+    assert config.project.committing_helpers == ("app.crud.add_tag", "app.crud.delete_items")
+    assert codes(tmp_path, "app/routes.py") == [(6, "SL306")]

@@ -1,0 +1,230 @@
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+
+import libcst as cst
+
+from session_lint.config import Config
+from session_lint.roles import APP_ONLY
+from session_lint.rules.base import Clause, Rule, clauses
+from session_lint.semantics.scopes import Scope, ScopeKind
+from session_lint.semantics.transactions import iter_nodes
+
+# A call of a committing helper, with the helper's qualified name.
+_Call = tuple[cst.Call, str]
+# Stands in for "something else happens here" in a function's sequence of calls.
+_BREAK = None
+
+
+class NonAtomicUnitOfWork(Rule):
+    """
+    ## What it does
+    Finds a function that writes through two or more calls, one after the other,
+    of project helpers that each open a session of their own, write and commit
+    (`async with async_session() as session: ...; await session.commit()`).
+
+    The project index (docs/project-index.md) learns the helpers: module-level
+    functions that open a session from a factory (`factory()`, `factory.begin()`,
+    a project factory that commits on exit), write through it (`add`, `delete`,
+    `merge`, `execute` of an `insert`/`update`/`delete` or of write SQL) and commit
+    it, and take no session from their caller (no parameter named or annotated as
+    a session). The finding is the first call of the run, naming the helper and
+    the number of calls.
+
+    Only calls on every path count, in a row: statements of the function's body,
+    of `with` blocks and of a `try` body. A call in a branch or a loop does not
+    count, and an `await` of anything else between two calls ends the run: a job
+    that marks itself started, does its work and marks itself done commits in
+    steps on purpose.
+
+    ## Why is this bad?
+    Each helper call is a transaction of its own. When the second call fails, the
+    first has already committed: deleting a conversation through
+    `delete_messages(id)` then `delete_conversation_row(id)` can leave the
+    conversation without its messages, and a retry runs the first write again.
+    The caller looks like one unit of work and is not; nothing rolls back the
+    writes that came before the failure (`tests/runtime/test_non_atomic_unit_of_work.py`
+    shows the first row staying committed through pgbouncer). Each call also
+    checks out a connection and commits on its own: N round trips and N commits
+    where one would do.
+
+    ## Known problems
+    Only module-level helpers are known; methods of a repository class that open
+    their own session are not. A helper that takes the caller's session through a
+    parameter with another name, or through a global, is taken for one that opens
+    its own only if it also opens one.
+
+    ## Example
+    ```python
+    # index: this file
+    from sqlalchemy import delete
+    from sqlalchemy.ext.asyncio import async_sessionmaker
+
+    from app.db import engine
+    from app.models import Conversation, Message
+
+    async_session = async_sessionmaker(engine, expire_on_commit=False)
+
+
+    async def delete_messages(conversation_id: int) -> None:
+        async with async_session() as session:
+            await session.execute(delete(Message).where(Message.conversation_id == conversation_id))
+            await session.commit()
+
+
+    async def delete_conversation_row(conversation_id: int) -> None:
+        async with async_session.begin() as session:
+            await session.execute(delete(Conversation).where(Conversation.id == conversation_id))
+
+
+    async def delete_conversation(conversation_id: int) -> None:
+        await delete_messages(conversation_id)
+        await delete_conversation_row(conversation_id)
+    ```
+
+    Use instead:
+    ```python
+    # index: this file
+    from sqlalchemy import delete
+    from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+    from app.db import engine
+    from app.models import Conversation, Message
+
+    async_session = async_sessionmaker(engine, expire_on_commit=False)
+
+
+    async def delete_messages(session: AsyncSession, conversation_id: int) -> None:
+        await session.execute(delete(Message).where(Message.conversation_id == conversation_id))
+
+
+    async def delete_conversation_row(session: AsyncSession, conversation_id: int) -> None:
+        await session.execute(delete(Conversation).where(Conversation.id == conversation_id))
+
+
+    async def delete_conversation(conversation_id: int) -> None:
+        async with async_session.begin() as session:
+            await delete_messages(session, conversation_id)
+            await delete_conversation_row(session, conversation_id)
+    ```
+    (the helpers write through their caller's session, which commits once).
+
+    The `# index: this file` line only tells this example's test that the
+    helpers come from the file itself; in a project the index finds them in any
+    module.
+
+    ## Where it runs
+    `app` files only: a test, a migration or a script that writes in steps is
+    usually setting up or repairing data one step at a time. `rule-roles` widens
+    it (docs/roles.md).
+    """
+
+    code = "SL306"
+    name = "non-atomic-unit-of-work"
+    message = (
+        "`{helper}()` opens its own session and commits, and this call is the first of "
+        "{count} such calls in a row: {count} transactions, so when a later one fails "
+        "the earlier writes stay committed; open one session here, pass it to the "
+        "helpers and commit once"
+    )
+    roles = APP_ONLY  # see ## Where it runs
+
+    @classmethod
+    def prefilter(cls, config: Config) -> tuple[Clause, ...]:
+        # Only a call of one of the project's committing helpers can be a finding.
+        names = {name.rsplit(".", 1)[-1] for name in config.project.committing_helpers}
+        return clauses(config, tuple(sorted(names)))
+
+    def visit_Call(self, node: cst.Call) -> None:
+        helpers = self.ctx.config.project.committing_helpers
+        scope = self.ctx.scope
+        if (
+            scope.kind is not ScopeKind.FUNCTION
+            or not isinstance(scope.node, cst.FunctionDef)
+            or self.ctx.project_function(node.func, helpers) is None
+        ):
+            return
+        for run in self._runs(scope.node, scope):
+            if len(run) > 1 and run[0][0] is node:
+                helper = run[0][1].rsplit(".", 1)[-1]
+                self.report(node, self.message.format(helper=helper, count=len(run)))
+
+    def _runs(self, function: cst.FunctionDef, scope: Scope) -> list[list[_Call]]:
+        """The function's runs of helper calls in a row (computed once per function)."""
+        cache: dict[int, tuple[cst.FunctionDef, list[list[_Call]]]] = self.__dict__.setdefault(
+            "_cache", {}
+        )
+        cached = cache.get(id(function))
+        if cached is not None and cached[0] is function:
+            return cached[1]
+        runs: list[list[_Call]] = [[]]
+        for item in self._sequence(function.body.body, scope, function.asynchronous is not None):
+            if item is _BREAK:
+                if runs[-1]:
+                    runs.append([])
+            else:
+                runs[-1].append(item)
+        cache[id(function)] = (function, runs)
+        return runs
+
+    def _sequence(
+        self, body: Sequence[cst.CSTNode], scope: Scope, asynchronous: bool
+    ) -> Iterator[_Call | None]:
+        """The helper calls the statements make on every path, in order, with a
+        break wherever something else may happen between two of them."""
+        for statement in body:
+            if isinstance(statement, cst.SimpleStatementLine):
+                for small in statement.body:
+                    yield from self._small(small, scope, asynchronous)
+            elif isinstance(statement, cst.With):
+                if statement.asynchronous is not None:
+                    yield _BREAK  # entering and leaving await something else
+                yield from self._sequence(_suite(statement.body), scope, asynchronous)
+                if statement.asynchronous is not None:
+                    yield _BREAK
+            elif isinstance(statement, cst.Try):
+                yield from self._sequence(_suite(statement.body), scope, asynchronous)
+                yield _BREAK  # handlers, else and finally run on some paths only
+            elif isinstance(statement, (cst.FunctionDef, cst.ClassDef)):
+                continue  # a definition runs nothing
+            else:
+                # A branch or a loop: its calls are on some paths only.
+                if _does_work(statement, asynchronous):
+                    yield _BREAK
+
+    def _small(
+        self, small: cst.BaseSmallStatement, scope: Scope, asynchronous: bool
+    ) -> Iterator[_Call | None]:
+        """A helper call, a break, or nothing (``x = y + 1`` does no work)."""
+        value: cst.BaseExpression | None = None
+        if isinstance(small, (cst.Expr, cst.Assign, cst.AnnAssign, cst.Return)):
+            value = small.value
+        if isinstance(value, cst.Await):
+            value = value.expression
+        if isinstance(value, cst.Call):
+            helper = self.ctx.project_function(
+                value.func, self.ctx.config.project.committing_helpers, scope
+            )
+            if helper is not None and not _does_work(value.args, asynchronous):
+                yield value, helper
+                return
+        if _does_work(small, asynchronous):
+            yield _BREAK
+
+
+def _does_work(node: cst.CSTNode | Sequence[cst.CSTNode], asynchronous: bool) -> bool:
+    """Whether ``node`` may wait on I/O: an ``await`` (``async for``/``async with``
+    included) in a coroutine, any call in a plain function."""
+    for root in node if isinstance(node, Sequence) else (node,):
+        for sub in iter_nodes(root):
+            if isinstance(sub, cst.Await):
+                return True
+            if isinstance(sub, (cst.For, cst.With)) and sub.asynchronous is not None:
+                return True
+            if not asynchronous and isinstance(sub, cst.Call):
+                return True
+    return False
+
+
+def _suite(body: cst.BaseSuite) -> Sequence[cst.CSTNode]:
+    return body.body if isinstance(body, cst.IndentedBlock) else [body]
