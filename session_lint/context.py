@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import codecs
-from collections.abc import Collection, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -11,7 +11,6 @@ import libcst as cst
 
 from session_lint.config import Config
 from session_lint.dependencies import can_import_module, implied_by_import
-from session_lint.evidence import module_of
 from session_lint.finding import Fix, Import
 from session_lint.semantics.scopes import (
     BindingKind,
@@ -154,27 +153,6 @@ class FileContext:
         self, node: cst.BaseExpression, names: frozenset[str], scope: Scope | None = None
     ) -> bool:
         return not self.qualified_names(node, scope).isdisjoint(names)
-
-    def project_function(
-        self, func: cst.BaseExpression, names: Collection[str], scope: Scope | None = None
-    ) -> str | None:
-        """Which of ``names`` (qualified names of project functions, from the project
-        index) ``func`` calls: through an import, or a ``def`` of this very module,
-        which the index names by the module's name."""
-        if not names:
-            return None
-        scope = self.scope if scope is None else scope
-        found = set(self.qualified_names(func, scope))
-        if isinstance(func, cst.Name):
-            bindings = list(scope.lookup(func.value))
-            if (
-                bindings
-                and bindings == list(scope.module.bindings.get(func.value, []))
-                and all(b.kind is BindingKind.DEF for b in bindings)
-            ):
-                found.add(f"{module_of(self.config.relative(self.path))[0]}.{func.value}")
-        matches = sorted(found.intersection(names))
-        return matches[0] if matches else None
 
     def project_can_import(self, module: str) -> bool:
         """Whether a fix may import ``module`` at all: the project can import it

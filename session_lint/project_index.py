@@ -19,6 +19,7 @@ import json
 import os
 import re
 import tempfile
+import threading
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, fields, replace
 from functools import cached_property
@@ -107,14 +108,6 @@ class ProjectIndex:
     @cached_property
     def attributes(self) -> dict[str, tuple[str, str]]:
         return {name: (kind, transaction) for name, kind, transaction in self.attribute_factories}
-
-    @cached_property
-    def exported_names(self) -> frozenset[str]:
-        """The last components of every exported type and factory: a file that
-        contains none of them cannot import one."""
-        return frozenset(
-            name.rpartition(".")[2] for name in (*self.types, *self.factories)
-        ) | frozenset(self.attributes)
 
 
 EMPTY_INDEX = ProjectIndex()
@@ -269,7 +262,12 @@ class _Facts:
             )
 
     def size(self) -> int:
-        return len(self.types) + len(self.factories) + len(self.attributes)
+        return (
+            len(self.types)
+            + len(self.factories)
+            + len(self.attributes)
+            + len(self.committing_helpers)
+        )
 
 
 def _session_class_kind(qualified: str | None, facts: _Facts) -> str | None:
@@ -282,13 +280,20 @@ def _session_class_kind(qualified: str | None, facts: _Facts) -> str | None:
     return facts.types.get(qualified)
 
 
+# CPython 3.11's AST constructor keeps its recursion depth in shared state: two
+# threads building an index at once (the corpus bench, a resident process) fail
+# with "SystemError: AST constructor recursion depth mismatch". One parse at a time.
+_AST_LOCK = threading.Lock()
+
+
 @functools.lru_cache(maxsize=1024)
 def _string_annotation(text: str) -> ast.expr | None:
     """A string annotation's expression; the same few strings recur in every file."""
     if "Session" not in text and "session" not in text:
         return None  # cannot name a session type (aliases keep the word, or are names)
     try:
-        return ast.parse(text, mode="eval").body
+        with _AST_LOCK:
+            return ast.parse(text, mode="eval").body
     except SyntaxError:
         return None
 
@@ -350,7 +355,7 @@ def _source_facts(
         kind = _maker_kind(target, module, facts)
         return (kind, COMMITS if begins else NO_COMMIT) if kind else None
     if isinstance(target, ast.Attribute) and isinstance(target.value, ast.Name):
-        if target.value.id in ("self", "cls") and target.attr in facts.attributes:
+        if target.attr in facts.attributes:
             kind, transaction = facts.attributes[target.attr]
             return kind, COMMITS if begins else transaction
     if isinstance(target, ast.Name) and target.id in makers:
@@ -573,9 +578,13 @@ def _read_module(
 
 
 def _module_of(source: bytes, relative: str, name: str) -> _Module | None:
-    if not (b"ession" in source or b"sqlalchemy" in source or b"sqlmodel" in source):
-        return None
     is_package = relative.endswith("__init__.py")
+    # A package's ``__init__`` re-exports its modules' helpers under names that
+    # need not say "session" (``from .delete_data import delete_data``).
+    if not (
+        is_package or b"ession" in source or b"sqlalchemy" in source or b"sqlmodel" in source
+    ):
+        return None
     if not _defines(source):
         # Nothing defined here: only what it imports (and so re-exports).
         imported = _imports_from_bytes(source, name, is_package)
@@ -583,7 +592,8 @@ def _module_of(source: bytes, relative: str, name: str) -> _Module | None:
             return None
         return _Module(name, relative, is_package, ast.Module([], []), imported, [], [], {})
     try:
-        tree = ast.parse(source, relative)
+        with _AST_LOCK:
+            tree = ast.parse(source, relative)
     except (SyntaxError, ValueError, RecursionError, MemoryError):
         return None
     module = _Module(name, relative, is_package, tree, {}, [], [], {})
@@ -721,6 +731,8 @@ def _learn(module: _Module, facts: _Facts) -> None:
             facts.types.setdefault(f"{local}.{alias}", kind)
         if qualified in facts.factories:
             facts.factories.setdefault(f"{local}.{alias}", facts.factories[qualified])
+        if qualified in facts.committing_helpers:
+            facts.committing_helpers.add(f"{local}.{alias}")
     if module.makers is None:
         # What does not depend on other modules' facts, learned in the first round.
         module.makers = {}

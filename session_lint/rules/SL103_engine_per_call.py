@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import TypeVar
 
 import libcst as cst
 
@@ -14,6 +15,7 @@ from session_lint.semantics.known import (
     SESSION_CLASSES,
     SESSIONMAKERS,
 )
+from session_lint.semantics.project import project_function
 from session_lint.semantics.scopes import BindingKind, Scope, ScopeKind
 from session_lint.walker import children
 
@@ -59,10 +61,15 @@ class EnginePerCall(Rule):
     A function that really runs once — a script's entry point — looks the same as
     a request handler. Functions named `main`/`async_main`, functions passed to
     `asyncio.run(...)` in the same module and `test_*` functions are not reported;
-    other one-shot functions need a `# noqa: SL103`. A synchronous engine that a
-    plain `def` disposes itself (`engine.dispose()`, usually in a `finally`) is not
-    reported: on the real-code corpus (`docs/corpus.md`) every such engine was
-    start-up or tooling code (a migration lock, a version probe) run once.
+    other one-shot functions need a `# noqa: SL103`. An engine the function
+    disposes itself (`engine.dispose()`, usually in a `finally`) is not reported
+    when it is synchronous in a plain `def`, or when its URL is built from the
+    function's parameters: on the real-code corpus (`docs/corpus.md`) every such
+    engine was start-up or tooling code (a migration lock, a version probe) run
+    once, or a connection to a database the caller names (creating or dropping a
+    per-dataset database, reading a loader's database), which no shared engine
+    can serve. A disposed engine to the application's own database (a URL from
+    settings or a constant) is still reported.
 
     ## Example
     ```python
@@ -137,18 +144,16 @@ class EnginePerCall(Rule):
         """The last name of the project's engine factory ``func`` calls (the project
         index: a module-level function, not cached, that builds an engine and
         returns it)."""
-        found = self.ctx.project_function(func, self.ctx.config.project.engine_factories, scope)
+        found = project_function(self.ctx, func, self.ctx.config.project.engine_factories, scope)
         return found.rsplit(".", 1)[-1] if found else None
 
     def _disposed(self, node: cst.Call, function: cst.FunctionDef) -> bool:
-        """``engine = create_engine(...)`` in a plain ``def`` that disposes it: in an
-        asyncio application the request path is async, and a synchronous engine
-        whose lifetime the function manages is start-up or tooling code (a
-        migration lock, a version probe) run once, not a pool per request."""
-        if function.asynchronous is not None or self.ctx.resolves_to(
-            node.func, ASYNC_ENGINE_CONSTRUCTORS
-        ):
-            return False
+        """``engine = create_engine(...)`` that the function disposes itself, and
+        either a synchronous engine in a plain ``def`` (in an asyncio application
+        the request path is async: this is start-up or tooling code, a migration
+        lock or a version probe, run once), or an engine to a database the caller
+        names (its URL is built from the function's parameters: provisioning or
+        reading another database, which no shared engine can serve)."""
         parent = self.ctx.parent
         if not (
             isinstance(parent, cst.Assign)
@@ -157,13 +162,19 @@ class EnginePerCall(Rule):
         ):
             return False
         name = parent.targets[0].target.value
-        return any(
+        if not any(
             isinstance(call.func, cst.Attribute)
             and call.func.attr.value == "dispose"
             and isinstance(call.func.value, cst.Name)
             and call.func.value.value == name
-            for call in _calls(function.body)
-        )
+            for call in _nodes(function.body, cst.Call)
+        ):
+            return False
+        if function.asynchronous is None and not self.ctx.resolves_to(
+            node.func, ASYNC_ENGINE_CONSTRUCTORS
+        ):
+            return True
+        return _url_from_parameters(node, function)
 
     # -- once-only functions ---------------------------------------------------------
     def _runs_once(self, function: cst.FunctionDef, scope: Scope) -> bool:
@@ -200,7 +211,7 @@ class EnginePerCall(Rule):
         ):
             self._entries = frozenset[str]()
             return self._entries
-        for call in _calls(self.ctx.module):
+        for call in _nodes(self.ctx.module, cst.Call):
             if not call.args:
                 continue
             # The module scope is right for the usual ``if __name__ == "__main__"`` block.
@@ -274,9 +285,36 @@ class EnginePerCall(Rule):
         return False
 
 
+_N = TypeVar("_N", bound=cst.CSTNode)
 _ENGINE = "engine"
 _FACTORY = "factory"
 _MAX_DEPTH = 6
+
+
+def _url_from_parameters(node: cst.Call, function: cst.FunctionDef) -> bool:
+    """Whether the engine's URL (first argument or ``url=``) reads a parameter of
+    ``function``, directly or through a local name assigned from one."""
+    url = next((a.value for a in node.args if a.keyword is None), None)
+    url = url or next(
+        (a.value for a in node.args if a.keyword is not None and a.keyword.value == "url"), None
+    )
+    if url is None:
+        return False
+    params = function.params
+    parameters = {
+        p.name.value
+        for p in (*params.posonly_params, *params.params, *params.kwonly_params)
+    }
+    read = {n.value for n in _nodes(url, cst.Name)}
+    if read & parameters:
+        return True
+    for statement in _nodes(function.body, cst.Assign):
+        if (
+            any(isinstance(t.target, cst.Name) and t.target.value in read for t in statement.targets)
+            and {n.value for n in _nodes(statement.value, cst.Name)} & parameters
+        ):
+            return True
+    return False
 
 
 def _leads_to_runner(qualified_name: str) -> bool:
@@ -330,10 +368,11 @@ def _is_not_a_read(node: cst.Name, parents: list[cst.CSTNode]) -> bool:
     return isinstance(parent, (cst.ImportAlias, cst.AsName, cst.NameItem))
 
 
-def _calls(root: cst.CSTNode) -> Iterator[cst.Call]:
+def _nodes(root: cst.CSTNode, kind: type[_N]) -> Iterator[_N]:
+    """Every node of type ``kind`` under ``root``, ``root`` included."""
     stack = [root]
     while stack:
         node = stack.pop()
-        if isinstance(node, cst.Call):
+        if isinstance(node, kind):
             yield node
         stack.extend(children(node))

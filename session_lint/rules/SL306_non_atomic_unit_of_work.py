@@ -7,6 +7,7 @@ import libcst as cst
 from session_lint.config import Config
 from session_lint.roles import APP_ONLY
 from session_lint.rules.base import Clause, Rule, clauses
+from session_lint.semantics.project import project_function
 from session_lint.semantics.scopes import Scope, ScopeKind
 from session_lint.semantics.transactions import iter_nodes
 
@@ -25,17 +26,19 @@ class NonAtomicUnitOfWork(Rule):
 
     The project index (docs/project-index.md) learns the helpers: module-level
     functions that open a session from a factory (`factory()`, `factory.begin()`,
-    a project factory that commits on exit), write through it (`add`, `delete`,
+    a project factory that commits on exit, a method the index knows opens one:
+    `db_engine.get_async_session()`), write through it (`add`, `delete`,
     `merge`, `execute` of an `insert`/`update`/`delete` or of write SQL) and commit
     it, and take no session from their caller (no parameter named or annotated as
     a session). The finding is the first call of the run, naming the helper and
     the number of calls.
 
-    Only calls on every path count, in a row: statements of the function's body,
-    of `with` blocks and of a `try` body. A call in a branch or a loop does not
-    count, and an `await` of anything else between two calls ends the run: a job
-    that marks itself started, does its work and marks itself done commits in
-    steps on purpose.
+    Calls count in a row within one block: the function's body (through `with`
+    blocks and a `try` body), or one branch, loop body or handler, where both calls
+    are made whenever the block runs. Calls in different branches do not add up,
+    and an `await` of anything else between two calls ends the run: a job that
+    marks itself started, does its work and marks itself done commits in steps on
+    purpose.
 
     ## Why is this bad?
     Each helper call is a transaction of its own. When the second call fails, the
@@ -141,7 +144,7 @@ class NonAtomicUnitOfWork(Rule):
         if (
             scope.kind is not ScopeKind.FUNCTION
             or not isinstance(scope.node, cst.FunctionDef)
-            or self.ctx.project_function(node.func, helpers) is None
+            or project_function(self.ctx, node.func, helpers, scope) is None
         ):
             return
         for run in self._runs(scope.node, scope):
@@ -185,11 +188,18 @@ class NonAtomicUnitOfWork(Rule):
             elif isinstance(statement, cst.Try):
                 yield from self._sequence(_suite(statement.body), scope, asynchronous)
                 yield _BREAK  # handlers, else and finally run on some paths only
+                for suite in _inner_suites(statement, skip=statement.body):
+                    yield from self._sequence(suite, scope, asynchronous)
+                    yield _BREAK
             elif isinstance(statement, (cst.FunctionDef, cst.ClassDef)):
                 continue  # a definition runs nothing
             else:
-                # A branch or a loop: its calls are on some paths only.
-                if _does_work(statement, asynchronous):
+                # A branch or a loop: each of its blocks is a sequence of its own
+                # (two calls in one branch are both made when it runs), and none
+                # continues the run around it.
+                yield _BREAK
+                for suite in _inner_suites(statement):
+                    yield from self._sequence(suite, scope, asynchronous)
                     yield _BREAK
 
     def _small(
@@ -202,8 +212,8 @@ class NonAtomicUnitOfWork(Rule):
         if isinstance(value, cst.Await):
             value = value.expression
         if isinstance(value, cst.Call):
-            helper = self.ctx.project_function(
-                value.func, self.ctx.config.project.committing_helpers, scope
+            helper = project_function(
+                self.ctx, value.func, self.ctx.config.project.committing_helpers, scope
             )
             if helper is not None and not _does_work(value.args, asynchronous):
                 yield value, helper
@@ -224,6 +234,22 @@ def _does_work(node: cst.CSTNode | Sequence[cst.CSTNode], asynchronous: bool) ->
             if not asynchronous and isinstance(sub, cst.Call):
                 return True
     return False
+
+
+def _inner_suites(
+    node: cst.CSTNode, skip: cst.BaseSuite | None = None
+) -> Iterator[Sequence[cst.CSTNode]]:
+    """The statement lists of a compound statement's blocks: bodies, ``elif``/``else``,
+    handlers, ``finally``, ``case`` blocks."""
+    for child in node.children:
+        if isinstance(child, cst.BaseSuite):
+            if child is not skip:
+                yield _suite(child)
+        elif isinstance(
+            child,
+            (cst.If, cst.Else, cst.ExceptHandler, cst.ExceptStarHandler, cst.Finally, cst.MatchCase),
+        ):
+            yield from _inner_suites(child)
 
 
 def _suite(body: cst.BaseSuite) -> Sequence[cst.CSTNode]:

@@ -35,7 +35,10 @@ class SwallowedSessionError(Rule):
     A handler that returns a value (`return False`, an error object) is not
     reported: whether every caller checks it is not followed across calls yet. A
     handler in a loop that moves on (`continue`, `break`) is taken to record the
-    failure and is not reported either.
+    failure and is not reported either, nor is one that keeps the exception for
+    the code after the `try` (`insert_error = error`, `errors.append(error)`): on
+    the real-code corpus (`docs/corpus.md`) that was a get-or-create race that
+    re-raises the kept error when no other caller's row exists.
 
     ## Example
     ```python
@@ -104,7 +107,7 @@ class SwallowedSessionError(Rule):
                 continue
             if around_yield:
                 self.report(handler, self.dependency_message.format(session=session))
-            elif _works_on(node.body, session):
+            elif _works_on(node.body, session) and not _keeps_the_error(handler):
                 self.report(handler, self.message.format(session=session))
 
     def _rolled_back(self, handler: cst.ExceptHandler) -> str | None:
@@ -137,6 +140,30 @@ def _returns_a_value(handler: cst.ExceptHandler) -> bool:
         if isinstance(sub, cst.Return) and sub.value is not None:
             if not (isinstance(sub.value, cst.Name) and sub.value.value == "None"):
                 return True
+    return False
+
+
+def _keeps_the_error(handler: cst.ExceptHandler) -> bool:
+    """``except IntegrityError as error: ...; insert_error = error`` (or
+    ``errors.append(error)``): the exception is kept for the code after the
+    ``try``, which decides (a get-or-create race re-raises it when no row won)."""
+    if handler.name is None or not isinstance(handler.name.name, cst.Name):
+        return False
+    caught = handler.name.name.value
+
+    def is_caught(expr: cst.BaseExpression | None) -> bool:
+        return isinstance(expr, cst.Name) and expr.value == caught
+
+    for sub in iter_nodes(handler.body):
+        if isinstance(sub, (cst.Assign, cst.AnnAssign)) and is_caught(sub.value):
+            return True
+        if (
+            isinstance(sub, cst.Call)
+            and isinstance(sub.func, cst.Attribute)
+            and sub.func.attr.value in ("append", "add")
+            and any(is_caught(a.value) for a in sub.args)
+        ):
+            return True
     return False
 
 

@@ -7,6 +7,8 @@ import libcst as cst
 from session_lint.config import Config
 from session_lint.roles import APP_AND_SCRIPT
 from session_lint.rules.base import SESSION_OR_CONNECTION, SQLALCHEMY_IMPORT, Clause, Rule, clauses
+from session_lint.semantics.known import sql_head
+from session_lint.semantics.ownership import is_route_handler
 from session_lint.semantics.scopes import BindingKind
 from session_lint.semantics.sql import (
     DRIVER_SQL_METHODS,
@@ -37,6 +39,8 @@ _IN_LIST = re.compile(r"\b(?:IN|VALUES)\s*\([^)]*,\s*$", re.I)
 _SETTING_SLOT = re.compile(
     r"^\s*SET\s+(?:LOCAL\s+|SESSION\s+)?(?P<name>[\w.]+)\s*(?:=|\bTO\b)\s*'?$", re.I
 )
+# SQLite's PRAGMA takes no bound parameters: what it is given is a name.
+_PRAGMA = re.compile(r"PRAGMA\b", re.I)
 _PLACEHOLDER = re.compile(r"%\((?P<name>\w+)\)[sd]|%[sd]|\{(?P<field>\w*)\}")
 
 
@@ -67,6 +71,21 @@ class InterpolatedSql(Rule):
     A check anywhere in the function counts, not only one on every path before the
     SQL is built: this misses a check in the wrong place, rather than flag checked
     code.
+
+    ## Known problems
+    Identifiers from parameters are reported in route handlers only (a function
+    decorated `@app.get(...)`/`@router.post(...)`), where the parameter is the
+    request's. In any other function a parameter used as a name is most often an
+    internal one (a database adapter's `create_table(schema_name, table_name)`):
+    on the real-code corpus (`docs/corpus.md`) all six such findings outside
+    routes were internal plumbing. A name passed from a route into a service is
+    missed.
+
+    Not reported either, by design: a piece that is part of a dotted name
+    (`{alias}.{column}`, even after `=` in a join's `ON`); a whole `IN (...)` list
+    from a local name (`IN ({placeholders})`, a string of bind markers built next
+    to its parameters); SQLite `PRAGMA` statements, which take no bound
+    parameters.
 
     ## Example
     ```python
@@ -151,12 +170,22 @@ class InterpolatedSql(Rule):
         """The message when a runtime value sits where SQL takes a value; None when
         every runtime piece is an identifier or fixed text."""
         segments = self._segments(built)
-        if segments is None:
+        if segments is None or _PRAGMA.match(sql_head("".join(s for s in segments if isinstance(s, str)))):
             return None
         before = ""
-        for seg in segments:
+        for index, seg in enumerate(segments):
             if isinstance(seg, str):
                 before += seg
+                continue
+            following = segments[index + 1] if index + 1 < len(segments) else ""
+            quoted = before.count("'") % 2 == 1
+            if not quoted and (
+                before.endswith(".") or (isinstance(following, str) and following.startswith("."))
+            ):
+                before += "?"
+                continue  # ``{alias}.{column}``: a part of a dotted name, an identifier
+            if not quoted and self._placeholder_list(seg, before, following):
+                before += "?"
                 continue
             if not is_constant_like(seg):
                 code = self.ctx.module.code_for_node(seg)
@@ -166,13 +195,29 @@ class InterpolatedSql(Rule):
                         how=built.how.value, name=setting.group("name"), value=code
                     )
                 if (
-                    before.count("'") % 2 == 1
+                    quoted
                     or _VALUE_SLOT.search(before)
                     or _IN_LIST.search(before)
                 ):
                     return self.message.format(how=built.how.value, form=self._bind_form(built))
             before += "?"
         return None
+
+    def _placeholder_list(self, seg: cst.BaseExpression, before: str, following: object) -> bool:
+        """``IN ({placeholders})``, the whole list from a local name: the usual way to
+        bind a list, with ``placeholders`` a string of ``:p0, :p1`` markers built
+        next to its parameters; what it holds cannot be told from here."""
+        if not (
+            isinstance(seg, cst.Name)
+            and re.search(r"\bIN\s*\(\s*$", before, re.I)
+            and isinstance(following, str)
+            and following.lstrip().startswith(")")
+        ):
+            return False
+        bindings = self.ctx.scope.lookup(seg.value)
+        return bool(bindings) and all(
+            b.kind in (BindingKind.ASSIGNMENT, BindingKind.OTHER) for b in bindings
+        )
 
     # -- identifiers from parameters ------------------------------------------------
     def _identifier_message(self, built: Built, sql: cst.BaseExpression) -> str | None:
@@ -185,6 +230,11 @@ class InterpolatedSql(Rule):
         segments = self._segments(built)
         if function is None or segments is None:
             return None
+        outer = self.ctx.scope.enclosing_function()
+        if outer is None or outer.parent is None or not is_route_handler(
+            self.ctx, function, outer.parent
+        ):
+            return None  # see ## Known problems
         builders: set[int] = {id(n) for n in iter_nodes(sql)}
         for node in self._assigned_sql(sql):
             builders.update(id(n) for n in iter_nodes(node))

@@ -9,6 +9,8 @@ project's session types, and is this call one of its session factories.
 
 from __future__ import annotations
 
+from collections.abc import Collection
+
 import libcst as cst
 
 from session_lint.context import FileContext
@@ -49,6 +51,17 @@ def project_names(ctx: FileContext, expr: cst.BaseExpression, scope: Scope) -> f
                 current, _ = file_module(ctx)
                 names.add(f"{current}.{dotted}" if current else dotted)
     return frozenset(names)
+
+
+def project_function(
+    ctx: FileContext, func: cst.BaseExpression, names: Collection[str], scope: Scope
+) -> str | None:
+    """Which of ``names`` (qualified names of project functions, from the project
+    index) ``func`` calls, if any."""
+    if not names:
+        return None
+    found = sorted(project_names(ctx, func, scope).intersection(names))
+    return found[0] if found else None
 
 
 def project_session_type(

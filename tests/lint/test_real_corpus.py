@@ -38,6 +38,7 @@ import pytest
 
 from bench.corpus.fetch import MARKER, FetchError, Package, Tree, fetch, unpack, verified_tree
 from bench.corpus.lint import (
+    OWN_EVIDENCE,
     Key,
     LintError,
     Record,
@@ -140,12 +141,14 @@ def test_precision_of_every_rule_that_fires(records: list[Record], reviews: list
 
 def test_no_finding_without_sqlalchemy_evidence(records: list[Record]) -> None:
     """Evidence is a regex on the file's bytes (``bench.corpus.lint.EVIDENCE``): an
-    import of sqlalchemy or sqlmodel. SL000 (the file does not parse) and SL104 (a
-    database driver's ``connect()``, whose import is its own evidence) need none."""
+    import of sqlalchemy or sqlmodel. The rules in ``OWN_EVIDENCE`` need none: SL000
+    (the file does not parse), SL104 (a database driver's ``connect()``, whose
+    import is its own evidence) and SL306 (calls of project helpers that the index
+    saw open a SQLAlchemy session)."""
     without = [
         f"{format_key(r.key)} {r.message}"
         for r in records
-        if not r.evidence and r.code not in ("SL000", "SL104")
+        if not r.evidence and r.code not in OWN_EVIDENCE
     ]
     assert not without, listing("findings in files that never import SQLAlchemy", without)
 
