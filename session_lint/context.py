@@ -53,6 +53,9 @@ class FileContext:
     is_engine_module: bool
     reports: list[Report] = field(default_factory=list)
     source: bytes | None = None  # the bytes the module was parsed from, when known
+    # Whether a URL literal of the file points at a transaction pooler; computed on
+    # the first ask (``semantics.pooler.file_has_pooler_url``).
+    pooler_url_in_file: bool | None = None
     _where_cache: tuple[cst.CSTNode | None, Scope, Scope, frozenset[str]] | None = field(
         default=None, repr=False
     )

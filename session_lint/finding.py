@@ -82,14 +82,6 @@ class Fix:
         return cls(applicability, ((node, new),), imports, description)
 
 
-@dataclass(frozen=True)
-class Position:
-    line: int  # 1-based
-    column: int  # 1-based
-    end_line: int
-    end_column: int
-
-
 # Control characters and every character ``str.splitlines`` breaks a line at.
 _LINE_BREAKING = re.compile("[\x00-\x1f\x7f\x85\u2028\u2029]")
 

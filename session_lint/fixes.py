@@ -19,7 +19,7 @@ from session_lint.analyzer import Analysis, analyze
 from session_lint.config import Config
 from session_lint.finding import Finding, Fix, Import, Replacement
 from session_lint.rules import Rule
-from session_lint.walker import children
+from session_lint.walker import children, subtree
 
 MAX_PASSES = 10
 
@@ -131,7 +131,7 @@ def apply_fixes(
     for fix in fixes:
         covered: set[int] = set()
         for node, _ in fix.edits:
-            covered.update(_subtree_ids(node))
+            covered.update(_ids_under(node))
         # Overlap either way (an edit inside or above a taken edit) shows here,
         # since ``covered`` and ``taken`` both hold whole subtrees.
         if covered & taken:
@@ -175,14 +175,8 @@ def _paths_to(module: cst.Module, targets: set[int]) -> set[int] | None:
     return paths
 
 
-def _subtree_ids(node: cst.CSTNode) -> set[int]:
-    out: set[int] = set()
-    stack = [node]
-    while stack:
-        current = stack.pop()
-        out.add(id(current))
-        stack.extend(children(current))
-    return out
+def _ids_under(node: cst.CSTNode) -> set[int]:
+    return {id(n) for n in subtree(node)}
 
 
 def add_imports(module: cst.Module, imports: Sequence[Import]) -> cst.Module:

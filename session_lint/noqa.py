@@ -32,11 +32,6 @@ LINE_BREAK = re.compile(r"\r\n|\r|\n")
 DIRECTIVE = "#" + " noqa: "
 
 
-def split_lines(text: str) -> list[str]:
-    """The physical lines of ``text``, without their line breaks."""
-    return LINE_BREAK.split(text)
-
-
 class NoqaLines:
     """Where flake8 looks for a line's ``# noqa``: the physical lines from one
     NEWLINE or NL token to the next, joined, so that a comment after a multi-line

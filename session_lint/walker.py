@@ -9,7 +9,7 @@ read the tree, so this walker iterates each node's child fields directly: about
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import libcst as cst
 
@@ -94,6 +94,31 @@ def children(node: cst.CSTNode) -> list[cst.CSTNode]:
             if flag:
                 out.append(value)
     return out
+
+
+# Nested scopes: what runs inside them runs at another time.
+_SCOPE_NODES = (cst.FunctionDef, cst.ClassDef, cst.Lambda)
+
+
+def subtree(node: cst.CSTNode) -> Iterator[cst.CSTNode]:
+    """``node`` and every node under it, in source order."""
+    stack = [node]
+    while stack:
+        current = stack.pop()
+        yield current
+        stack.extend(reversed(children(current)))
+
+
+def iter_nodes(node: cst.CSTNode) -> Iterator[cst.CSTNode]:
+    """``node`` and every node under it in source order, not entering nested
+    functions, classes and lambdas (they are yielded, their insides are not)."""
+    stack = [node]
+    while stack:
+        current = stack.pop()
+        yield current
+        if current is not node and isinstance(current, _SCOPE_NODES):
+            continue
+        stack.extend(reversed(children(current)))
 
 
 Handler = Callable[[cst.CSTNode], object]

@@ -13,7 +13,7 @@ from session_lint.semantics.known import (
     SESSION_CLASSES,
     SESSIONMAKERS,
 )
-from session_lint.semantics.ownership import walk
+from session_lint.walker import subtree
 
 
 class DirectSession(Rule):
@@ -151,7 +151,7 @@ class DirectSession(Rule):
             names.update(t.value for t in targets if isinstance(t, cst.Name))
         if not names:
             return False
-        for sub in walk(function.body):
+        for sub in subtree(function.body):
             if isinstance(sub, (cst.Return, cst.Yield)) and isinstance(sub.value, cst.Name):
                 if sub.value.value in names:
                     return True

@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import TypeVar
 
 import libcst as cst
 
@@ -17,7 +16,7 @@ from session_lint.semantics.known import (
 )
 from session_lint.semantics.project import project_function
 from session_lint.semantics.scopes import BindingKind, Scope, ScopeKind
-from session_lint.walker import children
+from session_lint.walker import children, subtree
 
 # Calls that run a coroutine function once, as a program's entry point.
 _ENTRY_RUNNERS = frozenset({"asyncio.run", "anyio.run", "trio.run", "uvloop.run"})
@@ -167,7 +166,7 @@ class EnginePerCall(Rule):
             and call.func.attr.value == "dispose"
             and isinstance(call.func.value, cst.Name)
             and call.func.value.value == name
-            for call in _nodes(function.body, cst.Call)
+            for call in (n for n in subtree(function.body) if isinstance(n, cst.Call))
         ):
             return False
         if function.asynchronous is None and not self.ctx.resolves_to(
@@ -211,7 +210,7 @@ class EnginePerCall(Rule):
         ):
             self._entries = frozenset[str]()
             return self._entries
-        for call in _nodes(self.ctx.module, cst.Call):
+        for call in (n for n in subtree(self.ctx.module) if isinstance(n, cst.Call)):
             if not call.args:
                 continue
             # The module scope is right for the usual ``if __name__ == "__main__"`` block.
@@ -285,7 +284,6 @@ class EnginePerCall(Rule):
         return False
 
 
-_N = TypeVar("_N", bound=cst.CSTNode)
 _ENGINE = "engine"
 _FACTORY = "factory"
 _MAX_DEPTH = 6
@@ -305,13 +303,13 @@ def _url_from_parameters(node: cst.Call, function: cst.FunctionDef) -> bool:
         p.name.value
         for p in (*params.posonly_params, *params.params, *params.kwonly_params)
     }
-    read = {n.value for n in _nodes(url, cst.Name)}
+    read = {n.value for n in subtree(url) if isinstance(n, cst.Name)}
     if read & parameters:
         return True
-    for statement in _nodes(function.body, cst.Assign):
+    for statement in (n for n in subtree(function.body) if isinstance(n, cst.Assign)):
         if (
             any(isinstance(t.target, cst.Name) and t.target.value in read for t in statement.targets)
-            and {n.value for n in _nodes(statement.value, cst.Name)} & parameters
+            and {n.value for n in subtree(statement.value) if isinstance(n, cst.Name)} & parameters
         ):
             return True
     return False
@@ -366,13 +364,3 @@ def _is_not_a_read(node: cst.Name, parents: list[cst.CSTNode]) -> bool:
     if isinstance(parent, cst.AnnAssign):
         return parent.target is node
     return isinstance(parent, (cst.ImportAlias, cst.AsName, cst.NameItem))
-
-
-def _nodes(root: cst.CSTNode, kind: type[_N]) -> Iterator[_N]:
-    """Every node of type ``kind`` under ``root``, ``root`` included."""
-    stack = [root]
-    while stack:
-        node = stack.pop()
-        if isinstance(node, kind):
-            yield node
-        stack.extend(children(node))

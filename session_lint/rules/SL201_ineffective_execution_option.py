@@ -8,7 +8,13 @@ import libcst as cst
 from session_lint.finding import Applicability, Fix, FixAvailability, Replacement
 from session_lint.roles import ALL_ROLES
 from session_lint.rules.base import Rule
-from session_lint.semantics.execution_options import Kind, Verdict, classify
+from session_lint.semantics.execution_options import (
+    DIALECT_EXECUTION_OPTIONS,
+    PER_CALL_METHODS,
+    Kind,
+    Verdict,
+    classify,
+)
 from session_lint.semantics.known import (
     ENGINE_CONSTRUCTORS,
     SESSION_CLASSES,
@@ -26,22 +32,12 @@ from session_lint.semantics.mappings import (
     without_keyword,
 )
 
-# Methods that take ``execution_options=`` per call (Session, AsyncSession,
-# Connection, AsyncConnection).
-_PER_CALL_METHODS = frozenset(
-    {
-        "execute",
-        "scalar",
-        "scalars",
-        "stream",
-        "stream_scalars",
-        "get",
-        "get_one",
-        "exec_driver_sql",
-        "connection",
-    }
+_DIALECT_OPTIONS = " and ".join(
+    (
+        ", ".join(f"`{o}`" for o in sorted(DIALECT_EXECUTION_OPTIONS)[:-1]),
+        f"`{max(DIALECT_EXECUTION_OPTIONS)}`",
+    )
 )
-
 _WHY = {
     Kind.DRIVER: (
         "`{key}` is a driver connect argument, not an execution option: SQLAlchemy "
@@ -63,8 +59,7 @@ _WHY = {
     ),
     Kind.DIALECT: (
         "`{key}` is not an execution option of any SQLAlchemy dialect (a dialect reads "
-        "only `postgresql_readonly`, `postgresql_deferrable` and `sqlite_raw_colnames`): "
-        "SQLAlchemy silently ignores it, and no pooler sees it"
+        f"only {_DIALECT_OPTIONS}): SQLAlchemy silently ignores it, and no pooler sees it"
     ),
     Kind.NO_PARAMETERS: (
         "`no_parameters` does not disable prepared statements: it only makes SQLAlchemy "
@@ -196,7 +191,7 @@ class IneffectiveExecutionOption(Rule):
             self._check_factory(node, arg)
         elif self.ctx.resolves_to(func, ENGINE_CONSTRUCTORS):
             self._check_mapping_site(node, arg, engine_wide=True)
-        elif isinstance(func, cst.Attribute) and func.attr.value in _PER_CALL_METHODS:
+        elif isinstance(func, cst.Attribute) and func.attr.value in PER_CALL_METHODS:
             self._check_mapping_site(node, arg, engine_wide=False)
 
     # -- judging keys ------------------------------------------------------------

@@ -9,7 +9,7 @@ from session_lint.roles import APP_ONLY
 from session_lint.rules.base import Clause, Rule, clauses
 from session_lint.semantics.project import project_function
 from session_lint.semantics.scopes import Scope, ScopeKind
-from session_lint.semantics.transactions import iter_nodes
+from session_lint.walker import iter_nodes
 
 # A call of a committing helper, with the helper's qualified name.
 _Call = tuple[cst.Call, str]

@@ -11,10 +11,10 @@ from session_lint.semantics.sessions import is_async_session_source
 from session_lint.semantics.sql import EXECUTE_METHODS, first_positional
 from session_lint.semantics.transactions import (
     is_write_statement,
-    iter_nodes,
     method_call,
     method_calls,
 )
+from session_lint.walker import iter_nodes
 
 _ENGINE_BLOCKS = frozenset({"begin", "connect"})
 # Session methods that end its unit of work: after one, the engine's write is a

@@ -8,7 +8,7 @@ from session_lint.roles import ALL_ROLES
 from session_lint.rules.base import SESSION, Clause, Rule
 from session_lint.semantics.scopes import BindingKind
 from session_lint.semantics.sessions import async_session_groups, is_async_session
-from session_lint.semantics.transactions import iter_nodes
+from session_lint.walker import iter_nodes
 
 # AsyncSession's coroutine methods (``add``, ``add_all``, ``expunge`` are plain methods).
 COROUTINE_METHODS = frozenset(

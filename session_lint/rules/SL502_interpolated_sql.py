@@ -16,13 +16,14 @@ from session_lint.semantics.sql import (
     Built,
     Interpolation,
     built_string,
+    concat_parts,
     executes_sql,
     first_positional,
     is_constant_like,
     is_text_call,
     literal_string,
 )
-from session_lint.semantics.transactions import iter_nodes
+from session_lint.walker import iter_nodes
 
 _MAX_SQL = 90
 # SQL text after which a value would be an identifier (table, column, schema, setting).
@@ -310,7 +311,7 @@ class InterpolatedSql(Rule):
             return _string_parts(built.template)
         if built.how is Interpolation.CONCAT:
             out: list[str | cst.BaseExpression] = []
-            for part in _concat_operands(built.template):
+            for part in concat_parts(built.template):
                 pieces = _string_parts(part)
                 out.extend(pieces if pieces is not None else [part])
             return out
@@ -390,9 +391,3 @@ def _string_parts(node: cst.BaseExpression) -> list[str | cst.BaseExpression] | 
         return None if left is None or right is None else [*left, *right]
     text = literal_string(node)
     return None if text is None else [text]
-
-
-def _concat_operands(expr: cst.BaseExpression) -> list[cst.BaseExpression]:
-    if isinstance(expr, cst.BinaryOperation) and isinstance(expr.operator, cst.Add):
-        return [*_concat_operands(expr.left), *_concat_operands(expr.right)]
-    return [expr]

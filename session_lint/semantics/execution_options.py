@@ -22,6 +22,22 @@ import enum
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+# Methods that take ``execution_options=`` per call (Session, AsyncSession,
+# Connection, AsyncConnection).
+PER_CALL_METHODS = frozenset(
+    {
+        "execute",
+        "scalar",
+        "scalars",
+        "stream",
+        "stream_scalars",
+        "get",
+        "get_one",
+        "exec_driver_sql",
+        "connection",
+    }
+)
+
 DIALECT_EXECUTION_OPTIONS = frozenset(
     {"postgresql_readonly", "postgresql_deferrable", "sqlite_raw_colnames"}
 )

@@ -20,16 +20,15 @@ from collections.abc import Sequence
 import libcst as cst
 
 from session_lint.context import FileContext
-from session_lint.semantics.scopes import Binding, BindingKind, Scope
+from session_lint.semantics.scopes import BindingKind, Scope
 from session_lint.semantics.sessions import (
     Origin,
-    is_async_session_source,
     is_session,
     is_session_annotation,
     is_session_source,
     session_binding,
 )
-from session_lint.walker import children
+from session_lint.walker import children, subtree
 
 ROUTE_METHODS = frozenset(
     {
@@ -175,7 +174,7 @@ def dependency_manages_transaction(ctx: FileContext, depends: cst.Call) -> bool 
         return None
     for b in ctx.scope.module.bindings.get(target.value, ()):
         if b.kind is BindingKind.DEF and isinstance(b.node, cst.FunctionDef):
-            for sub in walk(b.node.body):
+            for sub in subtree(b.node.body):
                 if (
                     isinstance(sub, cst.Call)
                     and isinstance(sub.func, cst.Attribute)
@@ -222,7 +221,7 @@ def _opened_by_own_class(ctx: FileContext, expr: cst.BaseExpression) -> bool:
     class_scope = function_scope.parent if function_scope is not None else None
     if class_scope is None or not isinstance(class_scope.node, cst.ClassDef):
         return False
-    for node in walk(class_scope.node.body):
+    for node in subtree(class_scope.node.body):
         if isinstance(node, cst.Assign) and isinstance(node.value, cst.Call):
             if any(
                 isinstance(t.target, cst.Attribute)
@@ -235,15 +234,6 @@ def _opened_by_own_class(ctx: FileContext, expr: cst.BaseExpression) -> bool:
     return False
 
 
-def opened_async_session(ctx: FileContext, binding: Binding) -> bool:
-    """A binding that opens an ``AsyncSession`` (not a sync one, not a transaction)."""
-    if binding.value is None:
-        return False
-    if binding.kind is BindingKind.WITH:
-        return binding.is_async_with
-    return binding.kind is BindingKind.ASSIGNMENT and is_async_session_source(ctx, binding.value)
-
-
 # -- how a name is used in a function ----------------------------------------------
 
 
@@ -252,16 +242,6 @@ class NameUse(enum.Enum):
     CLOSE_CALLED = "close-called"  # ``name.close()`` on the normal path only
     ESCAPES = "escapes"  # returned, passed on, stored, captured by a nested function
     YIELDED = "yielded"
-
-
-def walk(node: cst.CSTNode) -> list[cst.CSTNode]:
-    out: list[cst.CSTNode] = []
-    stack = [node]
-    while stack:
-        current = stack.pop()
-        out.append(current)
-        stack.extend(reversed(children(current)))
-    return out
 
 
 _ESCAPE_PARENTS = (

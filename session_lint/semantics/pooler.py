@@ -18,7 +18,6 @@ import libcst as cst
 
 from session_lint.context import FileContext
 from session_lint.semantics.known import ASYNC_ENGINE_CONSTRUCTORS, ENGINE_CONSTRUCTORS
-from session_lint.semantics.mappings import keyword
 from session_lint.semantics.scopes import BindingKind, Scope
 from session_lint.walker import children
 
@@ -156,30 +155,9 @@ def is_async_engine_call(ctx: FileContext, call: cst.Call) -> bool:
     return ctx.resolves_to(call.func, ASYNC_ENGINE_CONSTRUCTORS)
 
 
-def engine_driver_is_asyncpg(ctx: FileContext, call: cst.Call) -> bool | None:
-    """For an engine constructor call: True when its URL literally says
-    ``postgresql+asyncpg``, False when it literally says something else (or the
-    constructor is the synchronous one), None when the URL is not literal."""
-    if not is_async_engine_call(ctx, call):
-        return False
-    url = url_argument(call)
-    if url is None:
-        return None
-    return url_text(ctx, url).is_asyncpg
-
-
-def configured_mode(ctx: FileContext) -> str:
-    return ctx.config.pooler
-
-
 def pooler_ruled_out(ctx: FileContext) -> bool:
     """The user said there is no transaction pooler."""
     return ctx.config.pooler in ("session", "none")
-
-
-def call_has_pooler_url(ctx: FileContext, call: cst.Call) -> bool:
-    url = url_argument(call)
-    return url is not None and url_text(ctx, url).pooler_evidence()
 
 
 def pooler_expected(ctx: FileContext, call: cst.Call | None = None) -> bool:
@@ -201,18 +179,12 @@ def pooler_expected(ctx: FileContext, call: cst.Call | None = None) -> bool:
     return file_has_pooler_url(ctx)
 
 
-# One entry: the file being analysed (libcst nodes take no weak references).
-_FILE_EVIDENCE: list[tuple[cst.Module, bool]] = []
-
-
 def file_has_pooler_url(ctx: FileContext) -> bool:
     """Any URL literal in the file (module constants included) that points at a
     transaction pooler. Computed once per file, only when a rule asks."""
-    if _FILE_EVIDENCE and _FILE_EVIDENCE[0][0] is ctx.module:
-        return _FILE_EVIDENCE[0][1]
-    found = _scan_for_pooler_urls(ctx)
-    _FILE_EVIDENCE[:] = [(ctx.module, found)]
-    return found
+    if ctx.pooler_url_in_file is None:
+        ctx.pooler_url_in_file = _scan_for_pooler_urls(ctx)
+    return ctx.pooler_url_in_file
 
 
 def _scan_for_pooler_urls(ctx: FileContext) -> bool:
@@ -228,6 +200,3 @@ def _scan_for_pooler_urls(ctx: FileContext) -> bool:
     return False
 
 
-def keyword_value(call: cst.Call, name: str) -> cst.BaseExpression | None:
-    arg = keyword(call, name)
-    return arg.value if arg is not None else None

@@ -110,6 +110,11 @@ def dotted_name(node: cst.BaseExpression | None) -> str | None:
     return None
 
 
+def strip_await(expr: cst.BaseExpression) -> cst.BaseExpression:
+    """``await x`` -> ``x``; anything else as it is."""
+    return expr.expression if isinstance(expr, cst.Await) else expr
+
+
 def _import_module_name(node: cst.ImportFrom) -> str:
     dots = "." * len(node.relative)
     module = dotted_name(node.module) if node.module is not None else ""
@@ -368,19 +373,19 @@ def comprehension_names(ancestors: Sequence[cst.CSTNode]) -> frozenset[str]:
             continue
         comp_for: cst.CompFor | None = node.for_in
         while comp_for is not None:
-            names.update(_target_names(comp_for.target))
+            names.update(target_names(comp_for.target))
             comp_for = comp_for.inner_for_in
     return frozenset(names)
 
 
-def _target_names(target: cst.BaseExpression) -> Iterator[str]:
+def target_names(target: cst.BaseExpression) -> Iterator[str]:
     if isinstance(target, cst.Name):
         yield target.value
     elif isinstance(target, (cst.Tuple, cst.List)):
         for element in target.elements:
-            yield from _target_names(element.value)
+            yield from target_names(element.value)
     elif isinstance(target, cst.StarredElement):
-        yield from _target_names(target.value)
+        yield from target_names(target.value)
 
 
 def _index_of(nodes: Sequence[cst.CSTNode], node: cst.CSTNode) -> int | None:

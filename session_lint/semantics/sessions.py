@@ -16,7 +16,6 @@ from session_lint.config import Config
 from session_lint.context import FileContext
 from session_lint.finding import Import
 from session_lint.semantics.known import (
-    ASYNC_ENGINE_CONSTRUCTORS,
     ASYNC_SESSION_CLASSES,
     ASYNC_SESSIONMAKERS,
     ENGINE_CONSTRUCTORS,
@@ -30,7 +29,7 @@ from session_lint.semantics.project import (
     project_factory,
     project_session_type,
 )
-from session_lint.semantics.scopes import Binding, BindingKind, Scope
+from session_lint.semantics.scopes import Binding, BindingKind, Scope, strip_await
 from session_lint.tokens import whole_name
 from session_lint.walker import children
 
@@ -43,10 +42,6 @@ class Origin(enum.Enum):
 
 
 _MAX_DEPTH = 8  # bound on following ``a = b`` chains
-
-
-def _strip_await(expr: cst.BaseExpression) -> cst.BaseExpression:
-    return expr.expression if isinstance(expr, cst.Await) else expr
 
 
 def configured_factories_of(config: Config) -> frozenset[str]:
@@ -77,7 +72,7 @@ def _made_by(
     ctx: FileContext, expr: cst.BaseExpression, makers: frozenset[str], scope: Scope, depth: int
 ) -> bool:
     """A call of one of ``makers``, or a name every binding of which is one."""
-    expr = _strip_await(expr)
+    expr = strip_await(expr)
     if isinstance(expr, cst.Call):
         return ctx.resolves_to(expr.func, makers, scope)
     if isinstance(expr, cst.Name) and depth < _MAX_DEPTH:
@@ -97,7 +92,7 @@ def is_session_source(
     """An expression that *makes* a session: ``AsyncSession(...)``, ``factory()``,
     ``get_session()`` (the configured factories), ``factory.begin()``."""
     scope = scope or ctx.scope
-    expr = _strip_await(expr)
+    expr = strip_await(expr)
     if not isinstance(expr, cst.Call):
         return False
     func = expr.func
@@ -115,19 +110,11 @@ def may_end_transaction(
     one of the project's factories that commits, begins, or does what the index
     cannot see (it wraps a factory from another package). Writes in its block are
     then not known to be lost."""
-    expr = _strip_await(expr)
+    expr = strip_await(expr)
     if not isinstance(expr, cst.Call):
         return False
     found = project_factory(ctx, expr, scope or ctx.scope)
     return found is not None and found[1] != NO_COMMIT
-
-
-def project_source(
-    ctx: FileContext, call: cst.Call, scope: Scope | None = None
-) -> tuple[str, str] | None:
-    """(kind, transaction) when ``call`` opens a session through one of the
-    project's own factories (see ``semantics.project``)."""
-    return project_factory(ctx, call, scope or ctx.scope)
 
 
 # Libraries whose "sessions" are not SQLAlchemy's (HTTP clients, cloud SDKs, ML runtimes…).
@@ -239,7 +226,7 @@ def is_async_session_source(
     ctx: FileContext, expr: cst.BaseExpression, scope: Scope | None = None
 ) -> bool:
     scope = scope or ctx.scope
-    expr = _strip_await(expr)
+    expr = strip_await(expr)
     if not isinstance(expr, cst.Call):
         return False
     if ctx.resolves_to(expr.func, ASYNC_SESSION_CLASSES | configured_factories(ctx), scope):
@@ -252,7 +239,7 @@ def is_async_session_source(
         if isinstance(expr.func, cst.Attribute) and expr.func.attr.value == "begin"
         else expr.func
     )
-    target = _strip_await(target)
+    target = strip_await(target)
     if isinstance(target, cst.Call):
         return ctx.resolves_to(target.func, ASYNC_SESSIONMAKERS, scope) or _has_async_class_kw(
             ctx, target, scope
@@ -389,21 +376,6 @@ def is_session(ctx: FileContext, expr: cst.BaseExpression, scope: Scope | None =
     return False
 
 
-def is_engine_constructor(
-    ctx: FileContext, func: cst.BaseExpression, scope: Scope | None = None
-) -> bool:
-    return ctx.resolves_to(func, ENGINE_CONSTRUCTORS, scope)
-
-
-def is_async_engine_call(
-    ctx: FileContext, expr: cst.BaseExpression, scope: Scope | None = None
-) -> bool:
-    expr = _strip_await(expr)
-    return isinstance(expr, cst.Call) and ctx.resolves_to(
-        expr.func, ASYNC_ENGINE_CONSTRUCTORS, scope
-    )
-
-
 def is_engine(ctx: FileContext, expr: cst.BaseExpression, scope: Scope | None = None) -> bool:
     """``create_async_engine(...)``/``create_engine(...)`` results and names bound to them."""
     return _made_by(ctx, expr, ENGINE_CONSTRUCTORS, scope or ctx.scope, 0)
@@ -440,7 +412,7 @@ def is_connection_source(
 ) -> bool:
     """``engine.connect()``, ``engine.begin()`` and ``session.connection()``."""
     scope = scope or ctx.scope
-    expr = _strip_await(expr)
+    expr = strip_await(expr)
     if not isinstance(expr, cst.Call) or not isinstance(expr.func, cst.Attribute):
         return False
     method, receiver = expr.func.attr.value, expr.func.value

@@ -14,24 +14,13 @@ from dataclasses import dataclass
 import libcst as cst
 
 from session_lint.context import FileContext
-from session_lint.semantics.known import TEXT_FUNCTIONS, sql_head
+from session_lint.semantics.known import TEXT_FUNCTIONS
 from session_lint.semantics.scopes import BindingKind, Scope
 from session_lint.semantics.sessions import is_connection, is_session
 
 # Methods of Session/AsyncSession/Connection/AsyncConnection that take a statement.
 EXECUTE_METHODS = frozenset({"execute", "scalar", "scalars", "stream", "stream_scalars"})
 DRIVER_SQL_METHODS = frozenset({"exec_driver_sql"})
-
-_SQL_START = re.compile(
-    r"^(?:SELECT|INSERT|UPDATE|DELETE|MERGE|WITH|VALUES|TRUNCATE|CREATE|DROP|ALTER|SET|RESET|"
-    r"SHOW|EXPLAIN|ANALYZE|VACUUM|GRANT|REVOKE|COPY|LOCK|BEGIN|COMMIT|ROLLBACK|CALL|DO|LISTEN|"
-    r"NOTIFY|DISCARD|DECLARE|FETCH|PREPARE|EXECUTE|DEALLOCATE|SAVEPOINT|RELEASE|TABLE)\b",
-    re.I,
-)
-
-
-def looks_like_sql(text: str) -> bool:
-    return bool(_SQL_START.match(sql_head(text)))
 
 
 def literal_string(expr: cst.BaseExpression) -> str | None:
@@ -89,9 +78,9 @@ def _is_string_like(expr: cst.BaseExpression) -> bool:
     return literal_string(expr) is not None or isinstance(expr, cst.FormattedString)
 
 
-def _concat_parts(expr: cst.BaseExpression) -> list[cst.BaseExpression]:
+def concat_parts(expr: cst.BaseExpression) -> list[cst.BaseExpression]:
     if isinstance(expr, cst.BinaryOperation) and isinstance(expr.operator, cst.Add):
-        return [*_concat_parts(expr.left), *_concat_parts(expr.right)]
+        return [*concat_parts(expr.left), *concat_parts(expr.right)]
     return [expr]
 
 
@@ -123,7 +112,7 @@ def built_string(expr: cst.BaseExpression) -> Built | None:
                 values = (right,)
             return Built(Interpolation.PERCENT, values, expr.left)
         if isinstance(expr.operator, cst.Add):
-            parts = _concat_parts(expr)
+            parts = concat_parts(expr)
             if any(_is_string_like(p) for p in parts):
                 pieces: list[cst.BaseExpression] = []
                 for p in parts:

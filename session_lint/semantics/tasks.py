@@ -8,7 +8,7 @@ from collections.abc import Iterator
 import libcst as cst
 
 from session_lint.context import FileContext
-from session_lint.semantics.scopes import BindingKind
+from session_lint.semantics.scopes import BindingKind, target_names
 from session_lint.semantics.sessions import known_async_session
 from session_lint.walker import children
 
@@ -144,16 +144,9 @@ def _locally_bound(node: cst.CSTNode) -> set[str]:
     while stack:
         current = stack.pop()
         if isinstance(current, cst.CompFor):
-            names.update(_target_names(current.target))
+            names.update(target_names(current.target))
         elif isinstance(current, cst.Lambda):
             names.update(p.name.value for p in current.params.params)
         stack.extend(children(current))
     return names
 
-
-def _target_names(target: cst.BaseExpression) -> Iterator[str]:
-    if isinstance(target, cst.Name):
-        yield target.value
-    elif isinstance(target, (cst.Tuple, cst.List)):
-        for element in target.elements:
-            yield from _target_names(element.value)

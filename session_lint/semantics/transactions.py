@@ -22,7 +22,7 @@ import libcst as cst
 
 from session_lint.context import FileContext
 from session_lint.semantics.known import TEXT_FUNCTIONS, WRITE_CONSTRUCTORS, is_write_sql
-from session_lint.semantics.scopes import BindingKind, dotted_name
+from session_lint.semantics.scopes import BindingKind, dotted_name, strip_await
 from session_lint.semantics.sessions import (
     is_connection,
     is_session,
@@ -30,7 +30,7 @@ from session_lint.semantics.sessions import (
     is_session_source,
 )
 from session_lint.semantics.sql import literal_string
-from session_lint.walker import children
+from session_lint.walker import children, iter_nodes
 
 BEGIN_METHODS = frozenset({"begin", "begin_nested"})
 # Session methods that start a transaction when none is open (autobegin). Measured on
@@ -58,10 +58,6 @@ ENDING_METHODS = frozenset({"commit", "rollback", "close", "reset", "invalidate"
 WRITE_METHODS = frozenset({"add", "add_all", "delete", "merge", "flush"})
 
 _SCOPE_NODES = (cst.FunctionDef, cst.ClassDef, cst.Lambda)
-
-
-def strip_await(expr: cst.BaseExpression) -> cst.BaseExpression:
-    return expr.expression if isinstance(expr, cst.Await) else expr
 
 
 def session_key(expr: cst.BaseExpression) -> str | None:
@@ -140,17 +136,6 @@ def in_transaction(ctx: FileContext, key: str | None = None) -> bool:
 # -- walking statements --------------------------------------------------------------
 
 
-def iter_nodes(node: cst.CSTNode) -> Iterator[cst.CSTNode]:
-    """Every node under ``node`` in source order, not entering nested scopes."""
-    stack = [node]
-    while stack:
-        current = stack.pop()
-        yield current
-        if current is not node and isinstance(current, _SCOPE_NODES):
-            continue
-        stack.extend(reversed(children(current)))
-
-
 def method_calls(node: cst.CSTNode) -> Iterator[MethodCall]:
     """Method calls under ``node`` in source order (outer call first)."""
     for sub in iter_nodes(node):
@@ -165,21 +150,6 @@ def statement_body(node: cst.CSTNode) -> Sequence[cst.BaseStatement] | None:
     if isinstance(node, cst.Module):
         return node.body
     return None
-
-
-def earlier_statements(chain: Sequence[cst.CSTNode]) -> Iterator[cst.BaseStatement]:
-    """For a node whose ancestors (within one function, innermost last) are
-    ``chain``: the statements before it in each enclosing block, nearest first."""
-    for i in range(len(chain) - 1, 0, -1):
-        body = statement_body(chain[i - 1])
-        if body is None:
-            continue
-        child = chain[i]
-        try:
-            index = next(j for j, stmt in enumerate(body) if stmt is child)
-        except StopIteration:
-            continue
-        yield from reversed(body[:index])
 
 
 # Nodes that can hold statements. Statements never sit inside an expression, so a
