@@ -18,14 +18,14 @@ from __future__ import annotations
 import functools
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import libcst as cst
 from libcst.metadata import CodeRange
 
 from session_lint import guard, tokens
 from session_lint.config import Config
-from session_lint.context import FileContext, Report
+from session_lint.context import FileContext, PendingFinding
 from session_lint.evidence import has_evidence, module_of
 from session_lint.finding import Finding
 from session_lint.noqa import filter_noqa
@@ -166,16 +166,7 @@ def parse(source: bytes) -> cst.Module | Finding:
     too_complex = guard.check(source)
     if too_complex is not None:
         line, column = too_complex.line, too_complex.column
-        return Finding(
-            "",
-            line,
-            column,
-            line,
-            column,
-            SyntaxErrorRule.code,
-            SyntaxErrorRule.name,
-            too_complex.message,
-        )
+        return Finding.at("", line, column, SyntaxErrorRule, too_complex.message)
     try:
         return cst.parse_module(source)
     except cst.ParserSyntaxError as exc:
@@ -196,9 +187,7 @@ def parse(source: bytes) -> cst.Module | Finding:
         message = "file is nested too deeply to analyse"
     except ValueError as exc:  # e.g. NUL bytes
         message = f"file is not Python source: {exc}"
-    return Finding(
-        "", line, column, line, column, SyntaxErrorRule.code, SyntaxErrorRule.name, message
-    )
+    return Finding.at("", line, column, SyntaxErrorRule, message)
 
 
 def analyze(
@@ -327,18 +316,7 @@ def _parse_into(
     parsed = parse(source)
     if isinstance(parsed, Finding):
         if report_syntax:
-            result.findings.append(
-                Finding(
-                    path,
-                    parsed.line,
-                    parsed.column,
-                    parsed.end_line,
-                    parsed.end_column,
-                    parsed.code,
-                    parsed.name,
-                    parsed.message,
-                )
-            )
+            result.findings.append(replace(parsed, path=path))
         return None
     result.module = parsed
     result.parsed = True
@@ -346,7 +324,7 @@ def _parse_into(
 
 
 def _locate(
-    reports: list[Report], module: cst.Module, source: bytes
+    reports: list[PendingFinding], module: cst.Module, source: bytes
 ) -> Mapping[cst.CSTNode, CodeRange]:
     """Positions for the reported nodes: from the top-level statements they were
     reported in when that is exact and covers them all, else from the whole module."""
@@ -366,7 +344,7 @@ def _locate(
 
 
 def _positioned(
-    reports: list[Report], module: cst.Module, source: bytes, path: str, result: Analysis
+    reports: list[PendingFinding], module: cst.Module, source: bytes, path: str, result: Analysis
 ) -> list[Finding]:
     try:
         # Deep but valid trees (long implicit string concatenations) need more

@@ -19,33 +19,13 @@ import os
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 from session_lint.config import Config
-from session_lint.finding import Applicability, Finding, Fix
+from session_lint.finding import Finding
 from session_lint.fingerprint import tool_fingerprint
 
 CACHE_DIR_NAME = ".session_lint_cache"
 _FORMAT = 1  # bump when the entry layout changes
-
-
-def light(finding: Finding) -> Finding:
-    """The finding without its fix's syntax-tree edits (only the applicability
-    survives): what a report needs, cheap to pickle and to store."""
-    if finding.fix is None or not finding.fix.edits:
-        return finding
-    stub = Fix(finding.fix.applicability, (), (), finding.fix.description)
-    return Finding(
-        finding.path,
-        finding.line,
-        finding.column,
-        finding.end_line,
-        finding.end_column,
-        finding.code,
-        finding.name,
-        finding.message,
-        stub,
-    )
 
 
 class Cache:
@@ -74,7 +54,7 @@ class Cache:
         """The stored findings, with ``path`` as their display path, or None."""
         try:
             raw = json.loads(self._entry(key).read_text(encoding="utf-8"))
-            return [_decode(item, path) for item in raw["findings"]]
+            return [Finding.from_dict(path, item) for item in raw["findings"]]
         except (OSError, ValueError, KeyError, TypeError):
             return None
 
@@ -84,7 +64,7 @@ class Cache:
         try:
             self._prepare()
             entry.parent.mkdir(exist_ok=True)
-            data = json.dumps({"findings": [_encode(f) for f in findings]})
+            data = json.dumps({"findings": [f.to_dict() for f in findings]})
             fd, tmp = tempfile.mkstemp(dir=entry.parent, prefix=".tmp-", suffix=".json")
             try:
                 with os.fdopen(fd, "w", encoding="utf-8") as handle:
@@ -123,37 +103,3 @@ def _unlink(path: str) -> None:
         os.unlink(path)
     except OSError:
         pass
-
-
-def _encode(finding: Finding) -> dict[str, Any]:
-    applicability = finding.fix_applicability
-    return {
-        "line": finding.line,
-        "column": finding.column,
-        "end_line": finding.end_line,
-        "end_column": finding.end_column,
-        "code": finding.code,
-        "name": finding.name,
-        "message": finding.message,
-        "fix": None if applicability is None else applicability.value,
-        "fix_description": "" if finding.fix is None else finding.fix.description,
-    }
-
-
-def _decode(item: dict[str, Any], path: str) -> Finding:
-    fix = (
-        None
-        if item["fix"] is None
-        else Fix(Applicability(item["fix"]), (), (), str(item.get("fix_description", "")))
-    )
-    return Finding(
-        path,
-        int(item["line"]),
-        int(item["column"]),
-        int(item["end_line"]),
-        int(item["end_column"]),
-        str(item["code"]),
-        str(item["name"]),
-        str(item["message"]),
-        fix,
-    )

@@ -187,7 +187,7 @@ def language_server(argv: Sequence[str]) -> int:
 
 def _main(args: argparse.Namespace) -> int:
     if args.list_rules:
-        _write(sys.stdout, list_rules(args.format))
+        _emit(sys.stdout, list_rules(args.format))
         return 0
     if args.explain is not None:
         from session_lint.rules import RULES_BY_CODE
@@ -195,12 +195,12 @@ def _main(args: argparse.Namespace) -> int:
         rule = RULES_BY_CODE.get(args.explain.strip().upper())
         if rule is None:
             raise UsageError(f"unknown rule code {args.explain!r} (see --list-rules)")
-        _write(sys.stdout, explain(rule.code))
+        _emit(sys.stdout, explain(rule.code))
         return 0
     select = _codes(args.select, "--select")
     ignore = _codes(args.ignore, "--ignore")
     if args.show_settings is not None:
-        _write(sys.stdout, show_settings(args.show_settings, args.config, select, ignore))
+        _emit(sys.stdout, show_settings(args.show_settings, args.config, select, ignore))
         return 0
     paths: list[str] = list(args.paths) or ["."]
     if STDIN in paths and len(paths) > 1:
@@ -256,7 +256,7 @@ def add_noqa(findings: Sequence[Finding], errors: list[str], *, within: Sequence
     added, messages = add_noqa_to_files(findings, within)
     for message in [*errors, *messages]:
         _error(message)
-    _write(sys.stderr, f"Added {added} noqa comment{'' if added == 1 else 's'}.\n")
+    _emit(sys.stderr, f"Added {added} noqa comment{'' if added == 1 else 's'}.\n")
     return USAGE_ERROR if errors else 0
 
 
@@ -267,7 +267,7 @@ def show_files(paths: Sequence[str], config: Config, *, force_exclude: bool) -> 
     discovery = discover(paths, config, force_exclude=force_exclude)
     for message in discovery.errors:
         _error(message)
-    _write(sys.stdout, "".join(f"{path}\n" for path in sorted(discovery.files)))
+    _emit(sys.stdout, "".join(f"{path}\n" for path in sorted(discovery.files)))
     return USAGE_ERROR if discovery.errors else 0
 
 
@@ -315,7 +315,7 @@ def _finish(
     for message in errors:
         _error(message)
     if options.diff:
-        _write(out, "".join(diffs))
+        _emit(out, "".join(diffs))
         if args.show_fixes:
             print(_fix_summary(fixed_codes or {}, applied=False), end="", file=sys.stderr)
         elif args.quiet:
@@ -336,9 +336,9 @@ def _finish(
         )
         if args.output_file:
             _write_file(args.output_file, report)
-            _write(out, tail)
+            _emit(out, tail)
         else:
-            _write(out, report + tail)
+            _emit(out, report + tail)
     if errors:
         return USAGE_ERROR
     if options.diff:
@@ -593,7 +593,7 @@ def _settings_lines(config: Config) -> list[str]:
     return lines
 
 
-def _write(stream: TextIO, text: str) -> None:
+def _emit(stream: TextIO, text: str) -> None:
     if text:
         stream.write(text)
         stream.flush()

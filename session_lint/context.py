@@ -31,7 +31,7 @@ _ASCII_EXACT = frozenset({"utf-8", "utf-8-sig", "ascii", "iso8859-1"})
 
 
 @dataclass(frozen=True, eq=False)
-class Report:
+class PendingFinding:
     """A finding before positions are known: rules report nodes, positions are
     computed afterwards for the reported nodes only."""
 
@@ -51,7 +51,7 @@ class FileContext:
     scope: Scope
     ancestors: list[cst.CSTNode]
     is_engine_module: bool
-    reports: list[Report] = field(default_factory=list)
+    reports: list[PendingFinding] = field(default_factory=list)
     source: bytes | None = None  # the bytes the module was parsed from, when known
     # Whether a URL literal of the file points at a transaction pooler; computed on
     # the first ask (``semantics.pooler.file_has_pooler_url``).

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import enum
 import re
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, TypeAlias
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 # Findings travel through the cache and the reporters, which must not pay for
 # importing libcst on a warm run: libcst is needed only to type the fixes.
@@ -117,3 +118,48 @@ class Finding:
 
     def sort_key(self) -> tuple[str, int, int, str]:
         return (self.path, self.line, self.column, self.code)
+
+    @classmethod
+    def at(cls, path: str, line: int, column: int, rule: type[Any], message: str) -> Finding:
+        """A finding at one position (no range), without a fix: SL000's."""
+        return cls(path, line, column, line, column, rule.code, rule.name, message)
+
+    def without_edits(self) -> Finding:
+        """The finding without its fix's syntax-tree edits (only the applicability
+        and description survive): what a report needs, cheap to pickle and store."""
+        if self.fix is None or not self.fix.edits:
+            return self
+        return replace(self, fix=Fix(self.fix.applicability, (), (), self.fix.description))
+
+    # -- the one encoding, for the cache and the analysis server ------------------
+    def to_dict(self) -> dict[str, Any]:
+        """Everything but the path and the fix's edits, as JSON values."""
+        applicability = self.fix_applicability
+        return {
+            "line": self.line,
+            "column": self.column,
+            "end_line": self.end_line,
+            "end_column": self.end_column,
+            "code": self.code,
+            "name": self.name,
+            "message": self.message,
+            "fix": None if applicability is None else applicability.value,
+            "fix_description": "" if self.fix is None else self.fix.description,
+        }
+
+    @classmethod
+    def from_dict(cls, path: str, data: Mapping[str, Any]) -> Finding:
+        """The finding :meth:`to_dict` encoded, at ``path``; raises ``KeyError``,
+        ``TypeError`` or ``ValueError`` on anything else."""
+        fix = data["fix"]
+        return cls(
+            path,
+            int(data["line"]),
+            int(data["column"]),
+            int(data["end_line"]),
+            int(data["end_column"]),
+            str(data["code"]),
+            str(data["name"]),
+            str(data["message"]),
+            None if fix is None else Fix(Applicability(fix), (), (), str(data["fix_description"])),
+        )

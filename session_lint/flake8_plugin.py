@@ -26,12 +26,13 @@ import io
 import os
 import sys
 import tokenize
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from session_lint import __version__, client
+from session_lint.finding import Finding
 
 if TYPE_CHECKING:
     from session_lint.config import Config
@@ -107,8 +108,8 @@ class Plugin:
             except client.ServerConfigError as exc:
                 return _config_error(str(exc))
             if answer is not None:
-                findings = [(int(a), int(b), str(c), str(d)) for a, b, c, d in answer["findings"]]
-                return findings, [str(e) for e in answer["errors"]]
+                remote = [Finding.from_dict(self.filename, f) for f in answer["findings"]]
+                return _rows(remote), [str(e) for e in answer["errors"]]
         from session_lint.analyzer import analyze
         from session_lint.config import ConfigError
         from session_lint.discovery import is_excluded
@@ -120,8 +121,12 @@ class Plugin:
         if self.filename not in ("-", "stdin") and is_excluded(self.filename, config):
             return [], []
         analysis = analyze(self.source, self.filename, config, apply_noqa=False)
-        local = [(f.line, f.column, f.code, f.message) for f in analysis.findings]
-        return local, analysis.errors
+        return _rows(analysis.findings), analysis.errors
+
+
+def _rows(findings: Iterable[Finding]) -> list[tuple[int, int, str, str]]:
+    """What flake8 takes of a finding: line, column, code and message."""
+    return [(f.line, f.column, f.code, f.message) for f in findings]
 
 
 def _config_error(message: str) -> _Findings:

@@ -20,7 +20,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from session_lint.cache import Cache, light
+from session_lint.cache import Cache
 from session_lint.config import Config
 from session_lint.evidence import has_evidence
 from session_lint.finding import Finding
@@ -113,7 +113,7 @@ def process_source(source: bytes, path: str, config: Config, options: Options) -
         from session_lint.analyzer import analyze
 
         analysis = analyze(source, path, config, apply_noqa=options.apply_noqa)
-        return FileResult(path, [light(f) for f in analysis.findings], list(analysis.errors))
+        return FileResult(path, [f.without_edits() for f in analysis.findings], list(analysis.errors))
     except Exception as exc:  # one broken file must not end the run
         return FileResult(path, errors=[f"{path}: internal error: {type(exc).__name__}: {exc}"])
 
@@ -126,7 +126,7 @@ def _fix_one(source: bytes, path: str, config: Config, options: Options) -> File
     analysis = outcome.analysis
     result = FileResult(path, errors=list(outcome.errors))
     if analysis is not None:
-        result.findings = [light(f) for f in analysis.findings]
+        result.findings = [f.without_edits() for f in analysis.findings]
         result.errors.extend(analysis.errors)
     if outcome.changed:
         result.fixed = outcome.applied
@@ -262,7 +262,7 @@ def run(paths: Sequence[str], config: Config, options: Options) -> RunResult:
     keys: dict[int, str] = {}
     may_fire: Callable[[bytes, str], bool] | None = None
     heavy: list[int] = []
-    light: list[int] = []
+    cheap: list[int] = []
     for index, path in enumerate(paths):
         try:
             with open(path, "rb") as handle:
@@ -283,15 +283,15 @@ def run(paths: Sequence[str], config: Config, options: Options) -> RunResult:
         if may_fire(source, path):
             heavy.append(index)
         else:
-            light.append(index)
+            cheap.append(index)
 
-    def light_work() -> None:
+    def cheap_work() -> None:
         # Cheap (no libcst parse unless the file fails to compile); done here while
         # the pool parses the heavy files.
-        for index in light:
+        for index in cheap:
             results[index] = process_source(sources[index], paths[index], config, options)
 
-    done = _run_many([(paths[i], sources[i]) for i in heavy], config, options, light_work)
+    done = _run_many([(paths[i], sources[i]) for i in heavy], config, options, cheap_work)
     for index, done_result in zip(heavy, done, strict=True):
         results[index] = done_result
     final = [r for r in results if r is not None]
@@ -301,7 +301,7 @@ def run(paths: Sequence[str], config: Config, options: Options) -> RunResult:
         if cache is not None and index in keys and not result.errors:
             cache.put(keys[index], result.findings)
         if options.fix and result.fixed_source is not None:
-            _write(result, sources[index], config, options)
+            _write_fixed(result, sources[index], config, options)
     return RunResult(final)
 
 
@@ -333,7 +333,7 @@ def _caching(options: Options) -> bool:
     return options.use_cache and not options.fixing
 
 
-def _write(result: FileResult, original: bytes, config: Config, options: Options) -> None:
+def _write_fixed(result: FileResult, original: bytes, config: Config, options: Options) -> None:
     from session_lint.fixes import WriteError, write_atomically
 
     assert result.fixed_source is not None

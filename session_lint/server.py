@@ -17,7 +17,8 @@ many files analyse in flake8's own processes, in parallel, as before.
 
 A request is one JSON header line (``cwd``, ``filename``, ``config_dir``,
 ``config``, ``size``) then ``size`` bytes of source; the answer one JSON line:
-``{"findings": [[line, column, code, message], ...], "errors": [...]}``, or
+``{"findings": [finding, ...], "errors": [...]}`` (each finding as
+:meth:`~session_lint.finding.Finding.to_dict` encodes it), or
 ``{"config_error": message}``, or ``{"error": message}`` for anything else (the
 client then analyses in-process). With ``"command": "analyze-path"`` the server
 reads and analyses the file itself, then waits on the same connection for a
@@ -231,10 +232,10 @@ class Server:
 
             self._warm = WarmAnalysis()
         # An absolute path, since this process's working directory is not the
-        # client's; the findings (line, column, code, message) do not hold it.
+        # client's; the encoded findings do not hold it.
         analysis = self._warm.analyze(source, request.path, config, apply_noqa=False)
         return {
-            "findings": [[f.line, f.column, f.code, f.message] for f in analysis.findings],
+            "findings": [f.to_dict() for f in analysis.findings],
             "errors": analysis.errors,
         }
 

@@ -13,7 +13,7 @@ import os
 from dataclasses import dataclass
 from typing import Any, BinaryIO
 
-PROTOCOL = 1
+PROTOCOL = 2  # 2: findings as Finding.to_dict encodes them
 MAX_HEADER = 64 * 1024
 MAX_SOURCE = 64 * 1024 * 1024
 

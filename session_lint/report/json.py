@@ -12,18 +12,12 @@ from session_lint.report import fixable_now
 
 
 def as_dict(finding: Finding) -> dict[str, Any]:
-    applicability = finding.fix_applicability
-    return {
-        "path": finding.path,
-        "line": finding.line,
-        "column": finding.column,
-        "end_line": finding.end_line,
-        "end_column": finding.end_column,
-        "code": finding.code,
-        "name": finding.name,
-        "message": finding.message,
-        "fix": None if applicability is None else {"applicability": applicability.value},
-    }
+    """The public JSON shape (README): the path first, the fix as an object."""
+    data = finding.to_dict()
+    applicability = data.pop("fix")
+    del data["fix_description"]
+    fix = None if applicability is None else {"applicability": applicability}
+    return {"path": finding.path, **data, "fix": fix}
 
 
 def render(findings: Sequence[Finding], errors: Sequence[str] = ()) -> str:

@@ -16,7 +16,7 @@ from typing import ClassVar
 import libcst as cst
 
 from session_lint.config import Config
-from session_lint.context import FileContext, Report
+from session_lint.context import FileContext, PendingFinding
 from session_lint.finding import Fix, FixAvailability
 from session_lint.roles import ALL_ROLES, rule_roles
 
@@ -77,7 +77,7 @@ class Rule:
     ) -> None:
         ancestors = self.ctx.ancestors
         top = ancestors[1] if len(ancestors) > 1 else None
-        self.ctx.reports.append(Report(type(self), node, message or self.message, fix, top))
+        self.ctx.reports.append(PendingFinding(type(self), node, message or self.message, fix, top))
 
     # -- docs --------------------------------------------------------------------
     @classmethod

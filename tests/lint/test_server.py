@@ -45,10 +45,10 @@ def _fresh_client(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def in_process(
     source: bytes, filename: str, directory: Path, config_file: str | None = None
-) -> list[list[object]]:
+) -> list[dict[str, object]]:
     config = load_config([str(directory)], config_file)
     analysis = analyze(source, filename, config, apply_noqa=False)
-    return [[f.line, f.column, f.code, f.message] for f in analysis.findings]
+    return [f.to_dict() for f in analysis.findings]
 
 
 def project(tmp_path: Path, config: str = "") -> Path:
@@ -76,7 +76,7 @@ def test_answers_equal_in_process(server_dir: Path, tmp_path: Path) -> None:
     answer = client.analyze_remote(SOURCE, "app.py", str(root), None)
     assert answer is not None
     assert answer["findings"] == in_process(SOURCE, "app.py", root)
-    assert [f[2] for f in answer["findings"]] == ["SL101"]
+    assert [f["code"] for f in answer["findings"]] == ["SL101"]
     assert list(server_dir.glob("*.sock")), "the client started a server"
 
 
@@ -159,7 +159,7 @@ def test_a_watched_file_is_analysed_when_it_changes(server_dir: Path, tmp_path: 
     assert answer is not None
     assert answer.get("memo") is True, "answered from the watcher's analysis"
     assert answer["findings"] == in_process(edited, "app.py", root)
-    assert [f[2] for f in answer["findings"]] == ["SL101", "SL101"]
+    assert [f["code"] for f in answer["findings"]] == ["SL101", "SL101"]
 
 
 def test_config_changes_are_seen_at_once(server_dir: Path, tmp_path: Path) -> None:
@@ -296,7 +296,7 @@ def test_an_early_request_nobody_collects_does_not_block_the_server(
         assert late is not None
         late.sendall(wire.request("app.py", str(root), None, SOURCE))
         answer = client._receive(late)
-        assert answer is not None and [f[2] for f in answer["findings"]] == ["SL101"]
+        assert answer is not None and [f["code"] for f in answer["findings"]] == ["SL101"]
     finally:
         client.stop_server(path)
         server.wait(timeout=30)
