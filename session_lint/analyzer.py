@@ -15,22 +15,20 @@ The pipeline for a file:
 
 from __future__ import annotations
 
-import functools
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
 import libcst as cst
 from libcst.metadata import CodeRange
 
-from session_lint import guard, tokens
+from session_lint import guard
 from session_lint.config import Config
 from session_lint.context import FileContext, PendingFinding
-from session_lint.evidence import has_evidence, module_of
+from session_lint.evidence import module_of
 from session_lint.finding import Finding
 from session_lint.noqa import filter_noqa
 from session_lint.positions import node_positions, statement_positions
-from session_lint.roles import role_of
+from session_lint.prefilter import Plan, plan
 from session_lint.rules import ALL_RULES, Rule, SyntaxErrorRule
 from session_lint.rules.SL001_unused_noqa import UnusedNoqa, unused_noqa
 from session_lint.semantics.scopes import (
@@ -88,76 +86,6 @@ class ScopeTracker:
     leave_FunctionDef = leave_ClassDef = leave_Lambda = _pop
 
 
-def enabled_rules(
-    config: Config,
-    path: str,
-    rules: Sequence[type[Rule]] = ALL_RULES,
-    source: bytes | None = None,
-) -> list[type[Rule]]:
-    """The rules that run on this file: selected, not ignored for its path, and
-    meant for its role (``source``, its bytes, lets a script be told by its
-    ``__main__`` block)."""
-    ignored = config.ignored_for(path) or ("\0",)
-    role = role_of(path, config, source)  # once per file, not once per rule
-    return [
-        r
-        for r in rules
-        if config.is_enabled(r.code, opt_in=r.opt_in)
-        and not r.code.startswith(ignored)
-        and role in r.roles_in(config)
-    ]
-
-
-class Prefilter:
-    """A cheap, sound test on a file's bytes: can any enabled rule fire on it?
-
-    Each rule gives clauses (see :meth:`Rule.prefilter`); a clause holds when each of
-    its groups has one of its strings in the file. One regular expression per
-    distinct group, evaluated lazily and at most once per file.
-    """
-
-    def __init__(self, rules: Sequence[type[Rule]], config: Config) -> None:
-        patterns: dict[tuple[str, ...], int] = {}
-        clauses: set[tuple[int, ...]] = set()
-        for rule in rules:
-            for clause in rule.prefilter(config):
-                ids: list[int] = []
-                for group in clause:
-                    key = tuple(sorted(set(group)))
-                    ids.append(patterns.setdefault(key, len(patterns)))
-                clauses.add(tuple(sorted(set(ids))))
-        self._regexes = [
-            re.compile(b"|".join(tokens.pattern(t) for t in group)) if group else None
-            for group in patterns
-        ]
-        # Fewest groups first: most files are decided by the first clause's answers.
-        self._clauses = sorted(clauses, key=len)
-
-    def __call__(self, source: bytes) -> bool:
-        answers: dict[int, bool] = {}
-        for clause in self._clauses:
-            for gid in clause:
-                hit = answers.get(gid)
-                if hit is None:
-                    regex = self._regexes[gid]
-                    hit = answers[gid] = regex is not None and regex.search(source) is not None
-                if not hit:
-                    break
-            else:
-                return True
-        return False
-
-
-def prefilter_for(rules: Sequence[type[Rule]], config: Config) -> Prefilter:
-    """The (cached) prefilter of these rules under this config."""
-    return _prefilter(tuple(rules), config)
-
-
-@functools.lru_cache(maxsize=32)
-def _prefilter(rules: tuple[type[Rule], ...], config: Config) -> Prefilter:
-    return Prefilter(rules, config)
-
-
 def parse(source: bytes) -> cst.Module | Finding:
     """Parse, or an SL000 finding saying why not (path filled in by the caller)."""
     line, column = 1, 1
@@ -198,22 +126,22 @@ def analyze(
     *,
     apply_noqa: bool = True,
     use_prefilter: bool = True,
+    planned: Plan | None = None,
 ) -> Analysis:
     """Every finding of the enabled rules on one file's bytes.
 
-    ``use_prefilter=False`` parses every file: the tests use it to prove the
-    prefilter sound."""
+    ``planned``: the file's :class:`~session_lint.prefilter.Plan`, when the caller
+    made it already (the runner does, sorting files). ``use_prefilter=False``
+    parses every file: the tests use it to prove the prefilter sound."""
     result = Analysis(path)
-    active = enabled_rules(config, path, ALL_RULES if rules is None else rules, source)
+    if planned is None:
+        planned = plan(source, path, config, ALL_RULES if rules is None else rules)
+    active, walkers = planned.active, planned.walkers
     report_syntax = SyntaxErrorRule in active
-    walkers = [r for r in active if r is not SyntaxErrorRule and r is not UnusedNoqa]
-    # Without evidence of SQLAlchemy, only rules that need none (see ``evidence``).
-    if any(r.needs_evidence for r in walkers) and not has_evidence(source, path, config):
-        walkers = [r for r in walkers if not r.needs_evidence]
     # Without the prefilter every file is parsed, even one no rule walks (a test
     # file without SQLAlchemy evidence): SL000 then also reports what only libcst
     # rejects.
-    if use_prefilter and (not walkers or not prefilter_for(walkers, config)(source)):
+    if use_prefilter and not planned.may_fire:
         if report_syntax and not _compiles_cheaply(source):
             _parse_into(result, source, path, report_syntax)
         if not result.findings:  # SL000 cannot be silenced; SL001 can
@@ -362,10 +290,10 @@ def _positioned(
         where: CodeRange | None = positions.get(report.node)
         if where is None:  # a rule reported a node that is not in the tree: a rule bug
             result.errors.append(
-                f"{path}: internal error in {report.rule.code}: reported a detached node"
+                f"{path}: internal error in {report.code}: reported a detached node"
             )
             continue
-        key = (report.rule.code, where.start.line, where.start.column)
+        key = (report.code, where.start.line, where.start.column)
         if key in seen:
             continue
         seen.add(key)
@@ -376,8 +304,8 @@ def _positioned(
                 where.start.column + 1,
                 where.end.line,
                 where.end.column + 1,
-                report.rule.code,
-                report.rule.name,
+                report.code,
+                report.name,
                 report.message,
                 report.fix,
             )

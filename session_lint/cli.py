@@ -521,8 +521,9 @@ def show_settings(
     """What session-lint decides for one file: its role, whether it is an engine
     module, the rules that run on it, and every resolved setting; for a directory,
     the settings that apply under it (roles and rules are decided per file)."""
-    from session_lint.analyzer import enabled_rules, is_engine_module
+    from session_lint.analyzer import is_engine_module
     from session_lint.evidence import has_evidence
+    from session_lint.prefilter import enabled_rules
     from session_lint.rules import ALL_RULES
 
     if os.path.isdir(path):

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+from session_lint.finding import Import
 from session_lint.project_index import EMPTY_INDEX, ProjectIndex
 
 if sys.version_info >= (3, 11):
@@ -139,6 +140,19 @@ class Config:
             if configured == code:
                 return roles
         return None
+
+    @functools.cached_property
+    def configured_factories(self) -> frozenset[str]:
+        """Qualified names (``session_runtime.get_session``) of the configured
+        session factories."""
+        out: set[str] = set()
+        for target in (self.session_factory, self.background_session_factory):
+            try:
+                imp = Import.from_target(target)
+            except ValueError:
+                continue
+            out.add(f"{imp.module}.{imp.name}")
+        return frozenset(out)
 
     def is_engine_module(self, path: str) -> bool:
         rel = self.relative(path)

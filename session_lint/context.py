@@ -5,7 +5,6 @@ from __future__ import annotations
 import codecs
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
 import libcst as cst
 
@@ -21,9 +20,6 @@ from session_lint.semantics.scopes import (
     scope_at,
 )
 
-if TYPE_CHECKING:
-    from session_lint.rules.base import Rule
-
 _COMPREHENSION_TYPES = frozenset({cst.ListComp, cst.SetComp, cst.GeneratorExp, cst.DictComp})
 # Encodings in which a byte below 0x80 is always that ASCII character and an ASCII
 # character is always that byte: an ASCII word is in the text iff it is in the bytes.
@@ -35,7 +31,8 @@ class PendingFinding:
     """A finding before positions are known: rules report nodes, positions are
     computed afterwards for the reported nodes only."""
 
-    rule: type[Rule]
+    code: str  # the rule's
+    name: str
     node: cst.CSTNode
     message: str
     fix: Fix | None

@@ -18,6 +18,7 @@ from libcst.codemod.visitors import AddImportsVisitor
 from session_lint.analyzer import Analysis, analyze
 from session_lint.config import Config
 from session_lint.finding import Finding, Fix, Import, Replacement
+from session_lint.prefilter import Plan
 from session_lint.rules import Rule
 from session_lint.walker import children, subtree
 
@@ -53,11 +54,13 @@ def fix_source(
     rules: Sequence[type[Rule]] | None = None,
     *,
     unsafe: bool = False,
+    planned: Plan | None = None,
 ) -> FixOutcome:
-    """Apply every allowed fix, re-analysing after each pass, until none applies."""
+    """Apply every allowed fix, re-analysing after each pass, until none applies
+    (``planned``: the plan of ``source``, when the caller made it)."""
     outcome = FixOutcome(source, source)
     current = source
-    analysis = analyze(current, path, config, rules)
+    analysis = analyze(current, path, config, rules, planned=planned)
     for _ in range(MAX_PASSES):
         todo = fixable(analysis.findings, unsafe=unsafe)
         if not todo or analysis.module is None:

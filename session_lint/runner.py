@@ -22,12 +22,13 @@ from typing import TYPE_CHECKING
 
 from session_lint.cache import Cache
 from session_lint.config import Config
-from session_lint.evidence import has_evidence
 from session_lint.finding import Finding
 
 if TYPE_CHECKING:
     import multiprocessing.context
     from concurrent.futures import ProcessPoolExecutor
+
+    from session_lint.prefilter import Plan
 
 # The analyzer and the rules import libcst (~0.15 s): a run whose every file is a
 # cache hit never imports them, so they are imported where a file is analysed.
@@ -105,24 +106,29 @@ def ensure_recursion_limit() -> None:
 # -- one file ----------------------------------------------------------------------
 
 
-def process_source(source: bytes, path: str, config: Config, options: Options) -> FileResult:
-    """Analyse (or fix, without writing) one file's bytes; never raises."""
+def process_source(
+    source: bytes, path: str, config: Config, options: Options, planned: Plan | None = None
+) -> FileResult:
+    """Analyse (or fix, without writing) one file's bytes; never raises.
+    ``planned``: the file's plan, when the caller made it (``run`` does)."""
     try:
         if options.fixing:
-            return _fix_one(source, path, config, options)
+            return _fix_one(source, path, config, options, planned)
         from session_lint.analyzer import analyze
 
-        analysis = analyze(source, path, config, apply_noqa=options.apply_noqa)
+        analysis = analyze(source, path, config, apply_noqa=options.apply_noqa, planned=planned)
         return FileResult(path, [f.without_edits() for f in analysis.findings], list(analysis.errors))
     except Exception as exc:  # one broken file must not end the run
         return FileResult(path, errors=[f"{path}: internal error: {type(exc).__name__}: {exc}"])
 
 
-def _fix_one(source: bytes, path: str, config: Config, options: Options) -> FileResult:
+def _fix_one(
+    source: bytes, path: str, config: Config, options: Options, planned: Plan | None
+) -> FileResult:
     # The fix layer pulls in libcst.codemod (~0.4 s to import): only when fixing.
     from session_lint.fixes import fix_source
 
-    outcome = fix_source(source, path, config, unsafe=options.unsafe_fixes)
+    outcome = fix_source(source, path, config, unsafe=options.unsafe_fixes, planned=planned)
     analysis = outcome.analysis
     result = FileResult(path, errors=list(outcome.errors))
     if analysis is not None:
@@ -166,10 +172,14 @@ def _init_worker(config: Config, options: Options) -> None:
     _worker_config, _worker_options = config, options
 
 
-def _work(task: tuple[str, bytes]) -> FileResult:
+# A file for the pool: its path, bytes and plan.
+_Task = tuple[str, bytes, "Plan | None"]
+
+
+def _work(task: _Task) -> FileResult:
     assert _worker_config is not None and _worker_options is not None
-    path, source = task
-    return process_source(source, path, _worker_config, _worker_options)
+    path, source, planned = task
+    return process_source(source, path, _worker_config, _worker_options, planned)
 
 
 def _pool_context() -> multiprocessing.context.BaseContext:
@@ -182,7 +192,7 @@ def _pool_context() -> multiprocessing.context.BaseContext:
 
 
 def _run_many(
-    tasks: list[tuple[str, bytes]],
+    tasks: list[_Task],
     config: Config,
     options: Options,
     meanwhile: Callable[[], None] | None = None,
@@ -216,7 +226,7 @@ def _run_many(
         except OSError:
             pass  # cannot start processes here: do the work in this process
     meanwhile()
-    return [process_source(source, path, config, options) for path, source in tasks]
+    return [process_source(source, path, config, options, p) for path, source, p in tasks]
 
 
 def _nothing() -> None:
@@ -231,7 +241,7 @@ def _pool(jobs: int, config: Config, options: Options) -> ProcessPoolExecutor:
     )
 
 
-def _isolated(task: tuple[str, bytes], config: Config, options: Options) -> FileResult:
+def _isolated(task: _Task, config: Config, options: Options) -> FileResult:
     from concurrent.futures.process import BrokenProcessPool
 
     try:
@@ -260,7 +270,7 @@ def run(paths: Sequence[str], config: Config, options: Options) -> RunResult:
     sources: dict[int, bytes] = {}
     cache = Cache.for_config(config, apply_noqa=options.apply_noqa) if _caching(options) else None
     keys: dict[int, str] = {}
-    may_fire: Callable[[bytes, str], bool] | None = None
+    plans: dict[int, Plan] = {}
     heavy: list[int] = []
     cheap: list[int] = []
     for index, path in enumerate(paths):
@@ -278,20 +288,23 @@ def run(paths: Sequence[str], config: Config, options: Options) -> RunResult:
                 results[index] = FileResult(path, hit)
                 del keys[index]  # nothing new to store
                 continue
-        if may_fire is None:
-            may_fire = _prefilter(config)
-        if may_fire(source, path):
-            heavy.append(index)
-        else:
-            cheap.append(index)
+        # The file's plan, made once: the analysis takes it from here.
+        from session_lint.prefilter import plan
+        from session_lint.rules import ALL_RULES
+
+        planned = plans[index] = plan(source, path, config, ALL_RULES)
+        (heavy if planned.may_fire else cheap).append(index)
 
     def cheap_work() -> None:
         # Cheap (no libcst parse unless the file fails to compile); done here while
         # the pool parses the heavy files.
         for index in cheap:
-            results[index] = process_source(sources[index], paths[index], config, options)
+            results[index] = process_source(
+                sources[index], paths[index], config, options, plans[index]
+            )
 
-    done = _run_many([(paths[i], sources[i]) for i in heavy], config, options, cheap_work)
+    tasks: list[_Task] = [(paths[i], sources[i], plans[i]) for i in heavy]
+    done = _run_many(tasks, config, options, cheap_work)
     for index, done_result in zip(heavy, done, strict=True):
         results[index] = done_result
     final = [r for r in results if r is not None]
@@ -303,30 +316,6 @@ def run(paths: Sequence[str], config: Config, options: Options) -> RunResult:
         if options.fix and result.fixed_source is not None:
             _write_fixed(result, sources[index], config, options)
     return RunResult(final)
-
-
-def _prefilter(config: Config) -> Callable[[bytes, str], bool]:
-    """Whether a file needs a parse: some enabled rule may fire on its bytes, and
-    the rule needs no evidence of SQLAlchemy or the file has it."""
-    from session_lint.analyzer import prefilter_for
-    from session_lint.rules import ALL_RULES, SyntaxErrorRule
-
-    rules = [r for r in ALL_RULES if r is not SyntaxErrorRule and config.is_enabled(r.code, opt_in=r.opt_in)]
-    needing = [r for r in rules if r.needs_evidence]
-    free = [r for r in rules if not r.needs_evidence]
-    with_evidence = prefilter_for(needing, config) if needing else None
-    without = prefilter_for(free, config) if free else None
-
-    def may_fire(source: bytes, path: str) -> bool:
-        if without is not None and without(source):
-            return True
-        return (
-            with_evidence is not None
-            and with_evidence(source)
-            and has_evidence(source, path, config)
-        )
-
-    return may_fire
 
 
 def _caching(options: Options) -> bool:

@@ -5,8 +5,9 @@ import libcst as cst
 from session_lint.config import DEFAULT_SESSION_FACTORY
 from session_lint.dependencies import unimportable_hint
 from session_lint.finding import Applicability, Fix, FixAvailability, Import
+from session_lint.prefilter import SQLALCHEMY_IMPORT
 from session_lint.roles import APP_ONLY
-from session_lint.rules.base import SQLALCHEMY_IMPORT, Rule
+from session_lint.rules.base import Rule
 from session_lint.semantics.known import (
     ASYNC_SESSION_CLASSES,
     ASYNC_SESSIONMAKERS,

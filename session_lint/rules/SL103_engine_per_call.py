@@ -5,8 +5,9 @@ from collections.abc import Iterator
 import libcst as cst
 
 from session_lint.config import Config
+from session_lint.prefilter import SQLALCHEMY_IMPORT, Clause, clauses
 from session_lint.roles import APP_ONLY
-from session_lint.rules.base import SQLALCHEMY_IMPORT, Clause, Rule, clauses
+from session_lint.rules.base import Rule
 from session_lint.semantics.known import (
     ASYNC_ENGINE_CONSTRUCTORS,
     CACHE_DECORATORS,
@@ -116,7 +117,7 @@ class EnginePerCall(Rule):
     @classmethod
     def prefilter(cls, config: Config) -> tuple[Clause, ...]:
         # A call of one of the project's engine factories is a finding too.
-        own = clauses(config, cls.prefilter_tokens(config), *cls.requires)
+        own = clauses(config, cls.tokens, *cls.requires)
         names = tuple(sorted({n.rsplit(".", 1)[-1] for n in config.project.engine_factories}))
         return (*own, (names,)) if names else own
 

@@ -5,8 +5,9 @@ from collections.abc import Sequence
 import libcst as cst
 
 from session_lint.finding import Applicability, Fix, FixAvailability
+from session_lint.prefilter import SQLALCHEMY_IMPORT
 from session_lint.roles import APP_ONLY
-from session_lint.rules.base import SQLALCHEMY_IMPORT, Rule
+from session_lint.rules.base import Rule
 from session_lint.semantics.known import (
     ASYNC_SESSION_CLASSES,
     ASYNC_SESSIONMAKERS,

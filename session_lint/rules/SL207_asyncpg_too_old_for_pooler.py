@@ -4,8 +4,9 @@ import libcst as cst
 
 from session_lint.config import Config
 from session_lint.dependencies import asyncpg_too_old_for_pooler, describe_cap, version_cap
+from session_lint.prefilter import Clause, clauses
 from session_lint.roles import ALL_ROLES
-from session_lint.rules.base import Clause, Rule, clauses
+from session_lint.rules.base import Rule
 from session_lint.semantics.pooler import (
     is_async_engine_call,
     pooler_expected,
@@ -102,7 +103,7 @@ class AsyncpgTooOldForPooler(Rule):
         # Without an old asyncpg in the project, no file can have a finding.
         if config.pooler in ("session", "none") or not asyncpg_too_old_for_pooler(config.project):
             return ()
-        return clauses(config, cls.prefilter_tokens(config))
+        return clauses(config, cls.tokens)
 
     def visit_Call(self, node: cst.Call) -> None:
         if pooler_ruled_out(self.ctx) or not asyncpg_too_old_for_pooler(self.ctx.config.project):

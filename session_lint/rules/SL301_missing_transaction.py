@@ -6,8 +6,9 @@ from dataclasses import dataclass
 import libcst as cst
 
 from session_lint.finding import Applicability, Fix, FixAvailability
+from session_lint.prefilter import SESSION
 from session_lint.roles import APP_ONLY
-from session_lint.rules.base import SESSION, Rule
+from session_lint.rules.base import Rule
 from session_lint.semantics.known import ASYNC_SESSION_CLASSES
 from session_lint.semantics.ownership import (
     dependency_manages_transaction,

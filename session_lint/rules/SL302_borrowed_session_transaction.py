@@ -4,8 +4,9 @@ from collections.abc import Sequence
 
 import libcst as cst
 
+from session_lint.prefilter import SESSION
 from session_lint.roles import APP_ONLY
-from session_lint.rules.base import SESSION, Rule
+from session_lint.rules.base import Rule
 from session_lint.semantics.ownership import (
     Ownership,
     injected_sessions,

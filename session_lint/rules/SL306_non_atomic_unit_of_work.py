@@ -5,8 +5,9 @@ from collections.abc import Iterator, Sequence
 import libcst as cst
 
 from session_lint.config import Config
+from session_lint.prefilter import Clause, clauses
 from session_lint.roles import APP_ONLY
-from session_lint.rules.base import Clause, Rule, clauses
+from session_lint.rules.base import Rule
 from session_lint.semantics.project import project_function
 from session_lint.semantics.scopes import Scope, ScopeKind
 from session_lint.walker import iter_nodes

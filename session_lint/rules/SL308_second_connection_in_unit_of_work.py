@@ -3,8 +3,9 @@ from __future__ import annotations
 import libcst as cst
 
 from session_lint.evidence import module_of
+from session_lint.prefilter import SESSION
 from session_lint.roles import APP_ONLY
-from session_lint.rules.base import SESSION, Rule
+from session_lint.rules.base import Rule
 from session_lint.semantics.known import ENGINE_CONSTRUCTORS
 from session_lint.semantics.scopes import BindingKind
 from session_lint.semantics.sessions import is_async_session_source

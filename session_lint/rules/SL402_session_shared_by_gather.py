@@ -4,8 +4,9 @@ from collections import Counter
 
 import libcst as cst
 
+from session_lint.prefilter import SESSION
 from session_lint.roles import ALL_ROLES
-from session_lint.rules.base import SESSION, Rule
+from session_lint.rules.base import Rule
 from session_lint.semantics.scopes import BindingKind
 from session_lint.semantics.tasks import session_references
 

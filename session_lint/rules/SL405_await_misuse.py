@@ -6,9 +6,10 @@ import libcst as cst
 
 from session_lint.config import Config
 from session_lint.finding import Applicability, Fix, FixAvailability
+from session_lint.prefilter import SESSION, Clause, async_session_groups
 from session_lint.roles import ALL_ROLES
-from session_lint.rules.base import SESSION, Clause, Rule
-from session_lint.semantics.sessions import async_session_groups, is_async_session
+from session_lint.rules.base import Rule
+from session_lint.semantics.sessions import is_async_session
 
 # AsyncSession's plain methods, by what they return: awaiting the result raises
 # ``TypeError: object <type> can't be used in 'await' expression``. ``begin`` and

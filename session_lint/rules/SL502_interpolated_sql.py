@@ -5,8 +5,9 @@ import re
 import libcst as cst
 
 from session_lint.config import Config
+from session_lint.prefilter import SESSION_OR_CONNECTION, SQLALCHEMY_IMPORT, Clause, clauses
 from session_lint.roles import APP_AND_SCRIPT
-from session_lint.rules.base import SESSION_OR_CONNECTION, SQLALCHEMY_IMPORT, Clause, Rule, clauses
+from session_lint.rules.base import Rule
 from session_lint.semantics.known import sql_head
 from session_lint.semantics.ownership import is_route_handler
 from session_lint.semantics.scopes import BindingKind

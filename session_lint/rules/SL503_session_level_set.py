@@ -6,8 +6,9 @@ import libcst as cst
 
 from session_lint.config import Config
 from session_lint.finding import Applicability, Fix, FixAvailability
+from session_lint.prefilter import SQLALCHEMY_IMPORT, Clause
 from session_lint.roles import APP_ONLY
-from session_lint.rules.base import SQLALCHEMY_IMPORT, Clause, Rule
+from session_lint.rules.base import Rule
 from session_lint.semantics.known import sql_head
 from session_lint.semantics.sql import (
     DRIVER_SQL_METHODS,

@@ -18,18 +18,8 @@ import libcst as cst
 from session_lint.config import Config
 from session_lint.context import FileContext, PendingFinding
 from session_lint.finding import Fix, FixAvailability
+from session_lint.prefilter import Clause, Declared, clauses
 from session_lint.roles import ALL_ROLES, rule_roles
-
-# Every group of a clause must have one of its strings in the file.
-Clause = tuple[tuple[str, ...], ...]
-
-# Strings without which no SQLAlchemy name can be imported into a file.
-SQLALCHEMY_IMPORT = ("sqlalchemy", "sqlmodel")
-# Placeholder groups, expanded with the config: strings without which nothing in a
-# file can be a session (``session-names`` and factory names included), or a
-# session or a connection.
-SESSION = ("<session>",)
-SESSION_OR_CONNECTION = ("<session-or-connection>",)
 
 
 class Rule:
@@ -39,8 +29,8 @@ class Rule:
     fix_availability: ClassVar[FixAvailability] = FixAvailability.NONE
     # The prefilter: the rule cannot fire on a file that contains none of these
     # strings, nor on one that misses every string of any group in ``requires``.
-    tokens: ClassVar[tuple[str, ...]] = ()
-    requires: ClassVar[tuple[tuple[str, ...], ...]] = ()
+    tokens: ClassVar[Declared] = ()
+    requires: ClassVar[tuple[Declared, ...]] = ()
     # Whether the rule needs evidence of SQLAlchemy in the file (``evidence``): true
     # for every rule that reasons about sessions, engines or connections, whose
     # names alone prove nothing.
@@ -62,22 +52,19 @@ class Rule:
         return rule_roles(cls.code, cls.roles, config)
 
     @classmethod
-    def prefilter_tokens(cls, config: Config) -> tuple[str, ...]:
-        """Tokens for the prefilter; rules whose triggers depend on config extend this."""
-        return cls.tokens
-
-    @classmethod
     def prefilter(cls, config: Config) -> tuple[Clause, ...]:
         """When the rule may fire: on a file where, for some clause, every group has
         one of its strings. Must be sound: a file failing it has no finding."""
-        return clauses(config, cls.prefilter_tokens(config), *cls.requires)
+        return clauses(config, cls.tokens, *cls.requires)
 
     def report(
         self, node: cst.CSTNode, message: str | None = None, *, fix: Fix | None = None
     ) -> None:
         ancestors = self.ctx.ancestors
         top = ancestors[1] if len(ancestors) > 1 else None
-        self.ctx.reports.append(PendingFinding(type(self), node, message or self.message, fix, top))
+        self.ctx.reports.append(
+            PendingFinding(self.code, self.name, node, message or self.message, fix, top)
+        )
 
     # -- docs --------------------------------------------------------------------
     @classmethod
@@ -93,33 +80,3 @@ class Rule:
     @classmethod
     def summary(cls) -> str:
         return cls.doc_section("What it does").split("\n\n")[0].replace("\n", " ")
-
-
-def clauses(config: Config, *groups: tuple[str, ...]) -> tuple[Clause, ...]:
-    """The clauses for "every one of ``groups``", placeholders expanded: one clause
-    per choice among each group's alternatives."""
-    result: list[Clause] = [()]
-    for group in groups:
-        result = [
-            clause + alternative
-            for clause in result
-            for alternative in _alternatives(group, config)
-        ]
-    return tuple(result)
-
-
-def _alternatives(group: tuple[str, ...], config: Config) -> tuple[Clause, ...]:
-    from session_lint.semantics.sessions import ENGINE_SPELLINGS, session_prefilter_tokens
-
-    if group == SESSION:
-        return ((session_prefilter_tokens(config),),)
-    if group == SESSION_OR_CONNECTION:
-        # A session; or a connection: from an engine (``engine.connect()``, by binding
-        # or by an ``*engine`` name; a session's ``connection()`` needs a session), or
-        # a parameter annotated ``Connection``, which resolves only through an import
-        # of SQLAlchemy.
-        return (
-            (tuple(sorted({*session_prefilter_tokens(config), *ENGINE_SPELLINGS})),),
-            (("Connection",), SQLALCHEMY_IMPORT),
-        )
-    return ((group,),)

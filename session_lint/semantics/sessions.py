@@ -12,9 +12,8 @@ import enum
 
 import libcst as cst
 
-from session_lint.config import Config
 from session_lint.context import FileContext
-from session_lint.finding import Import
+from session_lint.prefilter import SESSION_SPELLINGS
 from session_lint.semantics.known import (
     ASYNC_SESSION_CLASSES,
     ASYNC_SESSIONMAKERS,
@@ -30,7 +29,6 @@ from session_lint.semantics.project import (
     project_session_type,
 )
 from session_lint.semantics.scopes import Binding, BindingKind, Scope, strip_await
-from session_lint.tokens import whole_name
 from session_lint.walker import children
 
 
@@ -44,21 +42,9 @@ class Origin(enum.Enum):
 _MAX_DEPTH = 8  # bound on following ``a = b`` chains
 
 
-def configured_factories_of(config: Config) -> frozenset[str]:
-    """Qualified names of the configured session factories, from the config alone."""
-    out: set[str] = set()
-    for target in (config.session_factory, config.background_session_factory):
-        try:
-            imp = Import.from_target(target)
-        except ValueError:
-            continue
-        out.add(f"{imp.module}.{imp.name}")
-    return frozenset(out)
-
-
 def configured_factories(ctx: FileContext) -> frozenset[str]:
     """Qualified names of the configured session factories (``get_session`` …)."""
-    return configured_factories_of(ctx.config)
+    return ctx.config.configured_factories
 
 
 def is_session_factory(
@@ -157,39 +143,6 @@ _NOT_SQLALCHEMY_ROOTS = frozenset(
 )
 
 
-_SESSION_SPELLINGS = ("session", "Session", "SESSION")
-
-
-def async_session_groups(config: Config) -> tuple[tuple[str, ...], tuple[str, ...]]:
-    """Prefilter groups for a rule about async sessions: a session's spelling, and
-    what makes one async (``async with``, an ``async_sessionmaker``, an
-    ``AsyncSession`` annotation, a configured factory)."""
-    factories = tuple(n.rpartition(".")[2] for n in configured_factories_of(config))
-    return session_prefilter_tokens(config), ("async", "Async", *factories)
-
-
-def session_prefilter_tokens(config: Config) -> tuple[str, ...]:
-    """Strings a file must contain for any expression in it to be a session: a
-    session class or factory (``Session``, ``sessionmaker``, ``get_session``), an
-    annotation, a configured session name (as a whole name), or a configured
-    factory's name. Rules that only fire on sessions can use them as their prefilter."""
-    # Session names are compared as whole names: "db" must not pass every "pdb".
-    tokens = set(_SESSION_SPELLINGS) | {whole_name(n) for n in config.session_names}
-    for target in (config.session_factory, config.background_session_factory):
-        try:
-            name = Import.from_target(target).name
-        except ValueError:
-            continue
-        if name:
-            tokens.add(name)
-    return tuple(sorted(tokens))
-
-
-# Strings without which nothing is an engine: a constructor (``create_engine``,
-# ``create_async_engine``, ``engine_from_config``...) or a name ending in "engine".
-ENGINE_SPELLINGS = ("engine", "Engine", "ENGINE")
-
-
 def is_project_session_factory(
     ctx: FileContext, call: cst.Call, scope: Scope | None = None
 ) -> bool:
@@ -204,7 +157,7 @@ def is_project_session_factory(
     if ctx.config.project.scanned:
         return project_factory(ctx, call, scope) is not None
     func = call.func
-    if not isinstance(func, cst.Name) or not any(t in func.value for t in _SESSION_SPELLINGS):
+    if not isinstance(func, cst.Name) or not any(t in func.value for t in SESSION_SPELLINGS):
         return False
     if "maker" in func.value.lower() or func.value.lower().endswith(("ids", "id")):
         return False

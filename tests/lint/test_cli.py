@@ -16,6 +16,7 @@ import pytest
 from session_lint.cache import CACHE_DIR_NAME
 from session_lint.config import Config
 from session_lint.discovery import discover
+from session_lint.prefilter import Plan
 from session_lint.rules import ALL_RULES
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -607,12 +608,16 @@ def test_a_crashing_worker_costs_one_file(tmp_path: Path, monkeypatch: pytest.Mo
     real = runner.process_source
 
     def crash_on_poison(
-        source: bytes, path: str, config: Config, options: runner.Options
+        source: bytes,
+        path: str,
+        config: Config,
+        options: runner.Options,
+        planned: Plan | None = None,
     ) -> runner.FileResult:
         if path.endswith("poison.py") and os.getpid() != parent:
             faulthandler.disable()  # keep pytest's crash report out of the output
             os.kill(os.getpid(), signal.SIGSEGV)  # what libcst's parser does on some inputs
-        return real(source, path, config, options)
+        return real(source, path, config, options, planned)
 
     monkeypatch.setattr(runner, "process_source", crash_on_poison)
     names = [f"f{i}.py" for i in range(9)] + ["poison.py"]

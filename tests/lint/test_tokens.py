@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import re
 
-from session_lint.analyzer import prefilter_for
 from session_lint.config import Config
+from session_lint.prefilter import Token, Whole, pattern, prefilter_for
 from session_lint.rules.SL404_unclosed_session import UnclosedSession
-from session_lint.tokens import pattern, whole_name
 
 
-def found(token: str, text: bytes) -> bool:
+def found(token: Token, text: bytes) -> bool:
     return re.search(pattern(token), text) is not None
 
 
@@ -20,7 +19,7 @@ def test_a_plain_token_is_a_substring() -> None:
 
 
 def test_a_whole_name_is_an_identifier() -> None:
-    name = whole_name("db")
+    name = Whole("db")
     for text in (b"db", b"def f(db): ...", b"self.db.add(x)", b"(db,", b"db\n", b"db=1"):
         assert found(name, text), text
     for text in (b"import pdb", b"dbapi", b"sqlite3.dbm", b"_db", b"db_name", b"db2"):

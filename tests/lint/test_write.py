@@ -17,6 +17,7 @@ from session_lint import runner
 from session_lint.config import Config
 from session_lint.dependencies import index_from_requirements
 from session_lint.fixes import WriteError, write_atomically
+from session_lint.prefilter import Plan
 from session_lint.runner import Options, run
 
 BEFORE = (
@@ -95,9 +96,9 @@ def test_refuses_a_file_changed_during_the_run(
     real_process = runner.process_source
 
     def process_and_edit(
-        source: bytes, path: str, config: Config, options: Options
+        source: bytes, path: str, config: Config, options: Options, planned: Plan | None = None
     ) -> runner.FileResult:
-        result = real_process(source, path, config, options)
+        result = real_process(source, path, config, options, planned)
         if path.endswith("busy.py"):
             target.write_text(edited)  # an editor saves while we are fixing
         return result
@@ -123,9 +124,9 @@ def test_other_changes_during_the_run(
     real_process = runner.process_source
 
     def process_and_change(
-        source: bytes, path: str, config: Config, options: Options
+        source: bytes, path: str, config: Config, options: Options, planned: Plan | None = None
     ) -> runner.FileResult:
-        result = real_process(source, path, config, options)
+        result = real_process(source, path, config, options, planned)
         if options.fix:  # not when the runner re-analyses the file it did not write
             change_file()
         return result
