@@ -24,11 +24,12 @@ from libcst.metadata import CodeRange
 from session_lint import guard
 from session_lint.config import Config
 from session_lint.context import FileContext, PendingFinding
-from session_lint.evidence import module_of
+from session_lint.evidence import has_evidence, module_of
 from session_lint.finding import Finding
 from session_lint.noqa import filter_noqa
 from session_lint.positions import node_positions, statement_positions
-from session_lint.prefilter import Plan, plan
+from session_lint.prefilter import prefilter_for
+from session_lint.roles import role_of
 from session_lint.rules import ALL_RULES, Rule, SyntaxErrorRule
 from session_lint.rules.SL001_unused_noqa import UnusedNoqa, unused_noqa
 from session_lint.semantics.scopes import (
@@ -84,6 +85,44 @@ class ScopeTracker:
         self.ctx.scope = self._entered.pop()
 
     leave_FunctionDef = leave_ClassDef = leave_Lambda = _pop
+
+
+def enabled_rules(
+    config: Config, path: str, rules: Sequence[type[Rule]], source: bytes | None = None
+) -> list[type[Rule]]:
+    """The rules that run on this file: selected, not ignored for its path, and
+    meant for its role (``source``, its bytes, lets a script be told by its
+    ``__main__`` block)."""
+    ignored = config.ignored_for(path) or ("\0",)
+    role = role_of(path, config, source)  # once per file, not once per rule
+    return [
+        r
+        for r in rules
+        if config.is_enabled(r.code, opt_in=r.opt_in)
+        and not r.code.startswith(ignored)
+        and role in r.roles_in(config)
+    ]
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What runs on one file (rule classes pickle by reference: a plan travels to
+    the process pool with its file)."""
+
+    active: tuple[type[Rule], ...]  # every rule meant for the file, SL000 and SL001 included
+    walkers: tuple[type[Rule], ...]  # the rules that walk the tree
+    may_fire: bool  # whether some walker may fire: else the file is not parsed
+
+
+def plan(source: bytes, path: str, config: Config, rules: Sequence[type[Rule]]) -> Plan:
+    """The plan for one file's bytes (``rules``: the candidates, usually all)."""
+    active = enabled_rules(config, path, rules, source)
+    walkers = [r for r in active if r is not SyntaxErrorRule and r is not UnusedNoqa]
+    # Without evidence of SQLAlchemy, only rules that need none (``evidence``).
+    if any(r.needs_evidence for r in walkers) and not has_evidence(source, path, config):
+        walkers = [r for r in walkers if not r.needs_evidence]
+    may_fire = bool(walkers) and prefilter_for(walkers, config)(source)
+    return Plan(tuple(active), tuple(walkers), may_fire)
 
 
 def parse(source: bytes) -> cst.Module | Finding:

@@ -26,7 +26,7 @@ from session_lint.report import github as github_report
 from session_lint.report import json as json_report
 from session_lint.report import text as text_report
 from session_lint.report.source import Sources
-from session_lint.roles import ALL_ROLES, DISPLAY_ORDER, display, role_of
+from session_lint.roles import role_of
 from session_lint.runner import (
     FileResult,
     Options,
@@ -187,10 +187,13 @@ def language_server(argv: Sequence[str]) -> int:
 
 def _main(args: argparse.Namespace) -> int:
     if args.list_rules:
+        from session_lint.rules.docs import list_rules
+
         _emit(sys.stdout, list_rules(args.format))
         return 0
     if args.explain is not None:
         from session_lint.rules import RULES_BY_CODE
+        from session_lint.rules.docs import explain
 
         rule = RULES_BY_CODE.get(args.explain.strip().upper())
         if rule is None:
@@ -251,7 +254,7 @@ def _main(args: argparse.Namespace) -> int:
 def add_noqa(findings: Sequence[Finding], errors: list[str], *, within: Sequence[str]) -> int:
     """``--add-noqa``: every current finding silenced where it is, so that the
     linter can run in CI on an existing code base from today on."""
-    from session_lint.noqa import add_noqa_to_files
+    from session_lint.fixes.write import add_noqa_to_files
 
     added, messages = add_noqa_to_files(findings, within)
     for message in [*errors, *messages]:
@@ -464,54 +467,6 @@ def _codes(value: str | None, option: str) -> tuple[str, ...] | None:
     return codes
 
 
-def list_rules(fmt: str = "text") -> str:
-    from session_lint.rules import ALL_RULES
-
-    if fmt == "json":
-        rows = [
-            {
-                "code": r.code,
-                "name": r.name,
-                "fix": r.fix_availability.value,
-                "roles": [role for role in DISPLAY_ORDER if role in r.roles],
-                "opt_in": r.opt_in,
-                "summary": r.summary(),
-            }
-            for r in ALL_RULES
-        ]
-        return json.dumps(rows, indent=2, ensure_ascii=False) + "\n"
-    width = max(len(r.name) for r in ALL_RULES)
-    # Every role is the common case: "all" keeps the column narrow.
-    roles = {r.code: "all" if r.roles == ALL_ROLES else display(r.roles) for r in ALL_RULES}
-    roles_width = max(len(text) for text in roles.values())
-    lines = [
-        f"{r.code}  {r.name:<{width}}  fix: {r.fix_availability.value:<9}  "
-        f"runs in: {roles[r.code]:<{roles_width}}  {'(opt-in) ' if r.opt_in else ''}{r.summary()}"
-        for r in ALL_RULES
-    ]
-    return "\n".join(lines) + "\n"
-
-
-def explain(code: str) -> str:
-    from session_lint.rules import RULES_BY_CODE
-
-    rule = RULES_BY_CODE[code]
-    availability = {
-        "always": "Fix is always available.",
-        "sometimes": "Fix is sometimes available.",
-        "none": "Fix is not available.",
-    }[rule.fix_availability.value]
-    opt_in = (
-        f"Opt-in: runs only when selected by its full code (extend-select = [\"{rule.code}\"]).\n\n"
-        if rule.opt_in
-        else ""
-    )
-    return (
-        f"# {rule.code} {rule.name}\n\n{availability}\n\n{opt_in}{rule.docs()}\n\n"
-        f"Runs in: {display(rule.roles)}\n"
-    )
-
-
 def show_settings(
     path: str,
     explicit_config: str | None = None,
@@ -521,9 +476,8 @@ def show_settings(
     """What session-lint decides for one file: its role, whether it is an engine
     module, the rules that run on it, and every resolved setting; for a directory,
     the settings that apply under it (roles and rules are decided per file)."""
-    from session_lint.analyzer import is_engine_module
+    from session_lint.analyzer import enabled_rules, is_engine_module
     from session_lint.evidence import has_evidence
-    from session_lint.prefilter import enabled_rules
     from session_lint.rules import ALL_RULES
 
     if os.path.isdir(path):

@@ -47,10 +47,10 @@ from pygls.uris import to_fs_path
 from session_lint import __version__
 from session_lint.analyzer import Analysis
 from session_lint.config import Config, ConfigError, rule_codes
-from session_lint.docs_pages import rule_doc_url
 from session_lint.finding import Applicability, Finding
 from session_lint.noqa import LINE_BREAK, with_codes
 from session_lint.resident import Selection, WarmAnalysis
+from session_lint.rules.docs import rule_doc_url
 
 SOURCE = "session-lint"
 FIX_ALL = "source.fixAll.session-lint"
@@ -404,7 +404,7 @@ class SessionLintServer(LanguageServer):
         if kind == "noqa":
             new_text = with_noqa(analysed.text, finding.line, finding.code)
             return None if new_text is None else self.edit(document, analysed, new_text)
-        from session_lint.fixes import apply_fixes  # libcst.codemod: only when fixing
+        from session_lint.fixes.apply import apply_fixes  # libcst.codemod: only when fixing
 
         module = analysed.analysis.module
         if finding.fix is None or module is None:

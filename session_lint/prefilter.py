@@ -1,5 +1,5 @@
-"""Which rules run on a file, and whether it needs a parse at all: decided once per
-file, from its path and bytes, before libcst sees it.
+"""The prefilter: whether a file needs a parse at all, decided from its bytes before
+libcst sees it.
 
 A rule declares when it may fire (:meth:`Rule.prefilter`): clauses, each a tuple
 of groups of tokens; a clause holds when every group has one of its tokens in the
@@ -10,12 +10,9 @@ while as a substring it is in ``pdb``, ``dbapi`` and half of SQLAlchemy's source
 Groups may name what the config decides (:data:`SESSION`,
 :data:`SESSION_OR_CONNECTION`); :func:`clauses` expands them.
 
-:func:`plan` is the one decision: the rules meant for the file (selected, not
-ignored for its path, meant for its role), those of them that walk the tree (the
-ones that need evidence of SQLAlchemy only where the file has it), and whether
-any of those may fire. The runner makes it while sorting files, and the analysis
-takes it from there. The test that it is sound (it never skips a file with a
-finding) is ``tests/lint/test_prefilter.py``.
+:func:`session_lint.analyzer.plan` makes the decision once per file, with the
+rules meant for it; the test that the prefilter is sound (it never skips a file
+with a finding) is ``tests/lint/test_prefilter.py``.
 """
 
 from __future__ import annotations
@@ -24,15 +21,9 @@ import enum
 import functools
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, NamedTuple
+from typing import NamedTuple, Protocol
 
 from session_lint.config import Config
-from session_lint.evidence import has_evidence
-from session_lint.roles import role_of
-
-if TYPE_CHECKING:
-    from session_lint.rules.base import Rule
 
 
 class Whole(NamedTuple):
@@ -132,13 +123,19 @@ def _alternatives(group: Declared, config: Config) -> tuple[Clause, ...]:
 # -- deciding ----------------------------------------------------------------------------
 
 
+class Declares(Protocol):
+    """What the prefilter needs of a rule class (``Rule.prefilter``)."""
+
+    def prefilter(self, config: Config) -> tuple[Clause, ...]: ...
+
+
 class Prefilter:
     """A cheap, sound test on a file's bytes: can any of these rules fire on it?
 
     One regular expression per distinct group, evaluated lazily and at most once
     per file."""
 
-    def __init__(self, rules: Sequence[type[Rule]], config: Config) -> None:
+    def __init__(self, rules: Sequence[Declares], config: Config) -> None:
         groups: dict[Group, int] = {}
         seen: set[tuple[int, ...]] = set()
         for rule in rules:
@@ -149,8 +146,7 @@ class Prefilter:
                     ids.append(groups.setdefault(key, len(groups)))
                 seen.add(tuple(sorted(set(ids))))
         self._regexes = [
-            re.compile(b"|".join(pattern(t) for t in group)) if group else None
-            for group in groups
+            re.compile(b"|".join(pattern(t) for t in group)) if group else None for group in groups
         ]
         # Fewest groups first: most files are decided by the first clause's answers.
         self._clauses = sorted(seen, key=len)
@@ -170,52 +166,11 @@ class Prefilter:
         return False
 
 
-def prefilter_for(rules: Sequence[type[Rule]], config: Config) -> Prefilter:
+def prefilter_for(rules: Sequence[Declares], config: Config) -> Prefilter:
     """The (cached) prefilter of these rules under this config."""
     return _prefilter(tuple(rules), config)
 
 
 @functools.lru_cache(maxsize=32)
-def _prefilter(rules: tuple[type[Rule], ...], config: Config) -> Prefilter:
+def _prefilter(rules: tuple[Declares, ...], config: Config) -> Prefilter:
     return Prefilter(rules, config)
-
-
-def enabled_rules(
-    config: Config, path: str, rules: Sequence[type[Rule]], source: bytes | None = None
-) -> list[type[Rule]]:
-    """The rules that run on this file: selected, not ignored for its path, and
-    meant for its role (``source``, its bytes, lets a script be told by its
-    ``__main__`` block)."""
-    ignored = config.ignored_for(path) or ("\0",)
-    role = role_of(path, config, source)  # once per file, not once per rule
-    return [
-        r
-        for r in rules
-        if config.is_enabled(r.code, opt_in=r.opt_in)
-        and not r.code.startswith(ignored)
-        and role in r.roles_in(config)
-    ]
-
-
-@dataclass(frozen=True)
-class Plan:
-    """What runs on one file (rule classes pickle by reference: a plan travels to
-    the process pool with its file)."""
-
-    active: tuple[type[Rule], ...]  # every rule meant for the file, SL000 and SL001 included
-    walkers: tuple[type[Rule], ...]  # the rules that walk the tree
-    may_fire: bool  # whether some walker may fire: else the file is not parsed
-
-
-def plan(source: bytes, path: str, config: Config, rules: Sequence[type[Rule]]) -> Plan:
-    """The plan for one file's bytes (``rules``: the candidates, usually all)."""
-    from session_lint.rules import SyntaxErrorRule
-    from session_lint.rules.SL001_unused_noqa import UnusedNoqa
-
-    active = enabled_rules(config, path, rules, source)
-    walkers = [r for r in active if r is not SyntaxErrorRule and r is not UnusedNoqa]
-    # Without evidence of SQLAlchemy, only rules that need none (``evidence``).
-    if any(r.needs_evidence for r in walkers) and not has_evidence(source, path, config):
-        walkers = [r for r in walkers if not r.needs_evidence]
-    may_fire = bool(walkers) and prefilter_for(walkers, config)(source)
-    return Plan(tuple(active), tuple(walkers), may_fire)

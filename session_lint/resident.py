@@ -21,7 +21,7 @@ from session_lint.config import Config, load_config, with_selection
 from session_lint.runner import ensure_recursion_limit
 
 if TYPE_CHECKING:
-    from session_lint.fixes import FixOutcome
+    from session_lint.fixes.apply import FixOutcome
 
 
 @dataclass(frozen=True)
@@ -76,7 +76,7 @@ class WarmAnalysis:
     def fix(self, source: bytes, path: str, config: Config, *, unsafe: bool) -> FixOutcome:
         # The fix layer pulls in libcst.codemod (a third of a cold start): only
         # when something is fixed.
-        from session_lint.fixes import fix_source
+        from session_lint.fixes.apply import fix_source
 
         with self._analysis:
             ensure_recursion_limit()

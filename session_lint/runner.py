@@ -28,7 +28,7 @@ if TYPE_CHECKING:
     import multiprocessing.context
     from concurrent.futures import ProcessPoolExecutor
 
-    from session_lint.prefilter import Plan
+    from session_lint.analyzer import Plan
 
 # The analyzer and the rules import libcst (~0.15 s): a run whose every file is a
 # cache hit never imports them, so they are imported where a file is analysed.
@@ -126,7 +126,7 @@ def _fix_one(
     source: bytes, path: str, config: Config, options: Options, planned: Plan | None
 ) -> FileResult:
     # The fix layer pulls in libcst.codemod (~0.4 s to import): only when fixing.
-    from session_lint.fixes import fix_source
+    from session_lint.fixes.apply import fix_source
 
     outcome = fix_source(source, path, config, unsafe=options.unsafe_fixes, planned=planned)
     analysis = outcome.analysis
@@ -289,7 +289,7 @@ def run(paths: Sequence[str], config: Config, options: Options) -> RunResult:
                 del keys[index]  # nothing new to store
                 continue
         # The file's plan, made once: the analysis takes it from here.
-        from session_lint.prefilter import plan
+        from session_lint.analyzer import plan
         from session_lint.rules import ALL_RULES
 
         planned = plans[index] = plan(source, path, config, ALL_RULES)
@@ -323,7 +323,7 @@ def _caching(options: Options) -> bool:
 
 
 def _write_fixed(result: FileResult, original: bytes, config: Config, options: Options) -> None:
-    from session_lint.fixes import WriteError, write_atomically
+    from session_lint.fixes.write import WriteError, write_atomically
 
     assert result.fixed_source is not None
     try:

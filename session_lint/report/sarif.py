@@ -10,10 +10,10 @@ from typing import Any
 from urllib.parse import quote
 
 from session_lint import __version__
-from session_lint.docs_pages import rule_doc_url
 from session_lint.finding import Finding
 from session_lint.report.source import Sources, fingerprints
 from session_lint.rules import Rule
+from session_lint.rules.docs import rule_doc_url
 
 SCHEMA = "https://json.schemastore.org/sarif-2.1.0.json"
 
@@ -31,7 +31,7 @@ def rule_descriptor(rule: type[Rule]) -> dict[str, Any]:
         "properties": {"fixAvailability": rule.fix_availability.value},
     }
     url = rule_doc_url(rule.code)
-    if url is not None:  # the page exists only in a checkout (session_lint/docs_pages.py)
+    if url is not None:  # the page exists only in a checkout (session_lint/rules/docs.py)
         out["helpUri"] = url
     return out
 

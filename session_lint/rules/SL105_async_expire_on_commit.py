@@ -1,10 +1,9 @@
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import libcst as cst
 
 from session_lint.finding import Applicability, Fix, FixAvailability
+from session_lint.fixes.edits import call_with, keyword_arg
 from session_lint.prefilter import SQLALCHEMY_IMPORT
 from session_lint.roles import APP_ONLY
 from session_lint.rules.base import Rule
@@ -96,7 +95,7 @@ class AsyncExpireOnCommit(Rule):
                 return
             fix = Fix.replace(
                 node,
-                node.with_changes(args=_append_keyword(node, _KEYWORD, cst.Name("False"))),
+                call_with(node, keyword_arg(_KEYWORD, cst.Name("False"))),
                 Applicability.UNSAFE,
                 description="pass `expire_on_commit=False`",
             )
@@ -180,81 +179,3 @@ class AsyncExpireOnCommit(Rule):
                 stack.extend(children(node))
             cached = self._configured = frozenset(found)
         return cached
-
-
-def _append_keyword(call: cst.Call, keyword: str, value: cst.BaseExpression) -> Sequence[cst.Arg]:
-    """The call's arguments plus ``keyword=value``, laid out like the others: on its
-    own line when the arguments are one per line, with the trailing comma kept."""
-    new = cst.Arg(
-        value=value,
-        keyword=cst.Name(keyword),
-        equal=cst.AssignEqual(
-            whitespace_before=cst.SimpleWhitespace(""), whitespace_after=cst.SimpleWhitespace("")
-        ),
-    )
-    args = list(call.args)
-    if not args:
-        return [new]
-    last = args[-1]
-    # The whitespace that leads into the last argument shows the layout.
-    before_last = (
-        args[-2].comma.whitespace_after
-        if len(args) > 1 and isinstance(args[-2].comma, cst.Comma)
-        else call.whitespace_before_args
-    )
-    one_per_line = isinstance(before_last, cst.ParenthesizedWhitespace)
-    separator = (
-        cst.ParenthesizedWhitespace(
-            first_line=cst.TrailingWhitespace(),
-            indent=before_last.indent,
-            last_line=before_last.last_line,
-        )
-        if isinstance(before_last, cst.ParenthesizedWhitespace)
-        else cst.SimpleWhitespace(" ")
-    )
-    if isinstance(last.comma, cst.Comma):
-        # ``f(\n    a,  # note\n)``: the old comma keeps its comment but now leads
-        # into the new argument; the new one takes over the line break before ``)``.
-        old = last.comma
-        closing = old.whitespace_after
-        if isinstance(closing, cst.ParenthesizedWhitespace) and one_per_line:
-            assert isinstance(separator, cst.ParenthesizedWhitespace)
-            args[-1] = last.with_changes(
-                comma=old.with_changes(
-                    whitespace_after=closing.with_changes(
-                        indent=separator.indent, last_line=separator.last_line
-                    )
-                )
-            )
-            new = new.with_changes(
-                comma=cst.Comma(
-                    whitespace_after=cst.ParenthesizedWhitespace(
-                        first_line=cst.TrailingWhitespace(),
-                        indent=closing.indent,
-                        last_line=closing.last_line,
-                    )
-                )
-            )
-        else:
-            args[-1] = last.with_changes(comma=old.with_changes(whitespace_after=separator))
-        return [*args, new]
-    moved = last.whitespace_after_arg
-    if isinstance(moved, cst.ParenthesizedWhitespace):
-        # ``f(\n    a  # note\n)``: the comma goes right after the argument, before
-        # the comment, and the new argument gets the line break before ``)``.
-        lead = (
-            moved.with_changes(indent=separator.indent, last_line=separator.last_line)
-            if isinstance(separator, cst.ParenthesizedWhitespace)
-            else moved
-        )
-        args[-1] = last.with_changes(
-            whitespace_after_arg=cst.SimpleWhitespace(""), comma=cst.Comma(whitespace_after=lead)
-        )
-        new = new.with_changes(
-            whitespace_after_arg=cst.ParenthesizedWhitespace(
-                first_line=cst.TrailingWhitespace(), indent=moved.indent, last_line=moved.last_line
-            )
-        )
-        return [*args, new]
-    args[-1] = last.with_changes(comma=cst.Comma(whitespace_after=separator))
-    return [*args, new]

@@ -6,6 +6,12 @@ from dataclasses import dataclass
 import libcst as cst
 
 from session_lint.finding import Applicability, Fix, FixAvailability, Replacement
+from session_lint.fixes.edits import (
+    call_without,
+    delete_statement,
+    without_entries,
+    without_keyword,
+)
 from session_lint.roles import ALL_ROLES
 from session_lint.rules.base import Rule
 from session_lint.semantics.execution_options import (
@@ -20,17 +26,7 @@ from session_lint.semantics.known import (
     SESSION_CLASSES,
     SESSIONMAKERS,
 )
-from session_lint.semantics.mappings import (
-    Entry,
-    Mapping,
-    call_without,
-    delete_statement,
-    keyword,
-    read_mapping,
-    statement_of,
-    without_entries,
-    without_keyword,
-)
+from session_lint.semantics.mappings import Entry, Mapping, keyword, read_mapping, statement_of
 
 _DIALECT_OPTIONS = " and ".join(
     (

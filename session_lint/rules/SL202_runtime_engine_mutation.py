@@ -3,10 +3,11 @@ from __future__ import annotations
 import libcst as cst
 
 from session_lint.finding import Applicability, Fix, FixAvailability, Import
+from session_lint.fixes.edits import delete_statement
 from session_lint.roles import APP_ONLY
 from session_lint.rules.base import Rule
 from session_lint.semantics.execution_options import Kind, classify
-from session_lint.semantics.mappings import delete_statement, statement_of
+from session_lint.semantics.mappings import statement_of
 from session_lint.semantics.sessions import is_engine
 
 # Attributes that hold an engine: ``session.bind``, ``session.bind.engine``,

@@ -3,6 +3,13 @@ from __future__ import annotations
 import libcst as cst
 
 from session_lint.finding import Applicability, Fix, FixAvailability
+from session_lint.fixes.edits import (
+    dict_entry,
+    dict_with,
+    with_keyword,
+    without_entries,
+    without_keyword,
+)
 from session_lint.roles import ALL_ROLES
 from session_lint.rules.base import Rule
 from session_lint.semantics.execution_options import (
@@ -13,15 +20,10 @@ from session_lint.semantics.execution_options import (
 from session_lint.semantics.mappings import (
     Entry,
     Mapping,
-    dict_entry,
-    dict_with,
     int_value,
     read_mapping,
     resolve_mapping,
     string_value,
-    with_keyword,
-    without_entries,
-    without_keyword,
 )
 from session_lint.semantics.pooler import (
     PGBOUNCER_STARTUP_PARAMETERS,

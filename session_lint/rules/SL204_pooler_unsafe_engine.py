@@ -3,17 +3,15 @@ from __future__ import annotations
 import libcst as cst
 
 from session_lint.finding import Applicability, Fix, FixAvailability, Replacement
+from session_lint.fixes.edits import dict_entry, with_entry, with_keyword
 from session_lint.roles import ALL_ROLES
 from session_lint.rules.base import Rule
 from session_lint.semantics.mappings import (
-    dict_entry,
     has_star_kwargs,
     int_value,
     keyword,
     read_mapping,
     resolve_mapping,
-    with_entry,
-    with_keyword,
 )
 from session_lint.semantics.pooler import (
     is_async_engine_call,

@@ -13,10 +13,10 @@ from pathlib import Path
 
 import pytest
 
+from session_lint.analyzer import Plan
 from session_lint.cache import CACHE_DIR_NAME
 from session_lint.config import Config
 from session_lint.discovery import discover
-from session_lint.prefilter import Plan
 from session_lint.rules import ALL_RULES
 
 ROOT = Path(__file__).resolve().parents[2]

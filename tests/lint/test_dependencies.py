@@ -28,7 +28,7 @@ from session_lint.dependencies import (
     poetry_cap,
     version_key,
 )
-from session_lint.fixes import fix_source
+from session_lint.fixes.apply import fix_source
 from session_lint.project_index import ProjectIndex
 from session_lint.rules import RULES_BY_CODE
 from tests.lint.fixture_files import RULE_FIXTURES, load

@@ -16,7 +16,7 @@ import pytest
 
 from session_lint.analyzer import analyze
 from session_lint.finding import FixAvailability
-from session_lint.fixes import fix_source, fixable
+from session_lint.fixes.apply import fix_source, fixable
 from session_lint.rules import RULES_BY_CODE
 from tests.lint.fixture_files import all_fixtures, load, with_noqa
 

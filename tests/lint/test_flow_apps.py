@@ -13,7 +13,7 @@ import pytest
 
 from session_lint.analyzer import analyze
 from session_lint.config import Config, load_config_file, with_project_index
-from session_lint.fixes import fix_source, fixable
+from session_lint.fixes.apply import fix_source, fixable
 from session_lint.rules import ALL_RULES
 
 ROOT = Path(__file__).resolve().parents[2]

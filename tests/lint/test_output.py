@@ -14,7 +14,7 @@ import subprocess
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
-from session_lint import docs_pages
+from session_lint.rules import docs as docs_pages
 from tests.lint.conftest import ROOT
 from tests.lint.test_first_use import SCRIPT, cli, project
 from tests.lint.test_reporters import validate_sarif

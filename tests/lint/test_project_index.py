@@ -397,7 +397,7 @@ def test_a_factory_its_callers_override_per_session_is_not_sl105(tmp_path: Path)
 
 
 def test_the_projects_one_context_factory_is_the_fix_target(tmp_path: Path) -> None:
-    from session_lint.fixes import fix_source
+    from session_lint.fixes.apply import fix_source
 
     write(
         tmp_path,

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from session_lint.analyzer import analyze
+from session_lint.analyzer import analyze, enabled_rules
 from session_lint.config import (
     DEFAULT_ROLES,
     Config,
@@ -19,7 +19,6 @@ from session_lint.config import (
     config_from_mapping,
     rule_codes,
 )
-from session_lint.prefilter import enabled_rules
 from session_lint.roles import ALL_ROLES, APP_AND_SCRIPT, APP_ONLY, role_of
 from session_lint.rules import ALL_RULES, RULES_BY_CODE, Rule
 from tests.lint.test_cli import cli

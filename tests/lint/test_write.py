@@ -14,10 +14,10 @@ from pathlib import Path
 import pytest
 
 from session_lint import runner
+from session_lint.analyzer import Plan
 from session_lint.config import Config
 from session_lint.dependencies import index_from_requirements
-from session_lint.fixes import WriteError, write_atomically
-from session_lint.prefilter import Plan
+from session_lint.fixes.write import WriteError, write_atomically
 from session_lint.runner import Options, run
 
 BEFORE = (
@@ -361,7 +361,7 @@ def test_a_fix_whose_result_does_not_parse_is_refused(source: str) -> None:
     import libcst as cst
 
     from session_lint.finding import Applicability, Fix
-    from session_lint.fixes import fix_source
+    from session_lint.fixes.apply import fix_source
     from session_lint.rules.base import Rule
 
     class Breaks(Rule):

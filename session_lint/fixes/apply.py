@@ -1,24 +1,19 @@
-"""Applying fixes: by safety level, conflict-free, re-parsed, repeated until stable,
-written atomically with the file's encoding, BOM and line endings intact."""
+"""Applying fixes to a file's text: by safety level, conflict-free, re-parsed,
+repeated until stable. Nothing here touches the disk (``fixes.write`` does)."""
 
 from __future__ import annotations
 
-import os
-import stat
-import tempfile
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import libcst as cst
 from libcst.codemod import CodemodContext
 from libcst.codemod.visitors import AddImportsVisitor
 
-from session_lint.analyzer import Analysis, analyze
+from session_lint.analyzer import Analysis, Plan, analyze
 from session_lint.config import Config
 from session_lint.finding import Finding, Fix, Import, Replacement
-from session_lint.prefilter import Plan
 from session_lint.rules import Rule
 from session_lint.walker import children, subtree
 
@@ -217,70 +212,3 @@ def _is_import_line(statement: cst.CSTNode) -> bool:
     return isinstance(statement, cst.SimpleStatementLine) and any(
         isinstance(small, (cst.Import, cst.ImportFrom)) for small in statement.body
     )
-
-
-# -- writing -----------------------------------------------------------------------
-
-
-class WriteError(Exception):
-    pass
-
-
-def write_atomically(
-    path: str, data: bytes, expected_old: bytes, *, within: Sequence[str] = ()
-) -> None:
-    """Replace ``path``'s bytes with ``data`` via a temp file and rename.
-
-    Refuses when the file changed since it was read, or is not writable; writes
-    through a symlink to its target (replacing the link itself would break it),
-    but only when the target is inside one of ``within`` (directories, or files
-    standing for their directory; empty: anywhere).
-    """
-    target = Path(os.path.realpath(path))
-    if within and not any(target.is_relative_to(root) for root in _real_roots(within)):
-        # A symlink (of the file or a directory on its way) leads out of the tree
-        # the user asked to fix: someone else's file, maybe shared by projects.
-        raise WriteError(f"{path}: resolves to {target}, outside the linted tree; not fixed")
-    try:
-        current = target.read_bytes()
-    except OSError as exc:
-        raise WriteError(f"{path}: cannot re-read before writing: {exc.strerror}") from exc
-    if current != expected_old:
-        raise WriteError(f"{path}: changed on disk during the run; not fixed")
-    mode = stat.S_IMODE(target.stat().st_mode)
-    # root passes os.access on any file, but a file without a write bit is still
-    # meant to be read-only (and rename would replace it regardless).
-    if not os.access(target, os.W_OK) or not mode & (stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH):
-        raise WriteError(f"{path}: not writable; not fixed")
-    try:
-        fd, tmp = tempfile.mkstemp(
-            prefix=f".{target.name}.", suffix=".session-lint", dir=target.parent
-        )
-    except OSError as exc:
-        raise WriteError(
-            f"{path}: cannot write next to the file: {exc.strerror}; not fixed"
-        ) from exc
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(tmp, mode)
-        os.replace(tmp, target)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
-
-
-def _real_roots(paths: Sequence[str]) -> list[Path]:
-    roots = []
-    for path in paths:
-        absolute = os.path.abspath(path)
-        # A named file stands for its directory; the file itself is not resolved,
-        # so a named symlink to another directory's file is still outside.
-        directory = absolute if os.path.isdir(absolute) else os.path.dirname(absolute)
-        roots.append(Path(os.path.realpath(directory)))
-    return roots

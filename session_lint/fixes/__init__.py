@@ -1,0 +1,2 @@
+"""Fixes: building them (``edits``), applying them to text (``apply``), writing
+the result (``write``)."""
