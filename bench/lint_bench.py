@@ -4,7 +4,7 @@
 
 Corpora (copied into a temporary directory, so caches never touch the sources):
 - reference: SQLAlchemy's ``ext/`` package + the standard library's ``asyncio``,
-  ``email``, ``json`` and ``logging`` (the corpus FACTS.md measured);
+  ``email``, ``json`` and ``logging`` (the corpus of docs/architecture.md, "What the walk costs");
 - large (``--large``): the whole standard library without its tests + all of SQLAlchemy.
 
 Peers are installed once into ``bench/.venvs/`` (PyPI): flake8 + flake8-async,
@@ -12,7 +12,7 @@ fixit, ruff, and a bare flake8 for the editor case. Commands run interleaved
 (A B C … A B C …) and the median of each is reported, with the ratios the targets
 are stated in (issue "Speed"): cold ≤ 0.05 x each libcst-based peer, warm ≤ 0.1 x
 cold and ≤ 10 x ruff, flake8 plugin overhead ≤ 30 ms on a 500-line file (edited
-before each run, with the analysis server of ``session_lint.server``; also shown
+before each run, with the analysis server of ``session_lint.editors.server``; also shown
 without it), and
 time per 1 k lines on the large corpus ≤ 1.2 x that on the reference corpus.
 """
@@ -236,7 +236,7 @@ def editor_case(work: Path, ours: Path, bare: Path, runs: int) -> None:
         in_server = server_request_ms(str(ours / "python"), service, work, server_env)
     finally:
         subprocess.run(
-            [str(ours / "python"), "-m", "session_lint.server", "--stop"],
+            [str(ours / "python"), "-m", "session_lint.editors.server", "--stop"],
             cwd=work,
             env={**os.environ, **server_env},
             capture_output=True,

@@ -194,7 +194,7 @@ async def measure(command: list[str], path: Path, edits: int, line: int) -> dict
 def first_finding_line(path: Path) -> int:
     """The 0-based line of session-lint's first finding in the file."""
     from session_lint.analyzer import analyze
-    from session_lint.config import load_config
+    from session_lint.project.config import load_config
 
     config = load_config([str(path.parent)])
     findings = analyze(path.read_bytes(), str(path), config).findings

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from session_lint.cli import main
+from session_lint.cli.main import main
 
 if __name__ == "__main__":
     raise SystemExit(main())

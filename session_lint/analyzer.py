@@ -5,7 +5,7 @@ The pipeline for a file:
    role (test, migration, script or app: see ``roles``);
 1. prefilter: a file holding none of the enabled rules' tokens is not parsed;
 2. ``libcst.parse_module`` once (a parse failure is one SL000 finding);
-3. one :class:`~session_lint.walker.Dispatcher` walk: the scope tracker, then every rule;
+3. one :class:`~session_lint.core.walker.Dispatcher` walk: the scope tracker, then every rule;
 4. only if something was reported: a position pass over the top-level statements
    the reports were made in, or over the whole tree when that cannot be proven
    exact (libcst's ``PositionProvider`` answers either way, computed cheaply: see
@@ -21,18 +21,12 @@ from dataclasses import dataclass, field, replace
 import libcst as cst
 from libcst.metadata import CodeRange
 
-from session_lint import guard
-from session_lint.config import Config
-from session_lint.context import FileContext, PendingFinding
-from session_lint.evidence import has_evidence, module_of
-from session_lint.finding import Finding
-from session_lint.noqa import filter_noqa
-from session_lint.positions import node_positions, statement_positions
-from session_lint.prefilter import prefilter_for
-from session_lint.roles import role_of
-from session_lint.rules import ALL_RULES, Rule, SyntaxErrorRule
-from session_lint.rules.SL001_unused_noqa import UnusedNoqa, unused_noqa
-from session_lint.semantics.scopes import (
+from session_lint.core import guard
+from session_lint.core.context import FileContext, PendingFinding
+from session_lint.core.noqa import filter_noqa
+from session_lint.core.positions import node_positions, statement_positions
+from session_lint.core.prefilter import prefilter_for
+from session_lint.core.scopes import (
     Scope,
     class_scope,
     function_scope,
@@ -40,7 +34,13 @@ from session_lint.semantics.scopes import (
     module_scope,
     scope_at,
 )
-from session_lint.walker import Dispatcher
+from session_lint.core.walker import Dispatcher
+from session_lint.finding import Finding
+from session_lint.project.config import Config
+from session_lint.project.evidence import has_evidence, module_of
+from session_lint.project.roles import role_of
+from session_lint.rules import ALL_RULES, Rule, SyntaxErrorRule
+from session_lint.rules.SL001_unused_noqa import UnusedNoqa, unused_noqa
 
 _ONLY_AST = 0x400  # ast.PyCF_ONLY_AST, without importing ast
 
@@ -169,7 +169,7 @@ def analyze(
 ) -> Analysis:
     """Every finding of the enabled rules on one file's bytes.
 
-    ``planned``: the file's :class:`~session_lint.prefilter.Plan`, when the caller
+    ``planned``: the file's :class:`~session_lint.core.prefilter.Plan`, when the caller
     made it already (the runner does, sorting files). ``use_prefilter=False``
     parses every file: the tests use it to prove the prefilter sound."""
     result = Analysis(path)

@@ -75,7 +75,7 @@ WHEEL_CONFIG_NOTE = (
 )
 SESSION_LINT_TABLE = "[tool.session-lint]\n"
 # What session-lint reads of a project besides its Python files (see
-# ``session_lint.dependencies``), relative to the tree's top.
+# ``session_lint.project.dependencies``), relative to the tree's top.
 DECLARATIONS = re.compile(
     r"pyproject\.toml|setup\.cfg|Pipfile|requirements[^/]*\.txt|requirements/[^/]+\.txt"
     r"|uv\.lock|poetry\.lock",

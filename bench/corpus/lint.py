@@ -11,7 +11,7 @@ Packages are linted a few at a time (one per core, ``--jobs 1`` each, largest
 first): the same findings as one run after another, in less time.
 
 Each finding becomes a :class:`Record`. Its ``role`` comes from
-``session_lint.roles.role_of(path, config, source)`` when that module exists
+``session_lint.project.roles.role_of(path, config, source)`` when that module exists
 (``"unknown"`` otherwise), and ``evidence`` tells whether the file shows any sign of
 SQLAlchemy (:data:`EVIDENCE`: an import of ``sqlalchemy`` or ``sqlmodel``; a plain
 byte regex, good enough for a bench: it also matches such an import in a string or
@@ -149,11 +149,11 @@ RoleOf = Callable[[str, Any, bytes], Any]
 
 
 def role_function() -> RoleOf | None:
-    """``session_lint.roles.role_of`` when the module exists (imported lazily)."""
+    """``session_lint.project.roles.role_of`` when the module exists (imported lazily)."""
     try:
-        roles = importlib.import_module("session_lint.roles")
+        roles = importlib.import_module("session_lint.project.roles")
     except ModuleNotFoundError as exc:
-        if exc.name != "session_lint.roles":
+        if exc.name != "session_lint.project.roles":
             raise  # the module exists but fails to import: a bug to see, not to hide
         return None
     function = getattr(roles, "role_of", None)
@@ -167,7 +167,7 @@ def annotate(root: Path, records: list[Record]) -> list[Record]:
     role_of = role_function()
     config: Any = None
     if role_of is not None:
-        from session_lint.config import load_config
+        from session_lint.project.config import load_config
 
         config = load_config(["."], cwd=str(root))  # what the CLI loads in this tree
     roles: dict[str, str] = {}

@@ -164,7 +164,8 @@ def make_engine(
       explicit transactions. asyncpg sends Parse/Describe with Flush, not
       Sync, and Bind/Execute/Sync after it, so the whole statement is one
       protocol cycle and pgbouncer cannot switch server connections inside
-      it (tests/runtime/test_autocommit.py re-proves it).
+      it (tests/runtime/test_runtime_pooler.py::test_autocommit_through_pgbouncer
+      re-proves it).
 
     With psycopg (``postgresql+psycopg://``): ``prepare_threshold=None``.
 

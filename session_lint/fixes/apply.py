@@ -12,10 +12,10 @@ from libcst.codemod import CodemodContext
 from libcst.codemod.visitors import AddImportsVisitor
 
 from session_lint.analyzer import Analysis, Plan, analyze
-from session_lint.config import Config
+from session_lint.core.walker import children, subtree
 from session_lint.finding import Finding, Fix, Import, Replacement
+from session_lint.project.config import Config
 from session_lint.rules import Rule
-from session_lint.walker import children, subtree
 
 MAX_PASSES = 10
 

@@ -14,8 +14,8 @@ import tokenize
 from collections.abc import Sequence
 from pathlib import Path
 
+from session_lint.core.noqa import add_noqa
 from session_lint.finding import Finding
-from session_lint.noqa import add_noqa
 
 
 class WriteError(Exception):

@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from session_lint.roles import ALL_ROLES
+from session_lint.project.roles import ALL_ROLES
 from session_lint.rules.base import Rule
 
 

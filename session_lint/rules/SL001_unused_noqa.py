@@ -7,9 +7,9 @@ from collections.abc import Collection, Sequence
 
 import libcst as cst
 
+from session_lint.core.noqa import DIRECTIVE, NOQA, NoqaLines, listed_codes
 from session_lint.finding import Applicability, Finding, Fix, FixAvailability
-from session_lint.noqa import DIRECTIVE, NOQA, NoqaLines, listed_codes
-from session_lint.roles import ALL_ROLES
+from session_lint.project.roles import ALL_ROLES
 from session_lint.rules.base import Rule
 
 _SL_CODE = re.compile(r"SL[0-9]+")
@@ -66,7 +66,7 @@ class UnusedNoqa(Rule):
 
     ## Where it runs
     Every role (`app`, `script`, `test`, `migration`): a dead comment is dead
-    wherever it is. It reads the comments as flake8 does (`session_lint/noqa.py`).
+    wherever it is. It reads the comments as flake8 does (`session_lint/core/noqa.py`).
 
     ## Fix safety
     The fix is safe: it removes the dead codes from the comment, and the whole

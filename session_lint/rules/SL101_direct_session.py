@@ -2,19 +2,19 @@ from __future__ import annotations
 
 import libcst as cst
 
-from session_lint.config import DEFAULT_SESSION_FACTORY
-from session_lint.dependencies import unimportable_hint
+from session_lint.core.prefilter import SQLALCHEMY_IMPORT
+from session_lint.core.walker import subtree
 from session_lint.finding import Applicability, Fix, FixAvailability, Import
-from session_lint.prefilter import SQLALCHEMY_IMPORT
-from session_lint.roles import APP_ONLY
-from session_lint.rules.base import Rule
-from session_lint.semantics.known import (
+from session_lint.known import (
     ASYNC_SESSION_CLASSES,
     ASYNC_SESSIONMAKERS,
     SESSION_CLASSES,
     SESSIONMAKERS,
 )
-from session_lint.walker import subtree
+from session_lint.project.config import DEFAULT_SESSION_FACTORY
+from session_lint.project.dependencies import unimportable_hint
+from session_lint.project.roles import APP_ONLY
+from session_lint.rules.base import Rule
 
 
 class DirectSession(Rule):

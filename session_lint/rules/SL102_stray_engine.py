@@ -2,16 +2,16 @@ from __future__ import annotations
 
 import libcst as cst
 
-from session_lint.dependencies import unimportable_hint
+from session_lint.core.prefilter import SQLALCHEMY_IMPORT
 from session_lint.finding import Applicability, Fix, FixAvailability, Import
-from session_lint.prefilter import SQLALCHEMY_IMPORT
-from session_lint.roles import APP_ONLY
-from session_lint.rules.base import Rule
-from session_lint.semantics.known import (
+from session_lint.known import (
     ASYNC_ENGINE_CONSTRUCTORS,
     ENGINE_CONSTRUCTORS,
     SESSIONMAKERS,
 )
+from session_lint.project.dependencies import unimportable_hint
+from session_lint.project.roles import APP_ONLY
+from session_lint.rules.base import Rule
 
 # Keywords make_engine() hands to create_async_engine() unchanged. Anything else
 # (connect_args, poolclass, execution_options, **kwargs…) is merged, checked or

@@ -4,20 +4,20 @@ from collections.abc import Iterator
 
 import libcst as cst
 
-from session_lint.config import Config
-from session_lint.prefilter import SQLALCHEMY_IMPORT, Clause, clauses
-from session_lint.roles import APP_ONLY
-from session_lint.rules.base import Rule
-from session_lint.semantics.known import (
+from session_lint.core.prefilter import SQLALCHEMY_IMPORT, Clause, clauses
+from session_lint.core.scopes import BindingKind, Scope, ScopeKind
+from session_lint.core.walker import children, subtree
+from session_lint.known import (
     ASYNC_ENGINE_CONSTRUCTORS,
     CACHE_DECORATORS,
     ENGINE_CONSTRUCTORS,
     SESSION_CLASSES,
     SESSIONMAKERS,
 )
-from session_lint.semantics.project import project_function
-from session_lint.semantics.scopes import BindingKind, Scope, ScopeKind
-from session_lint.walker import children, subtree
+from session_lint.project.config import Config
+from session_lint.project.roles import APP_ONLY
+from session_lint.rules.base import Rule
+from session_lint.semantics.index_names import project_function
 
 # Calls that run a coroutine function once, as a program's entry point.
 _ENTRY_RUNNERS = frozenset({"asyncio.run", "anyio.run", "trio.run", "uvloop.run"})

@@ -2,9 +2,9 @@ from __future__ import annotations
 
 import libcst as cst
 
-from session_lint.roles import APP_ONLY
+from session_lint.known import RAW_DRIVER_CONNECTS
+from session_lint.project.roles import APP_ONLY
 from session_lint.rules.base import Rule
-from session_lint.semantics.known import RAW_DRIVER_CONNECTS
 
 
 class RawDriverConnection(Rule):

@@ -2,18 +2,18 @@ from __future__ import annotations
 
 import libcst as cst
 
+from session_lint.core.prefilter import SQLALCHEMY_IMPORT
+from session_lint.core.scopes import dotted_name
+from session_lint.core.walker import children
 from session_lint.finding import Applicability, Fix, FixAvailability
 from session_lint.fixes.edits import call_with, keyword_arg
-from session_lint.prefilter import SQLALCHEMY_IMPORT
-from session_lint.roles import APP_ONLY
-from session_lint.rules.base import Rule
-from session_lint.semantics.known import (
+from session_lint.known import (
     ASYNC_SESSION_CLASSES,
     ASYNC_SESSIONMAKERS,
     SYNC_SESSIONMAKERS,
 )
-from session_lint.semantics.scopes import dotted_name
-from session_lint.walker import children
+from session_lint.project.roles import APP_ONLY
+from session_lint.rules.base import Rule
 
 _KEYWORD = "expire_on_commit"
 

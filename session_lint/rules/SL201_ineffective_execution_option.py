@@ -12,7 +12,12 @@ from session_lint.fixes.edits import (
     without_entries,
     without_keyword,
 )
-from session_lint.roles import ALL_ROLES
+from session_lint.known import (
+    ENGINE_CONSTRUCTORS,
+    SESSION_CLASSES,
+    SESSIONMAKERS,
+)
+from session_lint.project.roles import ALL_ROLES
 from session_lint.rules.base import Rule
 from session_lint.semantics.execution_options import (
     DIALECT_EXECUTION_OPTIONS,
@@ -20,11 +25,6 @@ from session_lint.semantics.execution_options import (
     Kind,
     Verdict,
     classify,
-)
-from session_lint.semantics.known import (
-    ENGINE_CONSTRUCTORS,
-    SESSION_CLASSES,
-    SESSIONMAKERS,
 )
 from session_lint.semantics.mappings import Entry, Mapping, keyword, read_mapping, statement_of
 

@@ -4,7 +4,7 @@ import libcst as cst
 
 from session_lint.finding import Applicability, Fix, FixAvailability, Import
 from session_lint.fixes.edits import delete_statement
-from session_lint.roles import APP_ONLY
+from session_lint.project.roles import APP_ONLY
 from session_lint.rules.base import Rule
 from session_lint.semantics.execution_options import Kind, classify
 from session_lint.semantics.mappings import statement_of

@@ -10,7 +10,7 @@ from session_lint.fixes.edits import (
     without_entries,
     without_keyword,
 )
-from session_lint.roles import ALL_ROLES
+from session_lint.project.roles import ALL_ROLES
 from session_lint.rules.base import Rule
 from session_lint.semantics.execution_options import (
     DRIVER_CONNECT_ARGS,

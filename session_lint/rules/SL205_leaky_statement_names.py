@@ -2,15 +2,15 @@ from __future__ import annotations
 
 import libcst as cst
 
-from session_lint.dependencies import asyncpg_too_old_for_pooler
+from session_lint.core.scopes import BindingKind
+from session_lint.core.walker import children
 from session_lint.finding import Applicability, Fix, FixAvailability
 from session_lint.fixes.edits import with_entry, without_entries
-from session_lint.roles import ALL_ROLES
+from session_lint.project.dependencies import asyncpg_too_old_for_pooler
+from session_lint.project.roles import ALL_ROLES
 from session_lint.rules.base import Rule
 from session_lint.semantics.mappings import Mapping, int_value, read_mapping, string_value
 from session_lint.semantics.pooler import is_engine_call, pooler_expected
-from session_lint.semantics.scopes import BindingKind
-from session_lint.walker import children
 
 # Calls whose result differs on every call: a name built from them is never reused.
 UNIQUE_SOURCES = frozenset(

@@ -4,7 +4,7 @@ import libcst as cst
 
 from session_lint.finding import Applicability, Fix, FixAvailability
 from session_lint.fixes.edits import dict_entry, repr_str, with_entry, with_keyword
-from session_lint.roles import ALL_ROLES
+from session_lint.project.roles import ALL_ROLES
 from session_lint.rules.base import Rule
 from session_lint.semantics.mappings import has_star_kwargs, keyword, read_mapping
 from session_lint.semantics.pooler import UrlText, is_async_engine_call, url_argument

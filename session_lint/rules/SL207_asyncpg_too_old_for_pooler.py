@@ -2,10 +2,10 @@ from __future__ import annotations
 
 import libcst as cst
 
-from session_lint.config import Config
-from session_lint.dependencies import asyncpg_too_old_for_pooler, describe_cap, version_cap
-from session_lint.prefilter import Clause, clauses
-from session_lint.roles import ALL_ROLES
+from session_lint.core.prefilter import Clause, clauses
+from session_lint.project.config import Config
+from session_lint.project.dependencies import asyncpg_too_old_for_pooler, describe_cap, version_cap
+from session_lint.project.roles import ALL_ROLES
 from session_lint.rules.base import Rule
 from session_lint.semantics.pooler import (
     is_async_engine_call,

@@ -5,17 +5,17 @@ from dataclasses import dataclass
 
 import libcst as cst
 
+from session_lint.core.prefilter import SESSION
+from session_lint.core.scopes import BindingKind
 from session_lint.finding import Applicability, Fix, FixAvailability
-from session_lint.prefilter import SESSION
-from session_lint.roles import APP_ONLY
+from session_lint.known import ASYNC_SESSION_CLASSES
+from session_lint.project.roles import APP_ONLY
 from session_lint.rules.base import Rule
-from session_lint.semantics.known import ASYNC_SESSION_CLASSES
 from session_lint.semantics.ownership import (
     dependency_manages_transaction,
     injected_sessions,
     is_route_handler,
 )
-from session_lint.semantics.scopes import BindingKind
 from session_lint.semantics.sessions import (
     is_async_session_source,
     is_session_annotation,

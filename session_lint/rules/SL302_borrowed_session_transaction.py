@@ -4,8 +4,9 @@ from collections.abc import Sequence
 
 import libcst as cst
 
-from session_lint.prefilter import SESSION
-from session_lint.roles import APP_ONLY
+from session_lint.core.prefilter import SESSION
+from session_lint.core.scopes import ScopeKind
+from session_lint.project.roles import APP_ONLY
 from session_lint.rules.base import Rule
 from session_lint.semantics.ownership import (
     Ownership,
@@ -14,7 +15,6 @@ from session_lint.semantics.ownership import (
     is_test_code,
     ownership,
 )
-from session_lint.semantics.scopes import ScopeKind
 
 TRANSACTION_METHODS = frozenset({"begin", "commit", "rollback"})
 # Methods that exist to manage a transaction: a unit of work's context manager, or a

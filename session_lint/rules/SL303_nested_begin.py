@@ -4,9 +4,9 @@ from collections.abc import Sequence
 
 import libcst as cst
 
+from session_lint.core.prefilter import SESSION
 from session_lint.finding import Applicability, Fix, FixAvailability
-from session_lint.prefilter import SESSION
-from session_lint.roles import ALL_ROLES
+from session_lint.project.roles import ALL_ROLES
 from session_lint.rules.base import Rule
 from session_lint.semantics.sessions import is_session
 from session_lint.semantics.transactions import (

@@ -2,8 +2,8 @@ from __future__ import annotations
 
 import libcst as cst
 
-from session_lint.prefilter import SESSION
-from session_lint.roles import APP_ONLY
+from session_lint.core.prefilter import SESSION
+from session_lint.project.roles import APP_ONLY
 from session_lint.rules.base import Rule
 from session_lint.semantics.sessions import is_session
 from session_lint.semantics.transactions import BEGIN_METHODS

@@ -2,10 +2,10 @@ from __future__ import annotations
 
 import libcst as cst
 
-from session_lint.prefilter import SESSION_OR_CONNECTION
-from session_lint.roles import APP_ONLY
+from session_lint.core.prefilter import SESSION_OR_CONNECTION
+from session_lint.core.scopes import BindingKind
+from session_lint.project.roles import APP_ONLY
 from session_lint.rules.base import Rule
-from session_lint.semantics.scopes import BindingKind
 from session_lint.semantics.transactions import enclosing_transactions
 
 

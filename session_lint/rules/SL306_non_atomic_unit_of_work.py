@@ -4,13 +4,13 @@ from collections.abc import Iterator, Sequence
 
 import libcst as cst
 
-from session_lint.config import Config
-from session_lint.prefilter import Clause, clauses
-from session_lint.roles import APP_ONLY
+from session_lint.core.prefilter import Clause, clauses
+from session_lint.core.scopes import Scope, ScopeKind
+from session_lint.core.walker import iter_nodes
+from session_lint.project.config import Config
+from session_lint.project.roles import APP_ONLY
 from session_lint.rules.base import Rule
-from session_lint.semantics.project import project_function
-from session_lint.semantics.scopes import Scope, ScopeKind
-from session_lint.walker import iter_nodes
+from session_lint.semantics.index_names import project_function
 
 # A call of a committing helper, with the helper's qualified name.
 _Call = tuple[cst.Call, str]

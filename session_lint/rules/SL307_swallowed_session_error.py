@@ -2,12 +2,12 @@ from __future__ import annotations
 
 import libcst as cst
 
-from session_lint.prefilter import SESSION
-from session_lint.roles import APP_ONLY
+from session_lint.core.prefilter import SESSION
+from session_lint.core.walker import iter_nodes
+from session_lint.project.roles import APP_ONLY
 from session_lint.rules.base import Rule
 from session_lint.semantics.sessions import is_async_session
 from session_lint.semantics.transactions import WRITE_METHODS
-from session_lint.walker import iter_nodes
 
 # Session calls that make a ``try`` block session work worth guarding.
 _WORK = WRITE_METHODS | {"commit", "execute", "scalar", "scalars", "get"}

@@ -2,12 +2,13 @@ from __future__ import annotations
 
 import libcst as cst
 
-from session_lint.evidence import module_of
-from session_lint.prefilter import SESSION
-from session_lint.roles import APP_ONLY
+from session_lint.core.prefilter import SESSION
+from session_lint.core.scopes import BindingKind
+from session_lint.core.walker import iter_nodes
+from session_lint.known import ENGINE_CONSTRUCTORS
+from session_lint.project.evidence import module_of
+from session_lint.project.roles import APP_ONLY
 from session_lint.rules.base import Rule
-from session_lint.semantics.known import ENGINE_CONSTRUCTORS
-from session_lint.semantics.scopes import BindingKind
 from session_lint.semantics.sessions import is_async_session_source
 from session_lint.semantics.sql import EXECUTE_METHODS, first_positional
 from session_lint.semantics.transactions import (
@@ -15,7 +16,6 @@ from session_lint.semantics.transactions import (
     method_call,
     method_calls,
 )
-from session_lint.walker import iter_nodes
 
 _ENGINE_BLOCKS = frozenset({"begin", "connect"})
 # Session methods that end its unit of work: after one, the engine's write is a

@@ -2,9 +2,9 @@ from __future__ import annotations
 
 import libcst as cst
 
+from session_lint.core.prefilter import SESSION
 from session_lint.finding import Import
-from session_lint.prefilter import SESSION
-from session_lint.roles import APP_AND_SCRIPT
+from session_lint.project.roles import APP_AND_SCRIPT
 from session_lint.rules.base import Rule
 from session_lint.semantics.tasks import session_references, spawned_arguments
 

@@ -4,10 +4,10 @@ from collections import Counter
 
 import libcst as cst
 
-from session_lint.prefilter import SESSION
-from session_lint.roles import ALL_ROLES
+from session_lint.core.prefilter import SESSION
+from session_lint.core.scopes import BindingKind
+from session_lint.project.roles import ALL_ROLES
 from session_lint.rules.base import Rule
-from session_lint.semantics.scopes import BindingKind
 from session_lint.semantics.tasks import session_references
 
 GATHER = frozenset({"asyncio.gather", "asyncio.tasks.gather"})

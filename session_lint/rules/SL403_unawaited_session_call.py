@@ -2,14 +2,14 @@ from __future__ import annotations
 
 import libcst as cst
 
-from session_lint.config import Config
+from session_lint.core.prefilter import SESSION, Clause, async_session_groups
+from session_lint.core.scopes import BindingKind
+from session_lint.core.walker import iter_nodes
 from session_lint.finding import Applicability, Fix, FixAvailability
-from session_lint.prefilter import SESSION, Clause, async_session_groups
-from session_lint.roles import ALL_ROLES
+from session_lint.project.config import Config
+from session_lint.project.roles import ALL_ROLES
 from session_lint.rules.base import Rule
-from session_lint.semantics.scopes import BindingKind
 from session_lint.semantics.sessions import is_async_session
-from session_lint.walker import iter_nodes
 
 # AsyncSession's coroutine methods (``add``, ``add_all``, ``expunge`` are plain methods).
 COROUTINE_METHODS = frozenset(

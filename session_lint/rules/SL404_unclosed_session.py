@@ -2,10 +2,10 @@ from __future__ import annotations
 
 import libcst as cst
 
-from session_lint.prefilter import SESSION
-from session_lint.roles import APP_ONLY
+from session_lint.core.prefilter import SESSION
+from session_lint.known import SESSION_CLASSES
+from session_lint.project.roles import APP_ONLY
 from session_lint.rules.base import Rule
-from session_lint.semantics.known import SESSION_CLASSES
 from session_lint.semantics.ownership import NameUse, is_test_code, name_uses
 from session_lint.semantics.sessions import (
     is_project_session_factory,

@@ -2,9 +2,9 @@ from __future__ import annotations
 
 import libcst as cst
 
-from session_lint.roles import ALL_ROLES
+from session_lint.core.scopes import BindingKind
+from session_lint.project.roles import ALL_ROLES
 from session_lint.rules.base import Rule
-from session_lint.semantics.scopes import BindingKind
 
 SCOPED_SESSION = frozenset(
     {

@@ -4,13 +4,14 @@ import re
 
 import libcst as cst
 
-from session_lint.config import Config
-from session_lint.prefilter import SESSION_OR_CONNECTION, SQLALCHEMY_IMPORT, Clause, clauses
-from session_lint.roles import APP_AND_SCRIPT
+from session_lint.core.prefilter import SESSION_OR_CONNECTION, SQLALCHEMY_IMPORT, Clause, clauses
+from session_lint.core.scopes import BindingKind
+from session_lint.core.walker import iter_nodes
+from session_lint.known import sql_head
+from session_lint.project.config import Config
+from session_lint.project.roles import APP_AND_SCRIPT
 from session_lint.rules.base import Rule
-from session_lint.semantics.known import sql_head
 from session_lint.semantics.ownership import is_route_handler
-from session_lint.semantics.scopes import BindingKind
 from session_lint.semantics.sql import (
     DRIVER_SQL_METHODS,
     EXECUTE_METHODS,
@@ -24,7 +25,6 @@ from session_lint.semantics.sql import (
     is_text_call,
     literal_string,
 )
-from session_lint.walker import iter_nodes
 
 _MAX_SQL = 90
 # SQL text after which a value would be an identifier (table, column, schema, setting).

@@ -15,11 +15,11 @@ from typing import ClassVar
 
 import libcst as cst
 
-from session_lint.config import Config
-from session_lint.context import FileContext, PendingFinding
+from session_lint.core.context import FileContext, PendingFinding
+from session_lint.core.prefilter import Clause, Declared, clauses
 from session_lint.finding import Fix, FixAvailability
-from session_lint.prefilter import Clause, Declared, clauses
-from session_lint.roles import ALL_ROLES, rule_roles
+from session_lint.project.config import Config
+from session_lint.project.roles import ALL_ROLES, rule_roles
 
 
 class Rule:
@@ -38,7 +38,7 @@ class Rule:
     # An opt-in rule runs only when selected by its full code (``Config.is_enabled``):
     # on the real-code corpus most of its findings are deliberate designs.
     opt_in: ClassVar[bool] = False
-    # The file roles the rule runs in (``session_lint.roles``) unless ``rule-roles``
+    # The file roles the rule runs in (``session_lint.project.roles``) unless ``rule-roles``
     # says otherwise; each rule module states its own and says why under
     # ``## Where it runs``.
     roles: ClassVar[frozenset[str]] = ALL_ROLES

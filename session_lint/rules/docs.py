@@ -20,7 +20,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from session_lint.roles import ALL_ROLES, DISPLAY_ORDER, display
+from session_lint.project.roles import ALL_ROLES, DISPLAY_ORDER, display
 from session_lint.rules import ALL_RULES, RULES_BY_CODE
 
 PAGES = Path(__file__).resolve().parents[2] / "docs" / "rules"

@@ -11,8 +11,8 @@ from dataclasses import dataclass
 
 import libcst as cst
 
-from session_lint.context import FileContext
-from session_lint.semantics.scopes import BindingKind, Scope
+from session_lint.core.context import FileContext
+from session_lint.core.scopes import BindingKind, Scope
 
 _MAX_DEPTH = 4
 

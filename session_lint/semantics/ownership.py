@@ -19,8 +19,9 @@ from collections.abc import Sequence
 
 import libcst as cst
 
-from session_lint.context import FileContext
-from session_lint.semantics.scopes import BindingKind, Scope
+from session_lint.core.context import FileContext
+from session_lint.core.scopes import BindingKind, Scope
+from session_lint.core.walker import children, subtree
 from session_lint.semantics.sessions import (
     Origin,
     is_session,
@@ -28,7 +29,6 @@ from session_lint.semantics.sessions import (
     is_session_source,
     session_binding,
 )
-from session_lint.walker import children, subtree
 
 ROUTE_METHODS = frozenset(
     {

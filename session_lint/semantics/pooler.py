@@ -16,10 +16,10 @@ from urllib.parse import parse_qsl, urlsplit
 
 import libcst as cst
 
-from session_lint.context import FileContext
-from session_lint.semantics.known import ASYNC_ENGINE_CONSTRUCTORS, ENGINE_CONSTRUCTORS
-from session_lint.semantics.scopes import BindingKind, Scope
-from session_lint.walker import children
+from session_lint.core.context import FileContext
+from session_lint.core.scopes import BindingKind, Scope
+from session_lint.core.walker import children
+from session_lint.known import ASYNC_ENGINE_CONSTRUCTORS, ENGINE_CONSTRUCTORS
 
 SUPAVISOR_TRANSACTION_PORT = 6543
 POOLER_HOST_SUFFIXES = ("pooler.supabase.com",)

@@ -1,7 +1,7 @@
 """Which expressions are sessions, session factories and engines.
 
 Answers are computed from bindings (see ``scopes``), never from spelling alone,
-except where DESIGN §3 says so: a parameter that cannot be resolved is a session
+except as docs/project-index.md ("Evidence before names") says: a parameter that cannot be resolved is a session
 when annotated ``AsyncSession``/``Session`` or, failing an annotation, when named
 as configured in ``session-names``.
 """
@@ -12,9 +12,11 @@ import enum
 
 import libcst as cst
 
-from session_lint.context import FileContext
-from session_lint.prefilter import SESSION_SPELLINGS
-from session_lint.semantics.known import (
+from session_lint.core.context import FileContext
+from session_lint.core.prefilter import SESSION_SPELLINGS
+from session_lint.core.scopes import Binding, BindingKind, Scope, strip_await
+from session_lint.core.walker import children
+from session_lint.known import (
     ASYNC_SESSION_CLASSES,
     ASYNC_SESSIONMAKERS,
     ENGINE_CONSTRUCTORS,
@@ -22,14 +24,12 @@ from session_lint.semantics.known import (
     SESSIONMAKERS,
     SYNC_SESSION_CLASSES,
 )
-from session_lint.semantics.project import (
+from session_lint.semantics.index_names import (
     ASYNC,
     NO_COMMIT,
     project_factory,
     project_session_type,
 )
-from session_lint.semantics.scopes import Binding, BindingKind, Scope, strip_await
-from session_lint.walker import children
 
 
 class Origin(enum.Enum):

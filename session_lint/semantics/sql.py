@@ -13,9 +13,9 @@ from dataclasses import dataclass
 
 import libcst as cst
 
-from session_lint.context import FileContext
-from session_lint.semantics.known import TEXT_FUNCTIONS
-from session_lint.semantics.scopes import BindingKind, Scope
+from session_lint.core.context import FileContext
+from session_lint.core.scopes import BindingKind, Scope
+from session_lint.known import TEXT_FUNCTIONS
 from session_lint.semantics.sessions import is_connection, is_session
 
 # Methods of Session/AsyncSession/Connection/AsyncConnection that take a statement.

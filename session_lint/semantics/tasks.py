@@ -7,10 +7,10 @@ from collections.abc import Iterator
 
 import libcst as cst
 
-from session_lint.context import FileContext
-from session_lint.semantics.scopes import BindingKind, target_names
+from session_lint.core.context import FileContext
+from session_lint.core.scopes import BindingKind, target_names
+from session_lint.core.walker import children
 from session_lint.semantics.sessions import known_async_session
-from session_lint.walker import children
 
 TASK_FUNCTIONS = frozenset(
     {

@@ -20,9 +20,10 @@ from dataclasses import dataclass
 
 import libcst as cst
 
-from session_lint.context import FileContext
-from session_lint.semantics.known import TEXT_FUNCTIONS, WRITE_CONSTRUCTORS, is_write_sql
-from session_lint.semantics.scopes import BindingKind, dotted_name, strip_await
+from session_lint.core.context import FileContext
+from session_lint.core.scopes import BindingKind, dotted_name, strip_await
+from session_lint.core.walker import children, iter_nodes
+from session_lint.known import TEXT_FUNCTIONS, WRITE_CONSTRUCTORS, is_write_sql
 from session_lint.semantics.sessions import (
     is_connection,
     is_session,
@@ -30,7 +31,6 @@ from session_lint.semantics.sessions import (
     is_session_source,
 )
 from session_lint.semantics.sql import literal_string
-from session_lint.walker import children, iter_nodes
 
 BEGIN_METHODS = frozenset({"begin", "begin_nested"})
 # Session methods that start a transaction when none is open (autobegin). Measured on

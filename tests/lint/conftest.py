@@ -1,4 +1,4 @@
-"""The analysis server (``session_lint.server``) is off unless a test asks for it:
+"""The analysis server (``session_lint.editors.server``) is off unless a test asks for it:
 flake8 runs in these tests must neither start nor meet a server of the user's."""
 
 from __future__ import annotations
@@ -41,7 +41,7 @@ def server_dir(monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
 def stop_servers(directory: Path) -> None:
     for sock in directory.glob("*.sock"):
         subprocess.run(
-            [sys.executable, "-m", "session_lint.server", "--socket", str(sock), "--stop"],
+            [sys.executable, "-m", "session_lint.editors.server", "--socket", str(sock), "--stop"],
             capture_output=True,
             timeout=60,
             env={**os.environ, "PYTHONPATH": str(ROOT)},

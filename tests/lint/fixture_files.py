@@ -20,10 +20,11 @@ import tempfile
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from session_lint.config import Config, config_from_mapping
-from session_lint.dependencies import index_from_requirements
-from session_lint.noqa import listed_codes, with_codes
-from session_lint.project_index import ProjectIndex, scan
+from session_lint.core.noqa import listed_codes, with_codes
+from session_lint.project.config import Config, config_from_mapping
+from session_lint.project.dependencies import index_from_requirements
+from session_lint.project.facts import ProjectIndex
+from session_lint.project.index import scan
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -36,7 +37,7 @@ DEFAULT_REQUIREMENTS = ("session-runtime", "sqlalchemy[asyncio]>=2.0", "asyncpg>
 NO_DEPENDENCY_FILE = "(no dependency file)"
 # The fixtures' and docs examples' project keeps its engine and session factory in
 # ``app.db`` (as the project index would find): importing from it is evidence of
-# SQLAlchemy (``session_lint/evidence.py``).
+# SQLAlchemy (``session_lint/project/evidence.py``).
 EVIDENCE_MODULES = ("app.db",)
 MARKER = re.compile(r"#\s*error:\s*(?P<codes>SL\d{3}(?:\s*,\s*SL\d{3})*)\s*$")
 

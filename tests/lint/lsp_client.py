@@ -18,7 +18,7 @@ from typing import Any
 from lsprotocol import types as lsp
 from pygls.lsp.client import LanguageClient
 
-from session_lint.config import Config
+from session_lint.project.config import Config
 from tests.lint.fixture_files import DEFAULT_REQUIREMENTS, NO_DEPENDENCY_FILE, RuleFixture
 
 BIN = Path(sys.executable).parent

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from session_lint.analyzer import analyze
-from session_lint.config import Config, load_config_file, with_project_index
+from session_lint.project.config import Config, load_config_file, with_project_index
 
 APPS_DIR = Path(__file__).resolve().parents[2] / "fixtures" / "apps"
 APPS = sorted(p.parent for p in APPS_DIR.glob("*/expected.txt"))

@@ -1,5 +1,5 @@
 """Bad input through the command line: one clear message each, the right exit code
-(DESIGN §4: 0 clean, 1 findings, 2 usage/config/internal error), and the other
+(README, "Usage": 0 clean, 1 findings, 2 usage/config/internal error), and the other
 files still linted.
 
 What can be tested as root (CI runs as root): permission bits do not stop root
@@ -22,9 +22,9 @@ from pathlib import Path
 
 import pytest
 
-from session_lint import runner
-from session_lint.config import Config
-from session_lint.discovery import discover
+from session_lint.cli import runner
+from session_lint.project.config import Config
+from session_lint.project.discovery import discover
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 
 from session_lint.analyzer import Plan
-from session_lint.cache import CACHE_DIR_NAME
-from session_lint.config import Config
-from session_lint.discovery import discover
+from session_lint.cli.cache import CACHE_DIR_NAME
+from session_lint.project.config import Config
+from session_lint.project.discovery import discover
 from session_lint.rules import ALL_RULES
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -602,7 +602,7 @@ def test_a_crashing_worker_costs_one_file(tmp_path: Path, monkeypatch: pytest.Mo
     import faulthandler
     import signal
 
-    from session_lint import runner
+    from session_lint.cli import runner
 
     parent = os.getpid()
     real = runner.process_source

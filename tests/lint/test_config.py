@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from session_lint.config import Config, ConfigError, config_from_mapping, load_config
+from session_lint.project.config import Config, ConfigError, config_from_mapping, load_config
 
 
 def write(path: Path, text: str) -> Path:

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import textwrap
 
-from session_lint.config import Config
 from session_lint.fixes.apply import fix_source
+from session_lint.project.config import Config
 from session_lint.rules import RULES_BY_CODE
 
 

@@ -22,10 +22,10 @@ from pathlib import Path
 
 import pytest
 
-from session_lint import guard
 from session_lint.analyzer import analyze
-from session_lint.config import Config
-from session_lint.discovery import discover
+from session_lint.core import guard
+from session_lint.project.config import Config
+from session_lint.project.discovery import discover
 
 pytestmark = pytest.mark.slow
 

@@ -1,4 +1,4 @@
-"""What a project can import (``session_lint.dependencies``), and fixes that import
+"""What a project can import (``session_lint.project.dependencies``), and fixes that import
 only that: every dependency file format, version caps, the project's own modules,
 broken files, and the rules whose fixes add imports."""
 
@@ -12,8 +12,9 @@ from pathlib import Path
 import pytest
 
 from session_lint.analyzer import analyze
-from session_lint.config import Config
-from session_lint.dependencies import (
+from session_lint.fixes.apply import fix_source
+from session_lint.project.config import Config
+from session_lint.project.dependencies import (
     asyncpg_too_old_for_pooler,
     can_import_module,
     capped_below,
@@ -28,8 +29,7 @@ from session_lint.dependencies import (
     poetry_cap,
     version_key,
 )
-from session_lint.fixes.apply import fix_source
-from session_lint.project_index import ProjectIndex
+from session_lint.project.facts import ProjectIndex
 from session_lint.rules import RULES_BY_CODE
 from tests.lint.fixture_files import RULE_FIXTURES, load
 

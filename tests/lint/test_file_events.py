@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from session_lint.file_events import POLL, FileEvents
+from session_lint.editors.file_events import POLL, FileEvents
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="inotify is Linux's")

@@ -1,5 +1,5 @@
 """What users meet first, through the installed commands (``session-lint``,
-``flake8``, ``python -m session_lint.server``) in throwaway projects: excludes
+``flake8``, ``python -m session_lint.editors.server``) in throwaway projects: excludes
 that hold for named files, config codes checked, errors that no format hides,
 the more specific selector winning, ``.gitignore``, one-line messages."""
 
@@ -210,7 +210,7 @@ def test_more_specific_select_beats_a_broader_ignore_in_config(tmp_path: Path) -
 
 def server(*args: str, executable: str = sys.executable) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [executable, "-m", "session_lint.server", *args],
+        [executable, "-m", "session_lint.editors.server", *args],
         capture_output=True,
         text=True,
         env={**os.environ, "PYTHONPATH": str(ROOT)},
@@ -230,7 +230,7 @@ def test_one_socket_whatever_the_interpreter_is_called(server_dir: Path) -> None
 def test_a_server_whose_socket_was_deleted_exits(server_dir: Path) -> None:
     path = server_dir / "gone.sock"
     process = subprocess.Popen(
-        [sys.executable, "-m", "session_lint.server", "--socket", str(path), "--idle", "600"],
+        [sys.executable, "-m", "session_lint.editors.server", "--socket", str(path), "--idle", "600"],
         env={**os.environ, "PYTHONPATH": str(ROOT)},
     )
     try:

@@ -1,4 +1,4 @@
-"""The fixture harness: every rule fixture, three ways (STYLE.md).
+"""The fixture harness: every rule fixture, three ways (docs/architecture.md, "The rule contract").
 
 (a) as written: exactly the marked lines are found, with the marked codes;
 (b) with every marker turned into ``# noqa: CODE``: nothing is found;

@@ -18,7 +18,7 @@ from collections import defaultdict
 from importlib.metadata import entry_points
 from pathlib import Path
 
-from session_lint.config import find_config_file
+from session_lint.project.config import find_config_file
 
 ROOT = Path(__file__).resolve().parents[2]
 FIXTURE_DIRS = (ROOT / "fixtures" / "rules", ROOT / "fixtures" / "apps")
@@ -48,7 +48,7 @@ def flake8_config(tmp_path: Path) -> Path:
         lines += [
             "[flake8:local-plugins]",
             "extension =",
-            "    SL = session_lint.flake8_plugin:Plugin",
+            "    SL = session_lint.editors.flake8_plugin:Plugin",
             f"paths = {ROOT}",
         ]
     path = tmp_path / "flake8.cfg"
@@ -186,7 +186,7 @@ def test_flake8_plugin_options_and_noqa(tmp_path: Path) -> None:
 
 
 def test_plugin_in_process_columns_are_zero_based() -> None:
-    from session_lint.flake8_plugin import Plugin
+    from session_lint.editors.flake8_plugin import Plugin
 
     lines = [
         "# -*- coding: latin-1 -*-\n",
@@ -202,4 +202,4 @@ def test_plugin_in_process_columns_are_zero_based() -> None:
 def test_entry_point_declared() -> None:
     # flake8 needs the code prefix to match [A-Z]{1,3}[0-9]{0,3}.
     text = (ROOT / "pyproject.toml").read_text()
-    assert 'SL = "session_lint.flake8_plugin:Plugin"' in text
+    assert 'SL = "session_lint.editors.flake8_plugin:Plugin"' in text

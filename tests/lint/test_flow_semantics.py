@@ -11,9 +11,9 @@ import libcst as cst
 import pytest
 
 from session_lint.analyzer import analyze
-from session_lint.config import Config
+from session_lint.known import is_write_sql, sql_head
+from session_lint.project.config import Config
 from session_lint.rules.base import Rule
-from session_lint.semantics.known import is_write_sql, sql_head
 from session_lint.semantics.ownership import (
     NameUse,
     Ownership,

@@ -24,10 +24,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from session_lint import guard
 from session_lint.analyzer import analyze
-from session_lint.config import Config
+from session_lint.core import guard
 from session_lint.fixes.apply import fix_source, fixable
+from session_lint.project.config import Config
 from tests.lint.fixture_files import RuleFixture, all_fixtures, load
 
 pytestmark = [pytest.mark.slow, pytest.mark.filterwarnings("ignore::SyntaxWarning")]

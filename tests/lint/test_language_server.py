@@ -423,7 +423,7 @@ def test_a_rule_that_crashes_costs_that_rule_not_the_server(
 ) -> None:
     """In the server's own process: the broken rule's findings are gone, the other
     rules' are there, and the client is told why."""
-    from session_lint.language_server import Document, SessionLintServer
+    from session_lint.editors.language_server import Document, SessionLintServer
     from session_lint.rules import RULES_BY_CODE
 
     path = tmp_path / "app.py"

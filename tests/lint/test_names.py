@@ -38,10 +38,10 @@ from libcst.metadata import (
 )
 
 from session_lint.analyzer import ScopeTracker
-from session_lint.config import Config
-from session_lint.context import FileContext
-from session_lint.semantics.scopes import module_scope
-from session_lint.walker import Dispatcher
+from session_lint.core.context import FileContext
+from session_lint.core.scopes import module_scope
+from session_lint.core.walker import Dispatcher
+from session_lint.project.config import Config
 
 
 # -- the two resolvers ----------------------------------------------------------------

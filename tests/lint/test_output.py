@@ -309,7 +309,7 @@ def _codes() -> list[str]:
 
 
 def test_language_server_links_the_same_pages() -> None:
-    from session_lint import language_server
+    from session_lint.editors import language_server
 
     assert language_server.rule_doc_url is docs_pages.rule_doc_url
     assert docs_pages.rule_doc_url("SL101") == (ROOT / "docs/rules/SL101.md").as_uri()

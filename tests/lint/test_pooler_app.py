@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from session_lint.analyzer import analyze
-from session_lint.config import Config, load_config_file, with_project_index
 from session_lint.fixes.apply import fix_source, fixable
+from session_lint.project.config import Config, load_config_file, with_project_index
 
 ROOT = Path(__file__).resolve().parents[2]
 APP = ROOT / "fixtures" / "apps" / "pooler_cargo_cult"

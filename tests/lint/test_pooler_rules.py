@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from session_lint.analyzer import analyze
-from session_lint.config import Config
+from session_lint.project.config import Config
 from session_lint.rules import RULES_BY_CODE
 from session_lint.semantics.execution_options import Kind, classify
 from session_lint.semantics.pooler import HOLE, UrlText

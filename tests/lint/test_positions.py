@@ -18,9 +18,10 @@ import libcst as cst
 import pytest
 from libcst.metadata import CodeRange, MetadataWrapper, PositionProvider
 
-from session_lint import analyzer, positions
+from session_lint import analyzer
 from session_lint.analyzer import analyze
-from session_lint.positions import Positions, node_positions, statement_positions
+from session_lint.core import positions
+from session_lint.core.positions import Positions, node_positions, statement_positions
 from tests.lint.fixture_files import ROOT, all_fixtures, load
 
 FILES = sorted((ROOT / "fixtures").rglob("*.py"))

@@ -17,8 +17,8 @@ from pathlib import Path
 import pytest
 
 from session_lint.analyzer import analyze
-from session_lint.config import Config
 from session_lint.finding import Applicability
+from session_lint.project.config import Config
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -8,8 +8,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from session_lint.analyzer import analyze
-from session_lint.config import Config
-from session_lint.prefilter import prefilter_for
+from session_lint.core.prefilter import prefilter_for
+from session_lint.project.config import Config
 from session_lint.rules import ALL_RULES, SyntaxErrorRule
 from tests.lint.fixture_files import ROOT, load
 

@@ -11,19 +11,10 @@ from pathlib import Path
 import pytest
 
 from session_lint.analyzer import analyze
-from session_lint.config import Config, load_config, with_project_index
-from session_lint.evidence import has_evidence
-from session_lint.project_index import (
-    ASYNC,
-    COMMITS,
-    NO_COMMIT,
-    SYNC,
-    UNKNOWN,
-    absolute_import,
-    build_index,
-    module_name,
-    scan,
-)
+from session_lint.project.config import Config, load_config, with_project_index
+from session_lint.project.evidence import has_evidence
+from session_lint.project.facts import ASYNC, COMMITS, NO_COMMIT, SYNC, UNKNOWN
+from session_lint.project.index import absolute_import, build_index, module_name, scan
 
 
 def write(root: Path, files: dict[str, str]) -> None:

@@ -1,4 +1,4 @@
-"""The registry, the rule modules, their fixtures and their docs agree (STYLE.md).
+"""The registry, the rule modules, their fixtures and their docs agree (docs/architecture.md, "The rule contract").
 
 Docs are tests: each rule's ``## Example`` block fires the rule and its
 ``Use instead:`` block does not, analysed as ``app/example.py``.
@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from session_lint.analyzer import analyze
-from session_lint.config import KNOWN_KEYS, Config
 from session_lint.finding import FixAvailability
+from session_lint.project.config import KNOWN_KEYS, Config
 from session_lint.rules import ALL_RULES, RULES_BY_CODE, Rule
 from tests.lint.fixture_files import RULE_FIXTURES, all_fixtures, config_from_headers, load
 

@@ -21,8 +21,8 @@ import jsonschema
 import pytest
 
 from session_lint.finding import Applicability, Finding, Fix
-from session_lint.report import github, sarif, text
-from session_lint.report import json as json_report
+from session_lint.output import github, sarif, text
+from session_lint.output import json as json_report
 from session_lint.rules import ALL_RULES
 
 _POSITIVE = {"type": "integer", "minimum": 1}

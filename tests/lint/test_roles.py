@@ -1,4 +1,4 @@
-"""File roles (``session_lint.roles``): which role a file has, which rules run in
+"""File roles (``session_lint.project.roles``): which role a file has, which rules run in
 each role, the ``roles``/``rule-roles`` config tables, and what the CLI and the
 flake8 plugin make of them."""
 
@@ -12,14 +12,14 @@ from pathlib import Path
 import pytest
 
 from session_lint.analyzer import analyze, enabled_rules
-from session_lint.config import (
+from session_lint.project.config import (
     DEFAULT_ROLES,
     Config,
     ConfigError,
     config_from_mapping,
     rule_codes,
 )
-from session_lint.roles import ALL_ROLES, APP_AND_SCRIPT, APP_ONLY, role_of
+from session_lint.project.roles import ALL_ROLES, APP_AND_SCRIPT, APP_ONLY, role_of
 from session_lint.rules import ALL_RULES, RULES_BY_CODE, Rule
 from tests.lint.test_cli import cli
 from tests.lint.test_flake8 import flake8_config, run_flake8

@@ -12,9 +12,9 @@ import libcst as cst
 import pytest
 
 from session_lint.analyzer import analyze
-from session_lint.config import Config
+from session_lint.core.walker import children
+from session_lint.project.config import Config
 from session_lint.semantics.transactions import blocks_and_withs, walk_with_ancestors
-from session_lint.walker import children
 from tests.lint.fixture_files import ROOT
 
 CONFIG = Config(root=".")

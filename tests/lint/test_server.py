@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from session_lint import client, wire
 from session_lint.analyzer import analyze
-from session_lint.config import find_config_file, load_config
+from session_lint.editors import client, wire
+from session_lint.project.config import find_config_file, load_config
 from tests.lint.conftest import ROOT, server_pid
 from tests.lint.test_flake8 import flake8_config
 
@@ -242,7 +242,7 @@ def test_one_server_per_build(server_dir: Path, monkeypatch: pytest.MonkeyPatch)
 
 def test_concurrent_starts_leave_one_server(server_dir: Path) -> None:
     path = str(server_dir / "one.sock")
-    command = [sys.executable, "-m", "session_lint.server", "--socket", path, "--idle", "60"]
+    command = [sys.executable, "-m", "session_lint.editors.server", "--socket", path, "--idle", "60"]
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     first = subprocess.Popen(command, env=env)
     try:
@@ -263,7 +263,7 @@ def test_concurrent_starts_leave_one_server(server_dir: Path) -> None:
 def test_idle_server_exits_by_itself(server_dir: Path, tmp_path: Path) -> None:
     path = str(server_dir / "idle.sock")
     server = subprocess.Popen(
-        [sys.executable, "-m", "session_lint.server", "--socket", path, "--idle", "1"],
+        [sys.executable, "-m", "session_lint.editors.server", "--socket", path, "--idle", "1"],
         env={**os.environ, "PYTHONPATH": str(ROOT)},
     )
     try:
@@ -279,7 +279,7 @@ def test_an_early_request_nobody_collects_does_not_block_the_server(
 ) -> None:
     path = str(server_dir / "single.sock")
     server = subprocess.Popen(
-        [sys.executable, "-m", "session_lint.server", "--socket", path],
+        [sys.executable, "-m", "session_lint.editors.server", "--socket", path],
         env={**os.environ, "PYTHONPATH": str(ROOT)},
     )
     try:

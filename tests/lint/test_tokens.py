@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import re
 
-from session_lint.config import Config
-from session_lint.prefilter import Token, Whole, pattern, prefilter_for
+from session_lint.core.prefilter import Token, Whole, pattern, prefilter_for
+from session_lint.project.config import Config
 from session_lint.rules.SL404_unclosed_session import UnclosedSession
 
 

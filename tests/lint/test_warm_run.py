@@ -16,7 +16,7 @@ async def handler(engine):
 
 PROBE = """
 import sys
-from session_lint.cli import main
+from session_lint.cli.main import main
 code = main(sys.argv[1:])
 print("libcst imported:", any(m == "libcst" or m.startswith("libcst.") for m in sys.modules))
 raise SystemExit(code)

@@ -13,12 +13,12 @@ from pathlib import Path
 
 import pytest
 
-from session_lint import runner
 from session_lint.analyzer import Plan
-from session_lint.config import Config
-from session_lint.dependencies import index_from_requirements
+from session_lint.cli import runner
+from session_lint.cli.runner import Options, run
 from session_lint.fixes.write import WriteError, write_atomically
-from session_lint.runner import Options, run
+from session_lint.project.config import Config
+from session_lint.project.dependencies import index_from_requirements
 
 BEFORE = (
     "from sqlalchemy.ext.asyncio import AsyncSession\n"

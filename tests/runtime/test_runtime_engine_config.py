@@ -185,7 +185,8 @@ def test_no_url_at_all_is_a_clear_error() -> None:
 
 @pytest.mark.parametrize("pooler", ["transaction", "none"])
 def test_driver_arg_in_server_settings_is_refused_before_connecting(pooler: str) -> None:
-    """The real-world mistake: every connect fails (FACTS.md); refused at creation, in any mode."""
+    """The real-world mistake: every connect fails (docs/pooler-facts.md); refused at
+    creation, in any mode."""
     with pytest.raises(ValueError, match=r"statement_cache_size.*asyncpg connect argument, not a"):
         make_engine(
             "postgresql://h/db",

@@ -66,7 +66,7 @@ def test_a_task_scope_gives_each_task_its_own(pgbouncer_url: str) -> None:
 @pytest.mark.parametrize("scope", ["context", "task"])
 def test_the_rule_tells_the_two_apart(scope: str) -> None:
     from session_lint.analyzer import analyze
-    from session_lint.config import Config
+    from session_lint.project.config import Config
     from session_lint.rules import RULES_BY_CODE
 
     scopefunc = "request_id.get" if scope == "context" else "current_task"

@@ -1,0 +1,176 @@
+"""The prefilter: whether a file needs a parse at all, decided from its bytes before
+libcst sees it.
+
+A rule declares when it may fire (:meth:`Rule.prefilter`): clauses, each a tuple
+of groups of tokens; a clause holds when every group has one of its tokens in the
+file. A token is found as a substring (``Session`` is in ``AsyncSession``), or,
+written :class:`Whole`, only where it stands as a whole identifier: a configured
+session name such as ``db`` is compared with names (a parameter, ``self.db``),
+while as a substring it is in ``pdb``, ``dbapi`` and half of SQLAlchemy's source.
+Groups may name what the config decides (:data:`SESSION`,
+:data:`SESSION_OR_CONNECTION`); :func:`clauses` expands them.
+
+:func:`session_lint.analyzer.plan` makes the decision once per file, with the
+rules meant for it; the test that the prefilter is sound (it never skips a file
+with a finding) is ``tests/lint/test_prefilter.py``.
+"""
+
+from __future__ import annotations
+
+import enum
+import functools
+import re
+from collections.abc import Sequence
+from typing import NamedTuple, Protocol
+
+from session_lint.project.config import Config
+
+
+class Whole(NamedTuple):
+    """A token found only as a whole identifier."""
+
+    name: str
+
+
+class Placeholder(enum.Enum):
+    """A group the config decides (see :func:`clauses`)."""
+
+    SESSION = "session"
+    SESSION_OR_CONNECTION = "session-or-connection"
+
+
+Token = str | Whole
+Group = tuple[Token, ...]
+Clause = tuple[Group, ...]
+# A group as a rule declares it: tokens, or one placeholder.
+Declared = tuple[Token | Placeholder, ...]
+
+# Strings without which no SQLAlchemy name can be imported into a file.
+SQLALCHEMY_IMPORT: tuple[str, ...] = ("sqlalchemy", "sqlmodel")
+# Strings without which nothing in a file can be a session (``session-names`` and
+# the configured factories' names included), or a session or a connection.
+SESSION: Declared = (Placeholder.SESSION,)
+SESSION_OR_CONNECTION: Declared = (Placeholder.SESSION_OR_CONNECTION,)
+# Strings without which nothing is an engine: a constructor (``create_engine``,
+# ``create_async_engine``, ``engine_from_config``...) or a name ending in "engine".
+ENGINE_SPELLINGS: tuple[str, ...] = ("engine", "Engine", "ENGINE")
+SESSION_SPELLINGS: tuple[str, ...] = ("session", "Session", "SESSION")
+
+# A non-ASCII neighbour counts as a boundary: more files pass, never fewer.
+_NAME_CHAR = rb"[A-Za-z0-9_]"
+
+
+def pattern(token: Token) -> bytes:
+    """The regular expression (on bytes) that finds ``token``."""
+    if isinstance(token, Whole):
+        word = re.escape(token.name.encode())
+        return rb"(?<!" + _NAME_CHAR + rb")" + word + rb"(?!" + _NAME_CHAR + rb")"
+    return re.escape(token.encode())
+
+
+# -- what rules declare ----------------------------------------------------------------
+
+
+def session_tokens(config: Config) -> Group:
+    """Tokens a file must contain for any expression in it to be a session: a
+    session class or factory (``Session``, ``sessionmaker``, ``get_session``), an
+    annotation, a configured session name (as a whole name), or a configured
+    factory's name."""
+    tokens: set[Token] = set(SESSION_SPELLINGS)
+    tokens.update(Whole(name) for name in config.session_names)
+    tokens.update(name.rpartition(".")[2] for name in config.configured_factories)
+    return tuple(sorted(tokens, key=str))
+
+
+def async_session_groups(config: Config) -> tuple[Group, Group]:
+    """Groups for a rule about async sessions: a session's spelling, and what
+    makes one async (``async with``, an ``async_sessionmaker``, an ``AsyncSession``
+    annotation, a configured factory)."""
+    factories = tuple(name.rpartition(".")[2] for name in sorted(config.configured_factories))
+    return session_tokens(config), ("async", "Async", *factories)
+
+
+def clauses(config: Config, *groups: Declared) -> tuple[Clause, ...]:
+    """The clauses for "every one of ``groups``", placeholders expanded: one clause
+    per choice among each group's alternatives."""
+    result: list[Clause] = [()]
+    for group in groups:
+        result = [
+            clause + alternative
+            for clause in result
+            for alternative in _alternatives(group, config)
+        ]
+    return tuple(result)
+
+
+def _alternatives(group: Declared, config: Config) -> tuple[Clause, ...]:
+    if group == SESSION:
+        return ((session_tokens(config),),)
+    if group == SESSION_OR_CONNECTION:
+        # A session; or a connection: from an engine (``engine.connect()``, by binding
+        # or by an ``*engine`` name; a session's ``connection()`` needs a session), or
+        # a parameter annotated ``Connection``, which resolves only through an import
+        # of SQLAlchemy.
+        return (
+            (tuple(sorted({*session_tokens(config), *ENGINE_SPELLINGS}, key=str)),),
+            (("Connection",), SQLALCHEMY_IMPORT),
+        )
+    tokens = tuple(t for t in group if not isinstance(t, Placeholder))
+    assert len(tokens) == len(group), f"a placeholder stands alone in its group: {group}"
+    return ((tokens,),)
+
+
+# -- deciding ----------------------------------------------------------------------------
+
+
+class Declares(Protocol):
+    """What the prefilter needs of a rule class (``Rule.prefilter``)."""
+
+    def prefilter(self, config: Config) -> tuple[Clause, ...]: ...
+
+
+class Prefilter:
+    """A cheap, sound test on a file's bytes: can any of these rules fire on it?
+
+    One regular expression per distinct group, evaluated lazily and at most once
+    per file."""
+
+    def __init__(self, rules: Sequence[Declares], config: Config) -> None:
+        groups: dict[Group, int] = {}
+        seen: set[tuple[int, ...]] = set()
+        for rule in rules:
+            for clause in rule.prefilter(config):
+                ids: list[int] = []
+                for group in clause:
+                    key = tuple(sorted(set(group), key=str))
+                    ids.append(groups.setdefault(key, len(groups)))
+                seen.add(tuple(sorted(set(ids))))
+        self._regexes = [
+            re.compile(b"|".join(pattern(t) for t in group)) if group else None for group in groups
+        ]
+        # Fewest groups first: most files are decided by the first clause's answers.
+        self._clauses = sorted(seen, key=len)
+
+    def __call__(self, source: bytes) -> bool:
+        answers: dict[int, bool] = {}
+        for clause in self._clauses:
+            for gid in clause:
+                hit = answers.get(gid)
+                if hit is None:
+                    regex = self._regexes[gid]
+                    hit = answers[gid] = regex is not None and regex.search(source) is not None
+                if not hit:
+                    break
+            else:
+                return True
+        return False
+
+
+def prefilter_for(rules: Sequence[Declares], config: Config) -> Prefilter:
+    """The (cached) prefilter of these rules under this config."""
+    return _prefilter(tuple(rules), config)
+
+
+@functools.lru_cache(maxsize=32)
+def _prefilter(rules: tuple[Declares, ...], config: Config) -> Prefilter:
+    return Prefilter(rules, config)

@@ -1,0 +1,188 @@
+"""One traversal of a libcst tree for every rule at once.
+
+libcst's own ``visit`` rebuilds every node on the way out (its visitors double as
+transformers), which costs about as much as parsing (docs/architecture.md, "What
+the walk costs"). Rules here only read the tree, so this walker iterates each
+node's child fields directly: about 4x cheaper than ``CSTVisitor`` on the standard
+library, same nodes, source order.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Iterator
+
+import libcst as cst
+
+# Fields that only hold whitespace and punctuation: never interesting to a rule,
+# and skipping them is most of the speed-up.
+_SKIPPED = frozenset(
+    {
+        "lpar",
+        "rpar",
+        "comma",
+        "semicolon",
+        "leading_lines",
+        "lines_after_decorators",
+        "header",
+        "footer",
+        "newline",
+        "equal",
+        "colon",
+        "arrow",
+        "dot",
+        "lbracket",
+        "rbracket",
+        "lbrace",
+        "rbrace",
+        "asynchronous",
+        "operator",
+        "star",
+        "whitespace",
+        "trailing_whitespace",
+        "first_line",
+    }
+)
+# Source order where dataclass field order differs from it.
+_ORDER: dict[type[cst.CSTNode], tuple[str, ...]] = {
+    cst.FunctionDef: ("decorators", "name", "params", "returns", "body"),
+    cst.ClassDef: ("decorators", "name", "bases", "keywords", "body"),
+    cst.Parameters: ("posonly_params", "params", "star_arg", "kwonly_params", "star_kwarg"),
+    cst.IfExp: ("body", "test", "orelse"),
+}
+_FIELDS: dict[type[cst.CSTNode], tuple[str, ...]] = {}
+
+
+def child_fields(node_type: type[cst.CSTNode]) -> tuple[str, ...]:
+    names = _FIELDS.get(node_type)
+    if names is None:
+        names = _ORDER.get(node_type) or tuple(
+            f.name
+            for f in dataclasses.fields(node_type)  # type: ignore[arg-type]
+            if f.name not in _SKIPPED and not f.name.startswith("whitespace")
+        )
+        _FIELDS[node_type] = names
+    return names
+
+
+# Whether a field value's type is a node type. ``isinstance(v, cst.CSTNode)`` goes
+# through ``ABCMeta.__instancecheck__``, which was half the cost of ``children``.
+_IS_NODE: dict[type, bool] = {}
+
+
+def _is_node_type(value_type: type) -> bool:
+    flag = _IS_NODE[value_type] = issubclass(value_type, cst.CSTNode)
+    return flag
+
+
+def children(node: cst.CSTNode) -> list[cst.CSTNode]:
+    out: list[cst.CSTNode] = []
+    is_node = _IS_NODE.get
+    for name in child_fields(type(node)):
+        value = getattr(node, name)
+        value_type = type(value)
+        if value_type is tuple or value_type is list:
+            for item in value:
+                flag = is_node(type(item))
+                if flag is None:
+                    flag = _is_node_type(type(item))
+                if flag:
+                    out.append(item)
+        else:
+            flag = is_node(value_type)
+            if flag is None:
+                flag = _is_node_type(value_type)
+            if flag:
+                out.append(value)
+    return out
+
+
+# Nested scopes: what runs inside them runs at another time.
+_SCOPE_NODES = (cst.FunctionDef, cst.ClassDef, cst.Lambda)
+
+
+def subtree(node: cst.CSTNode) -> Iterator[cst.CSTNode]:
+    """``node`` and every node under it, in source order."""
+    stack = [node]
+    while stack:
+        current = stack.pop()
+        yield current
+        stack.extend(reversed(children(current)))
+
+
+def iter_nodes(node: cst.CSTNode) -> Iterator[cst.CSTNode]:
+    """``node`` and every node under it in source order, not entering nested
+    functions, classes and lambdas (they are yielded, their insides are not)."""
+    stack = [node]
+    while stack:
+        current = stack.pop()
+        yield current
+        if current is not node and isinstance(current, _SCOPE_NODES):
+            continue
+        stack.extend(reversed(children(current)))
+
+
+Handler = Callable[[cst.CSTNode], object]
+
+
+class Dispatcher:
+    """Calls ``visit_<NodeType>``/``leave_<NodeType>`` of many visitors in one walk.
+
+    ``on_error`` receives (owner, exception) when a handler raises; that owner's
+    handlers are dropped for the rest of the walk so one broken rule cannot take
+    the others down.
+    """
+
+    def __init__(self, on_error: Callable[[object, BaseException], None]) -> None:
+        self._visit: dict[str, list[tuple[object, Handler]]] = {}
+        self._leave: dict[str, list[tuple[object, Handler]]] = {}
+        self._on_error = on_error
+        self.ancestors: list[cst.CSTNode] = []
+        self._dead: set[int] = set()
+
+    def add(self, owner: object, *, visits: bool = True, leaves: bool = True) -> None:
+        """Register ``owner``'s handlers after those already added (visit and leave
+        can be registered separately to run first on the way in, last on the way out)."""
+        for attr in dir(type(owner)):
+            if visits and attr.startswith("visit_"):
+                self._visit.setdefault(attr[6:], []).append((owner, getattr(owner, attr)))
+            elif leaves and attr.startswith("leave_"):
+                self._leave.setdefault(attr[6:], []).append((owner, getattr(owner, attr)))
+
+    def _drop(self, owner: object) -> None:
+        self._dead.add(id(owner))
+        for table in (self._visit, self._leave):
+            for key, handlers in table.items():
+                table[key] = [h for h in handlers if h[0] is not owner]
+
+    def _call(self, handlers: list[tuple[object, Handler]], node: cst.CSTNode) -> None:
+        for owner, handler in handlers:
+            if self._dead and id(owner) in self._dead:
+                continue
+            try:
+                handler(node)
+            except Exception as exc:
+                self._drop(owner)
+                self._on_error(owner, exc)
+
+    def walk(self, root: cst.CSTNode) -> None:
+        visit, leave, ancestors = self._visit, self._leave, self.ancestors
+        # (node, depth); depth < 0 marks the leave event of node at depth ~depth.
+        stack: list[tuple[cst.CSTNode, int]] = [(root, 0)]
+        while stack:
+            node, depth = stack.pop()
+            name = type(node).__name__
+            if depth < 0:
+                del ancestors[~depth + 1 :]
+                self._call(leave[name], node)
+                continue
+            del ancestors[depth:]
+            ancestors.append(node)
+            handlers = visit.get(name)
+            if handlers:
+                self._call(handlers, node)
+            if name in leave:
+                stack.append((node, ~depth))
+            kids = children(node)
+            if kids:
+                stack.extend((kid, depth + 1) for kid in reversed(kids))

@@ -1,0 +1,83 @@
+"""Analysis in a long-lived process: what the flake8 analysis server
+(:mod:`session_lint.editors.server`) and the language server
+(:mod:`session_lint.editors.language_server`) share.
+
+Both analyse bytes that are not (or not yet) on disk, for a path, under the config
+that path would get from the CLI. A long-lived process keeps each directory's
+config, with its project index, until told that a config file or a project module
+changed; one analysis runs at a time (the GIL allows no more, and a deep file may
+raise the process-wide recursion limit).
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from session_lint.analyzer import Analysis, analyze
+from session_lint.cli.runner import ensure_recursion_limit
+from session_lint.project.config import Config, load_config, with_selection
+
+if TYPE_CHECKING:
+    from session_lint.fixes.apply import FixOutcome
+
+
+@dataclass(frozen=True)
+class Selection:
+    """Overrides of the configured rule selection, as the CLI's ``--select`` and
+    ``--ignore`` give them (``None``: as configured)."""
+
+    select: tuple[str, ...] | None = None
+    ignore: tuple[str, ...] | None = None
+
+
+class WarmAnalysis:
+    """Configs by directory, kept until :meth:`forget`; analyses one at a time."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._analysis = threading.Lock()
+        self._configs: dict[tuple[str, str | None, str | None], Config] = {}
+
+    def config_for(
+        self,
+        path: str,
+        explicit: str | None = None,
+        *,
+        cwd: str | None = None,
+        selection: Selection = Selection(),
+    ) -> Config:
+        """The config the CLI would use for ``path`` (raises ``ConfigError``)."""
+        key = (os.path.dirname(os.path.abspath(os.path.join(cwd or "", path))), explicit, cwd)
+        with self._lock:
+            config = self._configs.get(key)
+        if config is None:
+            config = load_config([key[0]], explicit, cwd=cwd)
+            with self._lock:
+                self._configs[key] = config
+        return with_selection(config, selection.select, selection.ignore)
+
+    def forget(self) -> None:
+        """Drop every kept config: a config file or a project module changed, so
+        the next analysis reads the config and rebuilds the index (which re-reads
+        only the changed files, see ``project_index``)."""
+        with self._lock:
+            self._configs.clear()
+
+    def analyze(
+        self, source: bytes, path: str, config: Config, *, apply_noqa: bool = True
+    ) -> Analysis:
+        with self._analysis:
+            ensure_recursion_limit()
+            return analyze(source, path, config, apply_noqa=apply_noqa)
+
+    def fix(self, source: bytes, path: str, config: Config, *, unsafe: bool) -> FixOutcome:
+        # The fix layer pulls in libcst.codemod (a third of a cold start): only
+        # when something is fixed.
+        from session_lint.fixes.apply import fix_source
+
+        with self._analysis:
+            ensure_recursion_limit()
+            return fix_source(source, path, config, unsafe=unsafe)

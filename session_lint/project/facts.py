@@ -1,0 +1,87 @@
+"""The facts of the project index (:mod:`session_lint.project.index` learns them,
+:mod:`session_lint.project.dependencies` adds what the project declares): one
+frozen value, part of every :class:`~session_lint.project.config.Config`."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass
+from functools import cached_property
+
+# What a session factory gives, and what its block does on exit.
+ASYNC, SYNC, UNKNOWN = "async", "sync", "unknown"
+COMMITS, NO_COMMIT = "commits", "none"
+
+
+@dataclass(frozen=True)
+class ProjectIndex:
+    # Qualified names (``app.db.AsyncSession``) of the project's session types:
+    # NewType / alias / re-export of SQLAlchemy's classes. Maps to "async" or "sync".
+    session_types: tuple[tuple[str, str], ...] = ()
+    # Qualified names of project callables that give a session, with what they give:
+    # ("app.db.get_session", "async", "commits") — kind: "async"|"sync"|"unknown";
+    # transaction: "commits" (commits or begins on exit) | "none".
+    session_factories: tuple[tuple[str, str, str], ...] = ()
+    # Attribute names assigned a sessionmaker anywhere (``self.async_session = ...``),
+    # or naming a method that is a session context manager, with (kind, transaction).
+    attribute_factories: tuple[tuple[str, str, str], ...] = ()
+    # Project modules (dotted) that build both an engine and a session factory:
+    # engine modules whatever their file name, unless a file the config names an
+    # engine module builds an engine (then those are the engine modules).
+    engine_modules: tuple[str, ...] = ()
+    # Files (relative paths) that construct an engine.
+    engine_builders: tuple[str, ...] = ()
+    # Qualified names of module-level functions, not cached, that build an engine
+    # and return it: every call builds a new pool (SL103 reports the per-request
+    # calls).
+    engine_factories: tuple[str, ...] = ()
+    # Qualified names of module-level functions that open a session of their own
+    # from a factory, write through it and commit it, taking no session from their
+    # caller: each call is a transaction of its own (SL306 reports two in a row).
+    committing_helpers: tuple[str, ...] = ()
+    # Qualified names of the async factories usable as ``async with f() as s:``
+    # (an ``async_sessionmaker`` bound at module level, an ``@asynccontextmanager``
+    # function that yields an AsyncSession): fix targets when no session factory
+    # is configured and exactly one exists.
+    context_factories: tuple[str, ...] = ()
+    # Last names of callables called with ``expire_on_commit=`` somewhere in the
+    # project (``self.session_maker(expire_on_commit=False)``): factories whose
+    # callers choose per session.
+    expire_overrides: tuple[str, ...] = ()
+    # Project modules (dotted) that export a session type or factory, or build an
+    # engine: importing from one is evidence of SQLAlchemy in a file.
+    evidence_modules: tuple[str, ...] = ()
+    # Top-level module and package names found in the project tree.
+    local_modules: tuple[str, ...] = ()
+    # Normalised distribution names the project declares (pyproject, setup.cfg,
+    # requirements*.txt, uv.lock, poetry.lock).
+    dependencies: tuple[str, ...] = ()
+    # (distribution, upper bound or exact pin) where a declared requirement caps a
+    # version, e.g. ("asyncpg", "0.29.0") from ``asyncpg==0.29.0`` or ``asyncpg<0.30``.
+    version_caps: tuple[tuple[str, str], ...] = ()
+    # Whether a dependency file was found at all: without one, nothing is known
+    # about what the project can import.
+    dependencies_known: bool = False
+    # Whether an index pass ran at all (tests that analyse a snippet have none).
+    scanned: bool = False
+
+    def fingerprint(self) -> str:
+        return hashlib.sha256(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()
+
+    # Lookups, built on first use (a cached_property writes the instance dict
+    # directly, which a frozen dataclass allows).
+    @cached_property
+    def types(self) -> dict[str, str]:
+        return dict(self.session_types)
+
+    @cached_property
+    def factories(self) -> dict[str, tuple[str, str]]:
+        return {name: (kind, transaction) for name, kind, transaction in self.session_factories}
+
+    @cached_property
+    def attributes(self) -> dict[str, tuple[str, str]]:
+        return {name: (kind, transaction) for name, kind, transaction in self.attribute_factories}
+
+
+EMPTY_INDEX = ProjectIndex()
