@@ -58,6 +58,8 @@ SESSION_SPELLINGS: tuple[str, ...] = ("session", "Session", "SESSION")
 
 # A non-ASCII neighbour counts as a boundary: more files pass, never fewer.
 _NAME_CHAR = rb"[A-Za-z0-9_]"
+# The runs of name characters of a file: its identifiers, as whole names see them.
+_NAMES = re.compile(_NAME_CHAR + rb"+")
 
 
 def pattern(token: Token) -> bytes:
@@ -132,8 +134,10 @@ class Declares(Protocol):
 class Prefilter:
     """A cheap, sound test on a file's bytes: can any of these rules fire on it?
 
-    One regular expression per distinct group, evaluated lazily and at most once
-    per file."""
+    Each distinct group is answered at most once per file, lazily: its substring
+    tokens by one regular expression, its whole names by a look-up in the file's
+    set of identifiers (made once per file, and only when a group has whole
+    names: a hundred alternatives with look-arounds cost more than the parse)."""
 
     def __init__(self, rules: Sequence[Declares], config: Config) -> None:
         groups: dict[Group, int] = {}
@@ -145,20 +149,28 @@ class Prefilter:
                     key = tuple(sorted(set(group), key=str))
                     ids.append(groups.setdefault(key, len(groups)))
                 seen.add(tuple(sorted(set(ids))))
-        self._regexes = [
-            re.compile(b"|".join(pattern(t) for t in group)) if group else None for group in groups
-        ]
+        self._tests: list[tuple[re.Pattern[bytes] | None, frozenset[bytes]]] = []
+        for group in groups:
+            plain = [pattern(t) for t in group if not isinstance(t, Whole)]
+            whole = frozenset(t.name.encode() for t in group if isinstance(t, Whole))
+            self._tests.append((re.compile(b"|".join(plain)) if plain else None, whole))
         # Fewest groups first: most files are decided by the first clause's answers.
         self._clauses = sorted(seen, key=len)
 
     def __call__(self, source: bytes) -> bool:
         answers: dict[int, bool] = {}
+        names: set[bytes] | None = None
         for clause in self._clauses:
             for gid in clause:
                 hit = answers.get(gid)
                 if hit is None:
-                    regex = self._regexes[gid]
-                    hit = answers[gid] = regex is not None and regex.search(source) is not None
+                    regex, whole = self._tests[gid]
+                    hit = regex is not None and regex.search(source) is not None
+                    if not hit and whole:
+                        if names is None:
+                            names = set(_NAMES.findall(source))
+                        hit = not whole.isdisjoint(names)
+                    answers[gid] = hit
                 if not hit:
                     break
             else:

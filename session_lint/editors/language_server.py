@@ -36,7 +36,7 @@ import asyncio
 import re
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from lsprotocol import types as lsp
@@ -101,7 +101,6 @@ class Document:
     # Set while a newer version waits for analysis: the running one is then stale.
     dirty: bool = False
     running: bool = False
-    published: set[int | None] = field(default_factory=set)
 
 
 class SessionLintServer(LanguageServer):

@@ -661,22 +661,3 @@ def dependency_facts(root: Path) -> dict[str, Any]:
         "version_caps": caps,
         "dependencies_known": found,
     }
-
-
-def index_from_requirements(
-    requirements: Iterable[str], *, local: Iterable[str] = ()
-) -> ProjectIndex:
-    """An index for a project declaring exactly ``requirements`` (PEP 508 strings):
-    for tests, docs examples and callers that know their dependencies."""
-    from session_lint.project.facts import ProjectIndex
-
-    out = _Collector()
-    out.found = True
-    for requirement in requirements:
-        out.add_requirement(requirement)
-    return ProjectIndex(
-        local_modules=tuple(sorted(set(local))),
-        dependencies=tuple(sorted(out.names)),
-        version_caps=tuple(sorted(out.caps.items())),
-        dependencies_known=True,
-    )

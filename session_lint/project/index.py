@@ -21,7 +21,7 @@ import re
 import tempfile
 import threading
 from collections.abc import Callable, Mapping
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -55,12 +55,19 @@ from session_lint.project.facts import (
 # "session"/"Session" nor SQLAlchemy holds no fact at all.
 # ``async with async_session() as session:``, ``with SessionLocal.begin() as db:``:
 # a function may open a session of its own there (a committing helper).
-_OPENS_SESSION = rb"^[ \t]*(?:async[ \t]+)?with[ \t]+[\w.]*(?:[Ss]ession|[Mm]aker|[Ss]cope)[\w.]*\("
+_OPENS_SESSION = re.compile(
+    rb"^[ \t]+(?:async[ \t]+)?with[ \t]+[\w.]*(?:[Ss]ession|[Mm]aker|[Ss]cope)[\w.]*\(", re.M
+)
+# A write through whatever was opened: without one, no function here is a
+# committing helper.
+_WRITES = re.compile(
+    rb"\.(?:add|add_all|delete|merge|execute|exec|bulk_save_objects|bulk_insert_mappings"
+    rb"|bulk_update_mappings)\("
+)
 _DEFINES = re.compile(
     rb"^[ \t]*yield[ \t]+\w+[ \t]*$"
     rb"|^[ \t]*return[ \t]+(?:await[ \t]+)?[\w.]*(?:[Ss]ession|[Mm]aker)[\w.]*\("
-    rb"|=[ \t]*Annotated\[[^\n]*Session"
-    rb"|" + _OPENS_SESSION,
+    rb"|=[ \t]*Annotated\[[^\n]*Session",
     re.M,
 )  # Imports, read from the bytes of files that are not parsed: enough for
 # re-exports (``from sqlalchemy.ext.asyncio import AsyncSession`` in ``app/db.py``).
@@ -116,8 +123,10 @@ class _Module:
     # matter (rounds of the fixpoint only look at these).
     calls: list[ast.Call]
     assignments: list[ast.Assign | ast.AnnAssign]
-    bodies: dict[int, list[ast.AST]]
+    bodies: dict[int, list[ast.AST]]  # functions that yield or return
     makers: dict[str, str] | None = None  # local name -> kind, once learned
+    # Functions that open a ``with`` block: candidates for committing helpers.
+    openers: dict[int, list[ast.AST]] = field(default_factory=dict)
 
 
 def _project_files(root: Path) -> list[tuple[str, Path]]:
@@ -188,12 +197,7 @@ class _Facts:
             )
 
     def size(self) -> int:
-        return (
-            len(self.types)
-            + len(self.factories)
-            + len(self.attributes)
-            + len(self.committing_helpers)
-        )
+        return len(self.types) + len(self.factories) + len(self.attributes)
 
 
 def _session_class_kind(qualified: str | None, facts: _Facts) -> str | None:
@@ -390,11 +394,15 @@ def _commits_own_session(
     committed: set[str] = set()
     written: set[str] = set()
     statements: dict[str, ast.expr] = {}  # names bound to a write statement
-    for node in module.bodies.get(id(func), ()):
+    for node in module.openers.get(id(func), ()):
         if isinstance(node, (ast.With, ast.AsyncWith)):
             for item in node.items:
                 found = _source_facts(item.context_expr, module, facts, makers)
-                if found and isinstance(item.optional_vars, ast.Name):
+                if (
+                    found
+                    and isinstance(item.optional_vars, ast.Name)
+                    and _OPENER_NAME.search(_callee_name(item.context_expr))
+                ):
                     opened[item.optional_vars.id] = found[1]
                 receiver = _receiver_of(item.context_expr, "begin")
                 if receiver is not None:
@@ -419,6 +427,26 @@ def _commits_own_session(
         name in written and (transaction == COMMITS or name in begun or name in committed)
         for name, transaction in opened.items()
     )
+
+
+# What a helper's factory is called (``async_session``, ``SessionLocal``,
+# ``session_maker``, ``session_scope``): the words SL306's prefilter looks for in a
+# file that defines a helper (``OPENER_WORDS``).
+_OPENER_NAME = re.compile(r"(?i)session|maker|scope")
+OPENER_WORDS = ("ession", "ESSION", "aker", "AKER", "cope", "COPE")
+
+
+def _callee_name(expr: ast.expr) -> str:
+    """``factory`` of ``factory()``, ``factory.begin()``, ``self.factory()``."""
+    if isinstance(expr, ast.Call):
+        func = expr.func
+        if isinstance(func, ast.Attribute) and func.attr == "begin":
+            func = func.value.func if isinstance(func.value, ast.Call) else func.value
+        if isinstance(func, ast.Attribute):
+            return func.attr
+        if isinstance(func, ast.Name):
+            return func.id
+    return ""
 
 
 def _is_write(expr: ast.expr, module: _Module, statements: Mapping[str, ast.expr]) -> bool:
@@ -512,11 +540,20 @@ def _module_of(source: bytes, relative: str, name: str) -> _Module | None:
     if not (is_package or b"ession" in source or b"sqlalchemy" in source or b"sqlmodel" in source):
         return None
     if not _defines(source):
-        # Nothing defined here: only what it imports (and so re-exports).
+        # Nothing defined here but, maybe, committing helpers (``_helper_functions``),
+        # and what it imports (and so re-exports).
         imported = _imports_from_bytes(source, name, is_package)
-        if not imported:
+        functions = _helper_functions(source, relative)
+        if not imported and not functions:
             return None
-        return _Module(name, relative, is_package, ast.Module([], []), imported, [], [], {})
+        module = _Module(
+            name, relative, is_package, ast.Module(functions, []), imported, [], [], {}
+        )
+        lazy: list[ast.Import | ast.ImportFrom] = []
+        for function in functions:
+            _collect(function, module, lazy)
+        module.imports.update(_imports(lazy, name, is_package))
+        return module
     try:
         with _AST_LOCK:
             tree = ast.parse(source, relative)
@@ -539,10 +576,53 @@ def _module_of(source: bytes, relative: str, name: str) -> _Module | None:
     return module
 
 
+_DEF = re.compile(rb"(?:async[ \t]+)?def[ \t]")
+
+
+def _helper_functions(source: bytes, relative: str) -> list[ast.stmt]:
+    """The module-level functions that open a session (``with factory() as s``) in
+    a file that writes: each parsed on its own, which costs a fraction of parsing
+    the file (most files that open a session define nothing else the index learns).
+    A function whose text does not parse alone is passed over."""
+    if _WRITES.search(source) is None:
+        return []
+    lines = source.splitlines(keepends=True)
+    starts = [
+        i
+        for i, line in enumerate(lines)
+        if line[:1] not in (b" ", b"\t", b"\r", b"\n", b"#", b")", b"]", b"}", b"")
+    ]
+    out: list[ast.stmt] = []
+    taken: set[int] = set()
+    for match in _OPENS_SESSION.finditer(source):
+        line = source.count(b"\n", 0, match.start())
+        index = bisect.bisect_right(starts, line) - 1
+        if index < 0 or index in taken:
+            continue
+        taken.add(index)
+        first = starts[index]
+        if _DEF.match(lines[first]) is None:
+            continue  # a class, or a statement: methods are not helpers
+        begin = first
+        while begin > 0 and lines[begin - 1].startswith(b"@"):
+            begin -= 1
+        end = starts[index + 1] if index + 1 < len(starts) else len(lines)
+        segment = b"".join(lines[begin:end])
+        if _WRITES.search(segment) is None:
+            continue  # writes nothing: not a helper
+        try:
+            with _AST_LOCK:
+                parsed = ast.parse(segment, relative)
+        except (SyntaxError, ValueError, RecursionError, MemoryError):
+            continue
+        out.extend(s for s in parsed.body if isinstance(s, (ast.FunctionDef, ast.AsyncFunctionDef)))
+    return out
+
+
 _INTERESTING = re.compile(
     rb"sessionmaker|create_async_engine|create_engine|engine_from_config|NewType|TypeAlias"
     rb"|Annotated\[|^[ \t]*yield\b|^[ \t]*return[ \t][^\n]*(?:[Ss]ession|[Mm]aker)"
-    rb"|" + _OPENS_SESSION,
+    rb"|" + _OPENS_SESSION.pattern,
     re.M,
 )
 
@@ -580,7 +660,7 @@ def _defines(source: bytes) -> bool:
     which are an order of magnitude cheaper than the regular expression."""
     if any(word in source for word in _DEFINING_WORDS):
         return True
-    if b"yield" not in source and b"return" not in source and b"with" not in source:
+    if b"yield" not in source and b"return" not in source:
         return False
     return _DEFINES.search(source) is not None
 
@@ -627,8 +707,11 @@ def _collect(
             relevant.append(node)
             gives = gives or isinstance(node, (ast.Yield, ast.Return))
             opens = opens or isinstance(node, (ast.With, ast.AsyncWith))
-    if (gives or opens) and isinstance(statement, (ast.FunctionDef, ast.AsyncFunctionDef)):
-        module.bodies[id(statement)] = relevant
+    if isinstance(statement, (ast.FunctionDef, ast.AsyncFunctionDef)):
+        if gives:
+            module.bodies[id(statement)] = relevant
+        if opens:
+            module.openers[id(statement)] = relevant
 
 
 def _imports(
@@ -663,8 +746,6 @@ def _learn(module: _Module, facts: _Facts) -> None:
             facts.types.setdefault(f"{local}.{alias}", kind)
         if qualified in facts.factories:
             facts.factories.setdefault(f"{local}.{alias}", facts.factories[qualified])
-        if qualified in facts.committing_helpers:
-            facts.committing_helpers.add(f"{local}.{alias}")
     if module.makers is None:
         # What does not depend on other modules' facts, learned in the first round.
         module.makers = {}
@@ -725,12 +806,6 @@ def _learn_statement(
         if prefix == module.name and _returns_new_engine(statement, module):
             facts.engine_factories.add(f"{prefix}.{statement.name}")
         found = _function_factory(statement, module, facts, makers)
-        if (
-            found is None
-            and prefix == module.name
-            and _commits_own_session(statement, module, facts, makers)
-        ):
-            facts.committing_helpers.add(f"{prefix}.{statement.name}")
         if found is not None:
             facts.factories.setdefault(f"{prefix}.{statement.name}", found)
             if (
@@ -778,6 +853,29 @@ def _returns_new_engine(function: ast.FunctionDef | ast.AsyncFunctionDef, module
     return False
 
 
+def _learn_committing_helpers(modules: list[_Module], facts: _Facts) -> None:
+    """Once the factories are known: the module-level functions that open a
+    session of their own, write and commit (``_commits_own_session``), then their
+    re-exports (``from .delete_data import delete_data`` in a package)."""
+    for module in modules:
+        makers = module.makers or {}
+        for statement in module.tree.body:
+            if (
+                isinstance(statement, (ast.FunctionDef, ast.AsyncFunctionDef))
+                and f"{module.name}.{statement.name}" not in facts.factories
+                and _commits_own_session(statement, module, facts, makers)
+            ):
+                facts.committing_helpers.add(f"{module.name}.{statement.name}")
+    for _ in range(_FIXPOINT_ROUNDS):
+        before = len(facts.committing_helpers)
+        for module in modules:
+            for alias, qualified in module.imports.items():
+                if qualified in facts.committing_helpers:
+                    facts.committing_helpers.add(f"{module.name}.{alias}")
+        if len(facts.committing_helpers) == before:
+            break
+
+
 def scan(root: Path, files: list[tuple[str, Path]] | None = None) -> ProjectIndex:
     """The index of the project under ``root``: facts about sessions, factories and
     engine modules; dependency facts are added by :func:`build_index`."""
@@ -790,11 +888,11 @@ def scan(root: Path, files: list[tuple[str, Path]] | None = None) -> ProjectInde
             _learn(module, facts)
         if facts.size() == before:
             break
+    _learn_committing_helpers(modules, facts)
     # Modules whose importers do database work: they export a session type or
     # factory, or build an engine.
     exporting = {name.rsplit(".", 1)[0] for name in (*facts.types, *facts.factories) if "." in name}
     exporting |= facts.engine_module_names
-    exporting |= {name.rsplit(".", 1)[0] for name in facts.committing_helpers}
     return ProjectIndex(
         session_types=tuple(sorted(facts.types.items())),
         session_factories=tuple(sorted((k, *v) for k, v in facts.factories.items())),

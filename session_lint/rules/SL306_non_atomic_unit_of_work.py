@@ -1,13 +1,15 @@
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterator, Sequence
 
 import libcst as cst
 
-from session_lint.core.prefilter import Clause, clauses
+from session_lint.core.prefilter import Clause, Whole, clauses
 from session_lint.core.scopes import Scope, ScopeKind
 from session_lint.core.walker import iter_nodes
 from session_lint.project.config import Config
+from session_lint.project.index import OPENER_WORDS
 from session_lint.project.roles import APP_ONLY
 from session_lint.rules.base import Rule
 from session_lint.semantics.index_names import project_function
@@ -54,7 +56,9 @@ class NonAtomicUnitOfWork(Rule):
 
     ## Known problems
     Only module-level helpers are known; methods of a repository class that open
-    their own session are not. A helper that takes the caller's session through a
+    their own session are not, nor helpers whose factory's name says neither
+    session, maker nor scope (`with get_db() as db`): the prefilter finds a file
+    that defines a helper by those words. A helper that takes the caller's session through a
     parameter with another name, or through a global, is taken for one that opens
     its own only if it also opens one.
 
@@ -132,18 +136,38 @@ class NonAtomicUnitOfWork(Rule):
         "helpers and commit once"
     )
     roles = APP_ONLY  # see ## Where it runs
+    # A call of a helper the index saw open a session is its own evidence of
+    # SQLAlchemy: the file that makes it may import nothing of it.
+    needs_evidence = False
 
     @classmethod
     def prefilter(cls, config: Config) -> tuple[Clause, ...]:
-        # Only a call of one of the project's committing helpers can be a finding.
-        names = {name.rsplit(".", 1)[-1] for name in config.project.committing_helpers}
-        return clauses(config, tuple(sorted(names)))
+        # Only a call of one of the project's committing helpers can be a finding:
+        # its name stands whole in the file (``clear`` is not in ``clear_cache``),
+        # and the file imports it (its module's name is there too) or defines it
+        # (then the file names the helper's factory: ``OPENER_WORDS``).
+        helpers = config.project.committing_helpers
+        names = tuple(Whole(name) for name in sorted(_last_names(config)))
+        modules = {name.rsplit(".", 2)[-2] for name in helpers if name.count(".") >= 1}
+        return (
+            *clauses(config, names, tuple(Whole(m) for m in sorted(modules))),
+            *clauses(config, names, OPENER_WORDS),
+        )
 
     def visit_Call(self, node: cst.Call) -> None:
         helpers = self.ctx.config.project.committing_helpers
         scope = self.ctx.scope
+        func = node.func
+        called = (
+            func.value
+            if isinstance(func, cst.Name)
+            else func.attr.value
+            if isinstance(func, cst.Attribute)
+            else None
+        )
         if (
-            scope.kind is not ScopeKind.FUNCTION
+            called not in _last_names(self.ctx.config)  # most calls: no name to resolve
+            or scope.kind is not ScopeKind.FUNCTION
             or not isinstance(scope.node, cst.FunctionDef)
             or project_function(self.ctx, node.func, helpers, scope) is None
         ):
@@ -223,6 +247,12 @@ class NonAtomicUnitOfWork(Rule):
             yield _BREAK
 
 
+@functools.lru_cache(maxsize=8)
+def _last_names(config: Config) -> frozenset[str]:
+    """The helpers' own names (``delete_messages`` of ``app.crud.delete_messages``)."""
+    return frozenset(name.rsplit(".", 1)[-1] for name in config.project.committing_helpers)
+
+
 def _does_work(node: cst.CSTNode | Sequence[cst.CSTNode], asynchronous: bool) -> bool:
     """Whether ``node`` may wait on I/O: an ``await`` (``async for``/``async with``
     included) in a coroutine, any call in a plain function."""
@@ -248,7 +278,14 @@ def _inner_suites(
                 yield _suite(child)
         elif isinstance(
             child,
-            (cst.If, cst.Else, cst.ExceptHandler, cst.ExceptStarHandler, cst.Finally, cst.MatchCase),
+            (
+                cst.If,
+                cst.Else,
+                cst.ExceptHandler,
+                cst.ExceptStarHandler,
+                cst.Finally,
+                cst.MatchCase,
+            ),
         ):
             yield from _inner_suites(child)
 

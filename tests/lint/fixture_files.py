@@ -17,12 +17,13 @@ from __future__ import annotations
 import re
 import sys
 import tempfile
+from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 from session_lint.core.noqa import listed_codes, with_codes
 from session_lint.project.config import Config, config_from_mapping
-from session_lint.project.dependencies import index_from_requirements
+from session_lint.project.dependencies import dependency_facts
 from session_lint.project.facts import ProjectIndex
 from session_lint.project.index import scan
 
@@ -85,6 +86,14 @@ def _headers(text: str, name: str) -> list[str]:
         for line in text.splitlines()
         if line.strip().startswith(prefix)
     ]
+
+
+def index_from_requirements(requirements: Iterable[str]) -> ProjectIndex:
+    """The index of a project whose ``requirements.txt`` lists exactly
+    ``requirements`` (PEP 508 strings), read as the CLI reads one."""
+    with tempfile.TemporaryDirectory() as root:
+        Path(root, "requirements.txt").write_text("\n".join(requirements) + "\n")
+        return ProjectIndex(**dependency_facts(Path(root)))
 
 
 def project_from_headers(text: str, path: str = "app/example.py") -> ProjectIndex:

@@ -22,7 +22,6 @@ from session_lint.project.dependencies import (
     dependency_facts,
     describe_cap,
     implied_by_import,
-    index_from_requirements,
     local_modules,
     normalize,
     parse_requirement,
@@ -31,7 +30,7 @@ from session_lint.project.dependencies import (
 )
 from session_lint.project.facts import ProjectIndex
 from session_lint.rules import RULES_BY_CODE
-from tests.lint.fixture_files import RULE_FIXTURES, load
+from tests.lint.fixture_files import RULE_FIXTURES, index_from_requirements, load
 
 
 def write(root: Path, name: str, text: str) -> Path:

@@ -18,7 +18,7 @@ from session_lint.cli import runner
 from session_lint.cli.runner import Options, run
 from session_lint.fixes.write import WriteError, write_atomically
 from session_lint.project.config import Config
-from session_lint.project.dependencies import index_from_requirements
+from tests.lint.fixture_files import index_from_requirements
 
 BEFORE = (
     "from sqlalchemy.ext.asyncio import AsyncSession\n"

@@ -137,10 +137,6 @@ class Target:
         """The normalised URL with the password replaced by ``***``."""
         return self.url.render_as_string(hide_password=True)
 
-    @property
-    def unmasked(self) -> str:
-        return self.url.render_as_string(hide_password=False)
-
     def scrub(self, text: str) -> str:
         """Remove the password from text that came from elsewhere (driver errors)."""
         password = self.url.password
