@@ -130,3 +130,9 @@ def sql_head(text: str) -> str:
 
 def is_write_sql(text: str) -> bool:
     return bool(_WRITE.match(sql_head(text)))
+
+
+# Methods of Session/AsyncSession/Connection/AsyncConnection that take a statement
+# (and, with ``get``/``get_one``, start a transaction and take execution options).
+EXECUTE_METHODS = frozenset({"execute", "scalar", "scalars", "stream", "stream_scalars"})
+DRIVER_SQL_METHODS = frozenset({"exec_driver_sql"})

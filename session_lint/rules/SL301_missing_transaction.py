@@ -8,7 +8,7 @@ import libcst as cst
 from session_lint.core.prefilter import SESSION
 from session_lint.core.scopes import BindingKind
 from session_lint.finding import Applicability, Fix, FixAvailability
-from session_lint.known import ASYNC_SESSION_CLASSES
+from session_lint.known import ASYNC_SESSION_CLASSES, EXECUTE_METHODS
 from session_lint.project.roles import APP_ONLY
 from session_lint.rules.base import Rule
 from session_lint.semantics.ownership import (
@@ -22,7 +22,7 @@ from session_lint.semantics.sessions import (
     is_session_source,
     may_end_transaction,
 )
-from session_lint.semantics.sql import EXECUTE_METHODS, first_positional
+from session_lint.semantics.sql import first_positional
 from session_lint.semantics.transactions import (
     BEGIN_METHODS,
     WRITE_METHODS,

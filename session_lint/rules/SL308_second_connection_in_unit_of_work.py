@@ -5,12 +5,12 @@ import libcst as cst
 from session_lint.core.prefilter import SESSION
 from session_lint.core.scopes import BindingKind
 from session_lint.core.walker import iter_nodes
-from session_lint.known import ENGINE_CONSTRUCTORS
+from session_lint.known import ENGINE_CONSTRUCTORS, EXECUTE_METHODS
 from session_lint.project.evidence import module_of
 from session_lint.project.roles import APP_ONLY
 from session_lint.rules.base import Rule
 from session_lint.semantics.sessions import is_async_session_source
-from session_lint.semantics.sql import EXECUTE_METHODS, first_positional
+from session_lint.semantics.sql import first_positional
 from session_lint.semantics.transactions import (
     is_write_statement,
     method_call,

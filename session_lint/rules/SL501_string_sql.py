@@ -5,12 +5,11 @@ import libcst as cst
 from session_lint.core.prefilter import SESSION_OR_CONNECTION
 from session_lint.core.scopes import BindingKind
 from session_lint.finding import Applicability, Fix, FixAvailability, Import
-from session_lint.known import TEXT_FUNCTIONS
+from session_lint.known import EXECUTE_METHODS, TEXT_FUNCTIONS
 from session_lint.project.dependencies import unimportable_hint
 from session_lint.project.roles import ALL_ROLES
 from session_lint.rules.base import Rule
 from session_lint.semantics.sql import (
-    EXECUTE_METHODS,
     executes_sql,
     first_positional,
     string_argument,

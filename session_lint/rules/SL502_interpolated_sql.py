@@ -7,14 +7,12 @@ import libcst as cst
 from session_lint.core.prefilter import SESSION_OR_CONNECTION, SQLALCHEMY_IMPORT, Clause, clauses
 from session_lint.core.scopes import BindingKind
 from session_lint.core.walker import iter_nodes
-from session_lint.known import sql_head
+from session_lint.known import DRIVER_SQL_METHODS, EXECUTE_METHODS, sql_head
 from session_lint.project.config import Config
 from session_lint.project.roles import APP_AND_SCRIPT
 from session_lint.rules.base import Rule
 from session_lint.semantics.ownership import is_route_handler
 from session_lint.semantics.sql import (
-    DRIVER_SQL_METHODS,
-    EXECUTE_METHODS,
     Built,
     Interpolation,
     built_string,
@@ -172,7 +170,9 @@ class InterpolatedSql(Rule):
         """The message when a runtime value sits where SQL takes a value; None when
         every runtime piece is an identifier or fixed text."""
         segments = self._segments(built)
-        if segments is None or _PRAGMA.match(sql_head("".join(s for s in segments if isinstance(s, str)))):
+        if segments is None or _PRAGMA.match(
+            sql_head("".join(s for s in segments if isinstance(s, str)))
+        ):
             return None
         before = ""
         for index, seg in enumerate(segments):
@@ -196,11 +196,7 @@ class InterpolatedSql(Rule):
                     return self.setting_message.format(
                         how=built.how.value, name=setting.group("name"), value=code
                     )
-                if (
-                    quoted
-                    or _VALUE_SLOT.search(before)
-                    or _IN_LIST.search(before)
-                ):
+                if quoted or _VALUE_SLOT.search(before) or _IN_LIST.search(before):
                     return self.message.format(how=built.how.value, form=self._bind_form(built))
             before += "?"
         return None
@@ -233,8 +229,10 @@ class InterpolatedSql(Rule):
         if function is None or segments is None:
             return None
         outer = self.ctx.scope.enclosing_function()
-        if outer is None or outer.parent is None or not is_route_handler(
-            self.ctx, function, outer.parent
+        if (
+            outer is None
+            or outer.parent is None
+            or not is_route_handler(self.ctx, function, outer.parent)
         ):
             return None  # see ## Known problems
         builders: set[int] = {id(n) for n in iter_nodes(sql)}
@@ -246,9 +244,7 @@ class InterpolatedSql(Rule):
             if not any(
                 id(n) not in builders and _checks(n, seg.value) for n in iter_nodes(function.body)
             ):
-                return self.identifier_message.format(
-                    name=seg.value, function=function.name.value
-                )
+                return self.identifier_message.format(name=seg.value, function=function.name.value)
         return None
 
     def _assigned_sql(self, sql: cst.BaseExpression) -> list[cst.BaseExpression]:

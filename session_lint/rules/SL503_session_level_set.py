@@ -6,12 +6,11 @@ import libcst as cst
 
 from session_lint.core.prefilter import SQLALCHEMY_IMPORT, Clause
 from session_lint.finding import Applicability, Fix, FixAvailability
-from session_lint.known import sql_head
+from session_lint.known import DRIVER_SQL_METHODS, sql_head
 from session_lint.project.config import Config
 from session_lint.project.roles import APP_ONLY
 from session_lint.rules.base import Rule
 from session_lint.semantics.sql import (
-    DRIVER_SQL_METHODS,
     first_positional,
     is_text_call,
     string_argument,

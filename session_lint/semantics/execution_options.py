@@ -22,21 +22,11 @@ import enum
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from session_lint.known import EXECUTE_METHODS
+
 # Methods that take ``execution_options=`` per call (Session, AsyncSession,
 # Connection, AsyncConnection).
-PER_CALL_METHODS = frozenset(
-    {
-        "execute",
-        "scalar",
-        "scalars",
-        "stream",
-        "stream_scalars",
-        "get",
-        "get_one",
-        "exec_driver_sql",
-        "connection",
-    }
-)
+PER_CALL_METHODS = EXECUTE_METHODS | {"get", "get_one", "exec_driver_sql", "connection"}
 
 DIALECT_EXECUTION_OPTIONS = frozenset(
     {"postgresql_readonly", "postgresql_deferrable", "sqlite_raw_colnames"}

@@ -18,10 +18,6 @@ from session_lint.core.scopes import BindingKind, Scope
 from session_lint.known import TEXT_FUNCTIONS
 from session_lint.semantics.sessions import is_connection, is_session
 
-# Methods of Session/AsyncSession/Connection/AsyncConnection that take a statement.
-EXECUTE_METHODS = frozenset({"execute", "scalar", "scalars", "stream", "stream_scalars"})
-DRIVER_SQL_METHODS = frozenset({"exec_driver_sql"})
-
 
 def literal_string(expr: cst.BaseExpression) -> str | None:
     """The value of a plain (non-f, non-bytes) string literal or implicit concatenation."""

@@ -23,7 +23,7 @@ import libcst as cst
 from session_lint.core.context import FileContext
 from session_lint.core.scopes import BindingKind, dotted_name, strip_await
 from session_lint.core.walker import children, iter_nodes
-from session_lint.known import TEXT_FUNCTIONS, WRITE_CONSTRUCTORS, is_write_sql
+from session_lint.known import EXECUTE_METHODS, TEXT_FUNCTIONS, WRITE_CONSTRUCTORS, is_write_sql
 from session_lint.semantics.sessions import (
     is_connection,
     is_session,
@@ -36,23 +36,16 @@ BEGIN_METHODS = frozenset({"begin", "begin_nested"})
 # Session methods that start a transaction when none is open (autobegin). Measured on
 # SQLAlchemy 2.1: ``add``/``merge``/``get``/``execute`` all make a following
 # ``begin()`` raise; an empty ``flush()`` does not.
-AUTOBEGIN_METHODS = frozenset(
-    {
-        "execute",
-        "scalar",
-        "scalars",
-        "stream",
-        "stream_scalars",
-        "get",
-        "get_one",
-        "add",
-        "add_all",
-        "merge",
-        "delete",
-        "refresh",
-        "connection",
-    }
-)
+AUTOBEGIN_METHODS = EXECUTE_METHODS | {
+    "get",
+    "get_one",
+    "add",
+    "add_all",
+    "merge",
+    "delete",
+    "refresh",
+    "connection",
+}
 # Methods after which no transaction is open any more.
 ENDING_METHODS = frozenset({"commit", "rollback", "close", "reset", "invalidate"})
 WRITE_METHODS = frozenset({"add", "add_all", "delete", "merge", "flush"})
