@@ -13,6 +13,7 @@ from session_lint.project.index import OPENER_WORDS
 from session_lint.project.roles import APP_ONLY
 from session_lint.rules.base import Rule
 from session_lint.semantics.index_names import project_function
+from session_lint.semantics.sessions import head_name
 
 # A call of a committing helper, with the helper's qualified name.
 _Call = tuple[cst.Call, str]
@@ -157,16 +158,8 @@ class NonAtomicUnitOfWork(Rule):
     def visit_Call(self, node: cst.Call) -> None:
         helpers = self.ctx.config.project.committing_helpers
         scope = self.ctx.scope
-        func = node.func
-        called = (
-            func.value
-            if isinstance(func, cst.Name)
-            else func.attr.value
-            if isinstance(func, cst.Attribute)
-            else None
-        )
         if (
-            called not in _last_names(self.ctx.config)  # most calls: no name to resolve
+            head_name(node.func) not in _last_names(self.ctx.config)  # most calls: no name to resolve
             or scope.kind is not ScopeKind.FUNCTION
             or not isinstance(scope.node, cst.FunctionDef)
             or project_function(self.ctx, node.func, helpers, scope) is None

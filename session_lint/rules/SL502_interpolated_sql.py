@@ -12,6 +12,7 @@ from session_lint.project.config import Config
 from session_lint.project.roles import APP_AND_SCRIPT
 from session_lint.rules.base import Rule
 from session_lint.semantics.ownership import is_route_handler
+from session_lint.semantics.sessions import head_name
 from session_lint.semantics.sql import (
     Built,
     Interpolation,
@@ -351,10 +352,10 @@ def _checks(node: cst.CSTNode, name: str) -> bool:
 
 
 def _param_name(expr: cst.BaseExpression) -> str | None:
-    if isinstance(expr, cst.Name):
-        return expr.value
-    if isinstance(expr, cst.Attribute):
-        return expr.attr.value
+    """``x`` for ``x``, ``obj.x`` and ``data["x"]``."""
+    name = head_name(expr)
+    if name is not None:
+        return name
     if isinstance(expr, cst.Subscript) and len(expr.slice) == 1:
         index = expr.slice[0].slice
         if isinstance(index, cst.Index):
