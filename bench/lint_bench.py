@@ -179,7 +179,7 @@ def server_request_ms(
     """One request to the (running) server for an edited copy of the file, in ms."""
     probe = (
         "import os, sys, time, statistics\n"
-        "from session_lint import client\n"
+        "from session_lint.editors import client\n"
         "path = sys.argv[1]\n"
         "source = open(path, 'rb').read()\n"
         "times = []\n"
