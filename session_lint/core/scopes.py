@@ -227,29 +227,38 @@ def scan_statements(scope: Scope, body: Iterable[cst.CSTNode]) -> None:
 
 def _blocks(stmt: cst.BaseCompoundStatement) -> Iterator[cst.CSTNode]:
     """The statements of every block a compound statement owns (not nested scopes)."""
+    for block in block_suites(stmt):
+        yield from block
+
+
+def block_suites(stmt: cst.BaseCompoundStatement) -> Iterator[Sequence[cst.CSTNode]]:
+    """The statement list of each block a compound statement owns, in source order:
+    its body (a ``match``'s cases), then ``elif``/``else`` blocks, handlers, a
+    ``try``'s ``else`` and its ``finally``."""
     if isinstance(stmt, cst.Match):  # the only compound statement without a body of its own
         for case in stmt.cases:
-            yield from _suite(case.body)
+            yield suite_statements(case.body)
         return
-    yield from _suite(stmt.body)
+    yield suite_statements(stmt.body)
     if isinstance(stmt, cst.If):
         orelse: cst.If | cst.Else | None = stmt.orelse
         while orelse is not None:
-            yield from _suite(orelse.body)
+            yield suite_statements(orelse.body)
             orelse = orelse.orelse if isinstance(orelse, cst.If) else None
     elif isinstance(stmt, (cst.For, cst.While)):
         if stmt.orelse is not None:
-            yield from _suite(stmt.orelse.body)
+            yield suite_statements(stmt.orelse.body)
     elif isinstance(stmt, cst.Try | cst.TryStar):
         for handler in stmt.handlers:
-            yield from _suite(handler.body)
+            yield suite_statements(handler.body)
         if stmt.orelse is not None:
-            yield from _suite(stmt.orelse.body)
+            yield suite_statements(stmt.orelse.body)
         if stmt.finalbody is not None:
-            yield from _suite(stmt.finalbody.body)
+            yield suite_statements(stmt.finalbody.body)
 
 
-def _suite(body: cst.BaseSuite) -> Sequence[cst.CSTNode]:
+def suite_statements(body: cst.BaseSuite) -> Sequence[cst.CSTNode]:
+    """A block's statements; a one-line suite's small statements as one line."""
     if isinstance(body, cst.IndentedBlock):
         return body.body
     if isinstance(body, cst.SimpleStatementSuite):
@@ -284,7 +293,7 @@ def module_scope(module: cst.Module) -> Scope:
 def function_scope(node: cst.FunctionDef, parent: Scope) -> Scope:
     scope = Scope(ScopeKind.FUNCTION, node, parent)
     _bind_params(scope, node.params)
-    scan_statements(scope, _suite(node.body))
+    scan_statements(scope, suite_statements(node.body))
     return scope
 
 
@@ -296,7 +305,7 @@ def lambda_scope(node: cst.Lambda, parent: Scope) -> Scope:
 
 def class_scope(node: cst.ClassDef, parent: Scope) -> Scope:
     scope = Scope(ScopeKind.CLASS, node, parent)
-    scan_statements(scope, _suite(node.body))
+    scan_statements(scope, suite_statements(node.body))
     return scope
 
 

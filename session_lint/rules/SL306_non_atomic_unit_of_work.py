@@ -5,8 +5,9 @@ from collections.abc import Iterator, Sequence
 
 import libcst as cst
 
+from session_lint.core.context import FileContext
 from session_lint.core.prefilter import Clause, Whole, clauses
-from session_lint.core.scopes import Scope, ScopeKind
+from session_lint.core.scopes import Scope, ScopeKind, block_suites, suite_statements
 from session_lint.core.walker import iter_nodes
 from session_lint.project.config import Config
 from session_lint.project.index import OPENER_WORDS
@@ -155,14 +156,17 @@ class NonAtomicUnitOfWork(Rule):
             *clauses(config, names, OPENER_WORDS),
         )
 
+    def __init__(self, ctx: FileContext) -> None:
+        super().__init__(ctx)
+        # Per function (by identity, the node kept alive): its runs of helper calls.
+        self._runs_of: dict[int, tuple[cst.FunctionDef, list[list[_Call]]]] = {}
+
     def visit_Call(self, node: cst.Call) -> None:
-        helpers = self.ctx.config.project.committing_helpers
         scope = self.ctx.scope
         if (
-            head_name(node.func) not in _last_names(self.ctx.config)  # most calls: no name to resolve
-            or scope.kind is not ScopeKind.FUNCTION
+            scope.kind is not ScopeKind.FUNCTION
             or not isinstance(scope.node, cst.FunctionDef)
-            or project_function(self.ctx, node.func, helpers, scope) is None
+            or self._helper(node, scope) is None
         ):
             return
         for run in self._runs(scope.node, scope):
@@ -170,12 +174,17 @@ class NonAtomicUnitOfWork(Rule):
                 helper = run[0][1].rsplit(".", 1)[-1]
                 self.report(node, self.message.format(helper=helper, count=len(run)))
 
+    def _helper(self, call: cst.Call, scope: Scope) -> str | None:
+        """The committing helper ``call`` calls (its qualified name), if any."""
+        if head_name(call.func) not in _last_names(self.ctx.config):
+            return None  # most calls: no name to resolve
+        return project_function(
+            self.ctx, call.func, self.ctx.config.project.committing_helpers, scope
+        )
+
     def _runs(self, function: cst.FunctionDef, scope: Scope) -> list[list[_Call]]:
         """The function's runs of helper calls in a row (computed once per function)."""
-        cache: dict[int, tuple[cst.FunctionDef, list[list[_Call]]]] = self.__dict__.setdefault(
-            "_cache", {}
-        )
-        cached = cache.get(id(function))
+        cached = self._runs_of.get(id(function))
         if cached is not None and cached[0] is function:
             return cached[1]
         runs: list[list[_Call]] = [[]]
@@ -185,7 +194,7 @@ class NonAtomicUnitOfWork(Rule):
                     runs.append([])
             else:
                 runs[-1].append(item)
-        cache[id(function)] = (function, runs)
+        self._runs_of[id(function)] = (function, runs)
         return runs
 
     def _sequence(
@@ -200,24 +209,23 @@ class NonAtomicUnitOfWork(Rule):
             elif isinstance(statement, cst.With):
                 if statement.asynchronous is not None:
                     yield _BREAK  # entering and leaving await something else
-                yield from self._sequence(_suite(statement.body), scope, asynchronous)
+                yield from self._sequence(suite_statements(statement.body), scope, asynchronous)
                 if statement.asynchronous is not None:
-                    yield _BREAK
-            elif isinstance(statement, cst.Try):
-                yield from self._sequence(_suite(statement.body), scope, asynchronous)
-                yield _BREAK  # handlers, else and finally run on some paths only
-                for suite in _inner_suites(statement, skip=statement.body):
-                    yield from self._sequence(suite, scope, asynchronous)
                     yield _BREAK
             elif isinstance(statement, (cst.FunctionDef, cst.ClassDef)):
                 continue  # a definition runs nothing
-            else:
+            elif isinstance(statement, cst.BaseCompoundStatement):
+                blocks = block_suites(statement)
+                if isinstance(statement, cst.Try | cst.TryStar):
+                    # The body continues the run; handlers, else and finally run
+                    # on some paths only.
+                    yield from self._sequence(next(blocks), scope, asynchronous)
                 # A branch or a loop: each of its blocks is a sequence of its own
                 # (two calls in one branch are both made when it runs), and none
                 # continues the run around it.
                 yield _BREAK
-                for suite in _inner_suites(statement):
-                    yield from self._sequence(suite, scope, asynchronous)
+                for block in blocks:
+                    yield from self._sequence(block, scope, asynchronous)
                     yield _BREAK
 
     def _small(
@@ -230,9 +238,7 @@ class NonAtomicUnitOfWork(Rule):
         if isinstance(value, cst.Await):
             value = value.expression
         if isinstance(value, cst.Call):
-            helper = project_function(
-                self.ctx, value.func, self.ctx.config.project.committing_helpers, scope
-            )
+            helper = self._helper(value, scope)
             if helper is not None and not _does_work(value.args, asynchronous):
                 yield value, helper
                 return
@@ -258,30 +264,3 @@ def _does_work(node: cst.CSTNode | Sequence[cst.CSTNode], asynchronous: bool) ->
             if not asynchronous and isinstance(sub, cst.Call):
                 return True
     return False
-
-
-def _inner_suites(
-    node: cst.CSTNode, skip: cst.BaseSuite | None = None
-) -> Iterator[Sequence[cst.CSTNode]]:
-    """The statement lists of a compound statement's blocks: bodies, ``elif``/``else``,
-    handlers, ``finally``, ``case`` blocks."""
-    for child in node.children:
-        if isinstance(child, cst.BaseSuite):
-            if child is not skip:
-                yield _suite(child)
-        elif isinstance(
-            child,
-            (
-                cst.If,
-                cst.Else,
-                cst.ExceptHandler,
-                cst.ExceptStarHandler,
-                cst.Finally,
-                cst.MatchCase,
-            ),
-        ):
-            yield from _inner_suites(child)
-
-
-def _suite(body: cst.BaseSuite) -> Sequence[cst.CSTNode]:
-    return body.body if isinstance(body, cst.IndentedBlock) else [body]
