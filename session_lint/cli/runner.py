@@ -270,6 +270,7 @@ def run(paths: Sequence[str], config: Config, options: Options) -> RunResult:
     sources: dict[int, bytes] = {}
     cache = Cache.for_config(config, apply_noqa=options.apply_noqa) if _caching(options) else None
     keys: dict[int, str] = {}
+    pending: list[int] = []  # read, not in the cache
     plans: dict[int, Plan] = {}
     heavy: list[int] = []
     cheap: list[int] = []
@@ -288,12 +289,16 @@ def run(paths: Sequence[str], config: Config, options: Options) -> RunResult:
                 results[index] = FileResult(path, hit)
                 del keys[index]  # nothing new to store
                 continue
-        # The file's plan, made once: the analysis takes it from here.
+        pending.append(index)
+    if pending:
+        # Each file's plan, made once: the analysis takes it from here. The
+        # analyzer (and libcst) is imported only when some file missed the cache.
         from session_lint.analyzer import plan
         from session_lint.rules import ALL_RULES
 
-        planned = plans[index] = plan(source, path, config, ALL_RULES)
-        (heavy if planned.may_fire else cheap).append(index)
+        for index in pending:
+            planned = plans[index] = plan(sources[index], paths[index], config, ALL_RULES)
+            (heavy if planned.may_fire else cheap).append(index)
 
     def cheap_work() -> None:
         # Cheap (no libcst parse unless the file fails to compile); done here while
