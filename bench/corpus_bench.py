@@ -1,4 +1,4 @@
-"""Precision of session-lint on the real-code corpus, from a fresh lint and the reviews.
+"""Precision and recall of session-lint on the real-code corpus.
 
     python bench/corpus_bench.py [--dir DIR] [--workers N]
 
@@ -9,7 +9,10 @@ each with its real / false / debatable / unreviewed counts and precision =
 real / (real + false); the overall figure; the fixes' verdicts; the findings in
 files without SQLAlchemy evidence; and how long the run took. A finding the reviews
 do not list counts as unreviewed (``python bench/corpus/review.py`` adds it).
-See docs/corpus.md.
+Then recall, from the truth set (``bench/corpus/truth.toml``): the in-scope real
+problems found, per package, per category and overall, the misses (with the issue
+or rule ``bench/corpus/known_misses.toml`` names for each), and any finding on a
+recorded look-alike. See docs/corpus.md.
 """
 
 from __future__ import annotations
@@ -37,6 +40,20 @@ from bench.corpus.review import (
     load_reviews,
     overall,
     tally,
+)
+from bench.corpus.truth import (
+    Lookalike,
+    Miss,
+    Problem,
+    Recall,
+    TruthError,
+    counted,
+    finders,
+    load_misses,
+    load_truth,
+    on_lookalikes,
+    overall_recall,
+    recall_by,
 )
 
 
@@ -69,6 +86,50 @@ def fix_lines(records: Sequence[Record], reviews: Sequence[Review]) -> list[str]
     ]
 
 
+def recall_table(title: str, rows: dict[str, Recall]) -> list[str]:
+    width = max([len(title), *(len(name) for name in rows)])
+    head = f"{title:<{width}}  found  in scope (real)  recall"
+    lines = [head, "-" * len(head)]
+    for name, counts in rows.items():
+        value = "   -" if counts.value is None else f"{counts.value:4.2f}"
+        lines.append(f"{name:<{width}}  {counts.found:5}  {counts.total:15}  {value:>6}")
+    return lines
+
+
+def recall_lines(
+    problems: Sequence[Problem],
+    lookalikes: Sequence[Lookalike],
+    known: Sequence[Miss],
+    records: Sequence[Record],
+) -> list[str]:
+    """Recall beside precision: the truth set's in-scope real problems found, per
+    package and per category, the misses, and the findings on look-alikes."""
+    read = sorted({p.package for p in problems} | {lookalike.package for lookalike in lookalikes})
+    lines = [
+        f"truth set (bench/corpus/truth.toml): {len(problems)} problems in {len(read)} "
+        f"packages read blind ({len(counted(problems))} real and in scope), "
+        f"{len(lookalikes)} look-alikes",
+        "",
+    ]
+    lines += recall_table("package", recall_by(problems, records, lambda p: p.package))
+    lines.append("")
+    lines += recall_table("category", recall_by(problems, records, lambda p: p.category))
+    lines.append("")
+    lines += recall_table("overall", {"all": overall_recall(problems, records)})
+    lines.append("")
+    reasons = {m.key: m for m in known}
+    missed = [p for p in counted(problems) if not finders(p, records)]
+    lines.append(f"misses ({len(missed)}):")
+    for problem in missed:
+        miss = reasons.get(problem.key)
+        note = f"  [{miss.found_by}]" if miss else "  [not in known_misses.toml]"
+        lines.append(f"  {problem.label()}{note}")
+    hits = on_lookalikes(lookalikes, records)
+    lines.append(f"findings on look-alikes ({len(hits)}):")
+    lines += [f"  {lookalike.label()}: {code}" for lookalike, code in hits]
+    return lines
+
+
 def report(
     records: Sequence[Record],
     reviews: Sequence[Review],
@@ -76,6 +137,7 @@ def report(
     fetch_seconds: float,
     lint_seconds: float,
     packages: Sequence[str],
+    truth: tuple[Sequence[Problem], Sequence[Lookalike], Sequence[Miss]] | None = None,
 ) -> str:
     lines: list[str] = []
     lines += table("rule", tally(records, reviews, lambda r: r.code))
@@ -104,6 +166,9 @@ def report(
             f"{len(comparison.vanished)} gone (run {UPDATE_COMMAND})"
         )
     lines.append(f"target: precision >= {THRESHOLD:.2f} overall and for every rule that fires")
+    if truth is not None:
+        lines.append("")
+        lines += recall_lines(*truth, records)
     stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     lines.append(
         f"run {stamp}: fetch {fetch_seconds:.1f} s, lint {lint_seconds:.1f} s "
@@ -121,12 +186,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         reviews = load_reviews()
+        problems, lookalikes = load_truth()
+        known = load_misses()
         started = time.perf_counter()
         trees = fetch(args.dir)
         fetched = time.perf_counter()
         runs = lint_corpus(trees, workers=args.workers)
         linted = time.perf_counter()
-    except (FetchError, LintError, ReviewsError) as exc:
+    except (FetchError, LintError, ReviewsError, TruthError) as exc:
         print(exc, file=sys.stderr)
         return 2
     print(
@@ -136,6 +203,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             fetch_seconds=fetched - started,
             lint_seconds=linted - fetched,
             packages=[tree.package.name for tree in trees],
+            truth=(problems, lookalikes, known),
         ),
         end="",
     )

@@ -11,6 +11,11 @@ _.before_codegen  # session_lint/core/positions.py
 _.after_codegen
 _._update_position
 _.record_syntactic_position
+_.leave_TypeAlias  # session_lint/older_syntax.py: a libcst transformer
+_.leave_FormattedString
+_.leave_TemplatedString
+_.leave_ExceptHandler
+_.leave_ExceptStarHandler
 exc_type  # positions: __exit__'s arguments
 
 # The walker dispatches visit_<Node>/leave_<Node> by name (session_lint/core/walker.py).

@@ -34,6 +34,7 @@ from session_lint.output import text as text_report
 from session_lint.output.source import Sources
 from session_lint.project.config import ROLES, Config, ConfigError, load_config, with_selection
 from session_lint.project.discovery import STDIN, discover
+from session_lint.project.facts import COMMITS, NO_COMMIT, ProjectIndex
 from session_lint.project.roles import role_of
 
 USAGE_ERROR = 2
@@ -517,11 +518,35 @@ def _settings_section(config: Config) -> list[str]:
     lines = ["", "# settings", f"config-file = {json.dumps(config.source)}"]
     lines.append(f"root = {json.dumps(config.root)}")
     lines += _settings_lines(config)
-    if config.project.engine_modules:
-        lines.append(
-            f"# engine modules found by the project index: "
-            f"{', '.join(config.project.engine_modules)}"
-        )
+    return lines + _index_lines(config.project)
+
+
+def _index_lines(project: ProjectIndex) -> list[str]:
+    """What the project index learned: why a name is, or is not, a session."""
+    if not project.scanned:
+        return []
+    exits = {COMMITS: "commits or begins on exit", NO_COMMIT: "no commit on exit"}
+
+    def factory(name: str, kind: str, transaction: str) -> str:
+        return f"  {name}  ({kind}, {exits.get(transaction, 'exit unknown')})"
+
+    sections: list[tuple[str, list[str]]] = [
+        ("session types", [f"  {n}  ({k})" for n, k in project.session_types]),
+        ("session factories", [factory(*f) for f in project.session_factories]),
+        ("factory classes (instances are called for a session)",
+         [factory(*f) for f in project.factory_classes]),
+        ("attributes that are session factories", [factory(*f) for f in project.attribute_factories]),
+        ("engine modules", [f"  {m}" for m in project.engine_modules]),
+        ("engine factories (each call builds a pool)", [f"  {m}" for m in project.engine_factories]),
+        ("committing helpers (each call is a transaction)",
+         [f"  {m}" for m in project.committing_helpers]),
+        ("files neither parser reads (only their imports were learned)",
+         [f"  {m}" for m in project.unparsed]),
+    ]  # fmt: skip
+    lines = ["", "# the project index (docs/project-index.md)"]
+    for title, entries in sections:
+        lines.append(f"# {title}: {len(entries)}" + (":" if entries else ""))
+        lines += [f"#{entry}" for entry in entries]
     return lines
 
 

@@ -31,7 +31,6 @@ updates do not (they split lines at form feeds and U+2028 too).
 
 from __future__ import annotations
 
-import ast
 import asyncio
 import re
 from collections.abc import Callable, Iterable
@@ -51,6 +50,7 @@ from session_lint.editors.resident import Selection, WarmAnalysis
 from session_lint.finding import Applicability, Finding
 from session_lint.project.config import Config, ConfigError, rule_codes
 from session_lint.rules.docs import rule_doc_url
+from session_lint.syntax import parses
 
 SOURCE = "session-lint"
 FIX_ALL = "source.fixAll.session-lint"
@@ -412,10 +412,7 @@ class SessionLintServer(LanguageServer):
         if not applied:
             return None
         new_text = new_module.code
-        try:
-            # Python's own parser: a tenth of libcst's time, and what must accept it.
-            compile(new_text, document.path, "exec", dont_inherit=True, flags=ast.PyCF_ONLY_AST)
-        except (SyntaxError, ValueError):
+        if not parses(new_text):
             return None  # never offer an edit that does not parse
         return self.edit(document, analysed, new_text)
 

@@ -5,7 +5,6 @@ tree the user asked to fix."""
 
 from __future__ import annotations
 
-import ast
 import io
 import os
 import stat
@@ -16,6 +15,7 @@ from pathlib import Path
 
 from session_lint.core.noqa import add_noqa
 from session_lint.finding import Finding
+from session_lint.syntax import parses
 
 
 class WriteError(Exception):
@@ -109,9 +109,7 @@ def add_noqa_to_files(findings: Sequence[Finding], within: Sequence[str]) -> tup
         if not changed:
             continue
         new = new_text.encode(encoding)
-        try:
-            compile(new, path, "exec", dont_inherit=True, flags=ast.PyCF_ONLY_AST)
-        except (SyntaxError, ValueError):
+        if not parses(new):
             messages.append(f"{path}: noqa comments would break the file; left unchanged")
             continue
         try:

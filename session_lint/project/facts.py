@@ -45,6 +45,12 @@ class ProjectIndex:
     # function that yields an AsyncSession): fix targets when no session factory
     # is configured and exactly one exists.
     context_factories: tuple[str, ...] = ()
+    # Project classes whose instances are session factories: their ``__call__``
+    # gives a session (``db = DbSessionFactory(maker)``; ``async with db() as s``),
+    # with (kind, transaction) as for ``session_factories``. Module-level instances
+    # are in ``session_factories``; attributes tied to the class (a field
+    # ``db: DbSessionFactory``, ``self._db = db``) in ``attribute_factories``.
+    factory_classes: tuple[tuple[str, str, str], ...] = ()
     # Last names of callables called with ``expire_on_commit=`` somewhere in the
     # project (``self.session_maker(expire_on_commit=False)``): factories whose
     # callers choose per session.
@@ -63,6 +69,9 @@ class ProjectIndex:
     # Whether a dependency file was found at all: without one, nothing is known
     # about what the project can import.
     dependencies_known: bool = False
+    # Project files (relative paths) that may hold facts but that neither
+    # CPython's parser nor libcst reads: the index learned only their imports.
+    unparsed: tuple[str, ...] = ()
     # Whether an index pass ran at all (tests that analyse a snippet have none).
     scanned: bool = False
 
@@ -78,6 +87,10 @@ class ProjectIndex:
     @cached_property
     def factories(self) -> dict[str, tuple[str, str]]:
         return {name: (kind, transaction) for name, kind, transaction in self.session_factories}
+
+    @cached_property
+    def classes(self) -> dict[str, tuple[str, str]]:
+        return {name: (kind, transaction) for name, kind, transaction in self.factory_classes}
 
     @cached_property
     def attributes(self) -> dict[str, tuple[str, str]]:

@@ -19,7 +19,6 @@ import json
 import os
 import re
 import tempfile
-import threading
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
@@ -45,6 +44,7 @@ from session_lint.project.facts import (
     UNKNOWN,
     ProjectIndex,
 )
+from session_lint.syntax import AST_LOCK, parse_ast
 
 # -- building the index ---------------------------------------------------------------
 
@@ -67,12 +67,15 @@ _WRITES = re.compile(
 _DEFINES = re.compile(
     rb"^[ \t]*yield[ \t]+\w+[ \t]*$"
     rb"|^[ \t]*return[ \t]+(?:await[ \t]+)?[\w.]*(?:[Ss]ession|[Mm]aker)[\w.]*\("
-    rb"|=[ \t]*Annotated\[[^\n]*Session",
+    rb"|=[ \t]*Annotated\[[^\n]*Session"
+    # A factory class: ``db = DbSessionFactory(maker)``, ``async with db() as s``.
+    rb"|^[ \t]+(?:async[ \t]+)?def[ \t]+__call__\b",
     re.M,
 )  # Imports, read from the bytes of files that are not parsed: enough for
 # re-exports (``from sqlalchemy.ext.asyncio import AsyncSession`` in ``app/db.py``).
 _FROM_IMPORT = re.compile(rb"^[ \t]*from[ \t]+([.\w]+)[ \t]+import[ \t]+(\([^)]*\)|[^\n#;]*)", re.M)
 _IMPORT = re.compile(rb"^[ \t]*import[ \t]+([^\n#;]+)", re.M)
+_COMMENT = re.compile(r"#[^\n]*")  # inside a parenthesized import list
 _SKIPPED_DIRS = frozenset(
     {
         ".git", ".hg", ".svn", ".venv", "venv", ".direnv", "__pycache__", "__pypackages__",
@@ -127,6 +130,8 @@ class _Module:
     makers: dict[str, str] | None = None  # local name -> kind, once learned
     # Functions that open a ``with`` block: candidates for committing helpers.
     openers: dict[int, list[ast.AST]] = field(default_factory=dict)
+    # Neither parser reads the file: only its imports (read from the bytes) count.
+    unparsed: bool = False
 
 
 def _project_files(root: Path) -> list[tuple[str, Path]]:
@@ -182,6 +187,7 @@ class _Facts:
         self.committing_helpers: set[str] = set()
         self.context_factories: set[str] = set()
         self.engine_module_names: set[str] = set()
+        self.classes: dict[str, tuple[str, str]] = {}  # factory classes (``__call__``)
 
     def add_attribute(self, name: str, found: tuple[str, str]) -> None:
         """Attribute names are not qualified: two classes may give the same name to
@@ -197,7 +203,7 @@ class _Facts:
             )
 
     def size(self) -> int:
-        return len(self.types) + len(self.factories) + len(self.attributes)
+        return len(self.types) + len(self.factories) + len(self.attributes) + len(self.classes)
 
 
 def _session_class_kind(qualified: str | None, facts: _Facts) -> str | None:
@@ -210,19 +216,13 @@ def _session_class_kind(qualified: str | None, facts: _Facts) -> str | None:
     return facts.types.get(qualified)
 
 
-# CPython 3.11's AST constructor keeps its recursion depth in shared state: two
-# threads building an index at once (the corpus bench, a resident process) fail
-# with "SystemError: AST constructor recursion depth mismatch". One parse at a time.
-_AST_LOCK = threading.Lock()
-
-
 @functools.lru_cache(maxsize=1024)
 def _string_annotation(text: str) -> ast.expr | None:
     """A string annotation's expression; the same few strings recur in every file."""
     if "Session" not in text and "session" not in text:
         return None  # cannot name a session type (aliases keep the word, or are names)
     try:
-        with _AST_LOCK:
+        with AST_LOCK:
             return ast.parse(text, mode="eval").body
     except SyntaxError:
         return None
@@ -554,11 +554,12 @@ def _module_of(source: bytes, relative: str, name: str) -> _Module | None:
             _collect(function, module, lazy)
         module.imports.update(_imports(lazy, name, is_package))
         return module
-    try:
-        with _AST_LOCK:
-            tree = ast.parse(source, relative)
-    except (SyntaxError, ValueError, RecursionError, MemoryError):
-        return None
+    tree = parse_ast(source, relative)
+    if tree is None:
+        imported = _imports_from_bytes(source, name, is_package)
+        return _Module(
+            name, relative, is_package, ast.Module([], []), imported, [], [], {}, unparsed=True
+        )
     module = _Module(name, relative, is_package, tree, {}, [], [], {})
     imports: list[ast.Import | ast.ImportFrom] = []
     # Walking every statement costs more than the parse: only statements that
@@ -610,10 +611,8 @@ def _helper_functions(source: bytes, relative: str) -> list[ast.stmt]:
         segment = b"".join(lines[begin:end])
         if _WRITES.search(segment) is None:
             continue  # writes nothing: not a helper
-        try:
-            with _AST_LOCK:
-                parsed = ast.parse(segment, relative)
-        except (SyntaxError, ValueError, RecursionError, MemoryError):
+        parsed = parse_ast(segment, relative)
+        if parsed is None:
             continue
         out.extend(s for s in parsed.body if isinstance(s, (ast.FunctionDef, ast.AsyncFunctionDef)))
     return out
@@ -622,6 +621,7 @@ def _helper_functions(source: bytes, relative: str) -> list[ast.stmt]:
 _INTERESTING = re.compile(
     rb"sessionmaker|create_async_engine|create_engine|engine_from_config|NewType|TypeAlias"
     rb"|Annotated\[|^[ \t]*yield\b|^[ \t]*return[ \t][^\n]*(?:[Ss]ession|[Mm]aker)"
+    rb"|def[ \t]+__call__\b"
     rb"|" + _OPENS_SESSION.pattern,
     re.M,
 )
@@ -669,7 +669,8 @@ def _imports_from_bytes(source: bytes, name: str, is_package: bool) -> dict[str,
     out: dict[str, str] = {}
     for match in _FROM_IMPORT.finditer(source):
         module = absolute_import(match.group(1).decode("ascii", "replace"), name, is_package)
-        for item in match.group(2).decode("ascii", "replace").strip("()").split(","):
+        names = _COMMENT.sub("", match.group(2).decode("ascii", "replace"))
+        for item in names.strip("()").split(","):
             words = item.split()
             if len(words) == 1 and words[0].isidentifier():
                 out[words[0]] = f"{module}.{words[0]}"
@@ -746,6 +747,8 @@ def _learn(module: _Module, facts: _Facts) -> None:
             facts.types.setdefault(f"{local}.{alias}", kind)
         if qualified in facts.factories:
             facts.factories.setdefault(f"{local}.{alias}", facts.factories[qualified])
+        if qualified in facts.classes:
+            facts.classes.setdefault(f"{local}.{alias}", facts.classes[qualified])
     if module.makers is None:
         # What does not depend on other modules' facts, learned in the first round.
         module.makers = {}
@@ -785,6 +788,14 @@ def _learn_statement(
         value = statement.value
         kind: str | None = None
         if isinstance(value, ast.Call):
+            instance = facts.classes.get(_qualify(value.func, module.imports, module.name) or "")
+            if instance is not None:  # ``db = DbSessionFactory(maker)``
+                for name in names:
+                    if prefix == module.name:
+                        facts.factories.setdefault(f"{prefix}.{name}", instance)
+                    else:  # a class attribute: ``self.db()``
+                        facts.add_attribute(name, instance)
+                return
             maker = _maker_kind(value, module, facts)
             if maker is not None:
                 for name in names:
@@ -826,8 +837,13 @@ def _learn_statement(
                 if decorated:
                     facts.add_attribute(statement.name, found)
     elif isinstance(statement, ast.ClassDef) and prefix == module.name:
+        qualified = f"{prefix}.{statement.name}"
         for inner in statement.body:
-            _learn_statement(inner, module, facts, makers, f"{prefix}.{statement.name}")
+            _learn_statement(inner, module, facts, makers, qualified)
+        # An instance is called for a session: ``async with db() as session``.
+        found = facts.factories.get(f"{qualified}.__call__")
+        if found is not None:
+            facts.classes.setdefault(qualified, found)
 
 
 def _returns_new_engine(function: ast.FunctionDef | ast.AsyncFunctionDef, module: _Module) -> bool:
@@ -876,11 +892,125 @@ def _learn_committing_helpers(modules: list[_Module], facts: _Facts) -> None:
             break
 
 
+def _learn_factory_objects(
+    files: list[tuple[str, Path]], modules: list[_Module], facts: _Facts
+) -> None:
+    """Once the factory classes are known: what holds an instance of one. Each file
+    naming such a class (by its last name, in its bytes) is read for a module-level
+    instance (``db = DbSessionFactory(maker)``: a factory), an attribute annotated
+    with the class (a dataclass field ``db: DbSessionFactory``), and an attribute
+    assigned an instance or a parameter annotated with the class
+    (``self._db = db``, ``app.state.db = DbSessionFactory(...)``): the attribute
+    name is then a factory (``info.context.db()``, ``self._db()``)."""
+    words = {name.rsplit(".", 1)[-1].encode() for name in facts.classes}
+    pattern = re.compile(rb"\b(?:" + b"|".join(sorted(map(re.escape, words))) + rb")\b")
+    known = {m.relative: m for m in modules}
+    for relative, path in files:
+        name = module_name(relative)
+        if name is None:
+            continue
+        try:
+            source = path.read_bytes()
+        except OSError:
+            continue
+        if pattern.search(source) is None:
+            continue
+        module = known.get(relative)
+        tree = parse_ast(source, relative)
+        if tree is None:
+            continue
+        is_package = relative.endswith("__init__.py")
+        imports = dict(module.imports) if module is not None else {}
+        imports.update(_imports_from_bytes(source, name, is_package))
+        lazy = [n for n in ast.walk(tree) if isinstance(n, (ast.Import, ast.ImportFrom))]
+        imports.update(_imports(lazy, name, is_package))
+        _factory_objects_of(tree, name, imports, facts)
+
+
+def _factory_objects_of(
+    tree: ast.Module, local: str, imports: Mapping[str, str], facts: _Facts
+) -> None:
+    def instance_of(annotation: ast.expr | None) -> tuple[str, str] | None:
+        # ``C``, ``Optional[C]``, ``C | None``, ``"C"``
+        if annotation is None:
+            return None
+        if isinstance(annotation, ast.Constant) and isinstance(annotation.value, str):
+            try:
+                with AST_LOCK:
+                    annotation = ast.parse(annotation.value, mode="eval").body
+            except SyntaxError:
+                return None
+        if isinstance(annotation, ast.Subscript):
+            inner = annotation.slice
+            return instance_of(inner.elts[0] if isinstance(inner, ast.Tuple) else inner)
+        if isinstance(annotation, ast.BinOp) and isinstance(annotation.op, ast.BitOr):
+            return instance_of(annotation.left) or instance_of(annotation.right)
+        return facts.classes.get(_qualify(annotation, imports, local) or "")
+
+    def made(
+        value: ast.expr | None, parameters: Mapping[str, tuple[str, str]]
+    ) -> tuple[str, str] | None:
+        if isinstance(value, ast.Call):
+            return facts.classes.get(_qualify(value.func, imports, local) or "")
+        if isinstance(value, ast.Name):
+            return parameters.get(value.id)
+        return None
+
+    def bind(target: ast.expr, found: tuple[str, str], top: bool) -> None:
+        if isinstance(target, ast.Attribute):
+            facts.add_attribute(target.attr, found)
+        elif isinstance(target, ast.Name) and top:
+            facts.factories.setdefault(f"{local}.{target.id}", found)
+
+    def visit(
+        body: list[ast.stmt], parameters: Mapping[str, tuple[str, str]], top: bool, in_class: bool
+    ) -> None:
+        for statement in body:
+            if isinstance(statement, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                arguments = statement.args
+                typed = {
+                    a.arg: found
+                    for a in (*arguments.posonlyargs, *arguments.args, *arguments.kwonlyargs)
+                    if (found := instance_of(a.annotation)) is not None
+                }
+                visit(statement.body, typed, False, False)
+                continue
+            if isinstance(statement, ast.ClassDef):
+                visit(statement.body, {}, False, True)
+                continue
+            if isinstance(statement, ast.AnnAssign):
+                found = instance_of(statement.annotation) or made(statement.value, parameters)
+                if found is not None:
+                    if in_class and isinstance(statement.target, ast.Name):
+                        facts.add_attribute(statement.target.id, found)  # a field
+                    else:
+                        bind(statement.target, found, top)
+                continue
+            if isinstance(statement, ast.Assign):
+                found = made(statement.value, parameters)
+                if found is not None:
+                    for target in statement.targets:
+                        if in_class and isinstance(target, ast.Name):
+                            facts.add_attribute(target.id, found)
+                        else:
+                            bind(target, found, top)
+                continue
+            for field_name in ("body", "orelse", "finalbody", "handlers"):
+                inner = getattr(statement, field_name, None)
+                if isinstance(inner, list):
+                    nested = [s for s in inner if isinstance(s, ast.stmt)]
+                    nested += [s for h in inner if isinstance(h, ast.ExceptHandler) for s in h.body]
+                    visit(nested, parameters, top, in_class)
+
+    visit(tree.body, {}, True, False)
+
+
 def scan(root: Path, files: list[tuple[str, Path]] | None = None) -> ProjectIndex:
     """The index of the project under ``root``: facts about sessions, factories and
     engine modules; dependency facts are added by :func:`build_index`."""
     overrides: set[str] = set()
-    modules = _parse_modules(root if files is None else files, overrides)
+    listing = _project_files(root) if files is None else files
+    modules = _parse_modules(listing, overrides)
     facts = _Facts()
     for _ in range(_FIXPOINT_ROUNDS):
         before = facts.size()
@@ -889,6 +1019,8 @@ def scan(root: Path, files: list[tuple[str, Path]] | None = None) -> ProjectInde
         if facts.size() == before:
             break
     _learn_committing_helpers(modules, facts)
+    if facts.classes:
+        _learn_factory_objects(listing, modules, facts)
     # Modules whose importers do database work: they export a session type or
     # factory, or build an engine.
     exporting = {name.rsplit(".", 1)[0] for name in (*facts.types, *facts.factories) if "." in name}
@@ -902,6 +1034,8 @@ def scan(root: Path, files: list[tuple[str, Path]] | None = None) -> ProjectInde
         engine_factories=tuple(sorted(facts.engine_factories)),
         committing_helpers=tuple(sorted(facts.committing_helpers - set(facts.factories))),
         context_factories=tuple(sorted(facts.context_factories)),
+        factory_classes=tuple(sorted((k, *v) for k, v in facts.classes.items())),
+        unparsed=tuple(sorted(m.relative for m in modules if m.unparsed)),
         # A maker's own keyword is not an override.
         expire_overrides=tuple(sorted(overrides - {"sessionmaker", "async_sessionmaker"})),
         evidence_modules=tuple(sorted(exporting)),

@@ -44,6 +44,9 @@ class SessionBlock:
     key: str
     block: cst.IndentedBlock
     start: int  # index of the first statement of the block that runs with the session
+    # Injected with ``Depends(...)``: other dependencies of the request may already
+    # have run a statement on it, so ``begin()`` could raise (no fix).
+    injected: bool = False
 
 
 class MissingTransaction(Rule):
@@ -68,11 +71,12 @@ class MissingTransaction(Rule):
     ## Known problems
     Sessions handed to other code after the write (returned, passed as an argument)
     are not reported: that code may commit. A route handler's session is not
-    reported when the dependency that provides it is defined in the same module and
-    begins or commits itself; a dependency imported from another module cannot be
-    seen, so a handler whose dependency commits after `yield` is reported (commit
-    in the handler, or silence the line with `# noqa: SL301`). Synchronous sessions
-    are not checked.
+    reported when the dependency that provides it begins or commits itself: one
+    defined in the same module that calls `begin()` or `commit()`, or one the
+    project index saw begin or commit on exit (`async with factory() as s,
+    s.begin(): yield s`; a `commit()` after the `yield`), or whose exit it could
+    not see. A dependency from another package the index does not read is taken
+    not to commit. Synchronous sessions are not checked.
 
     ## Example
     ```python
@@ -166,7 +170,7 @@ class MissingTransaction(Rule):
                 if self._is_async_parameter(key) and not dependency_manages_transaction(
                     ctx, depends
                 ):
-                    blocks.append(SessionBlock(key, body, 0))
+                    blocks.append(SessionBlock(key, body, 0, injected=True))
         return blocks
 
     def _assigned_session(self, stmt: cst.BaseStatement) -> str | None:
@@ -264,6 +268,8 @@ class MissingTransaction(Rule):
 
     # -- the fix -----------------------------------------------------------------------
     def _fix(self, block: SessionBlock, index: int) -> Fix | None:
+        if block.injected:
+            return None
         key = block.key
         body = list(block.block.body)
         before, region = body[block.start : index], body[index:]

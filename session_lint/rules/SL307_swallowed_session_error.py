@@ -6,7 +6,7 @@ from session_lint.core.prefilter import SESSION
 from session_lint.core.walker import iter_nodes
 from session_lint.project.roles import APP_ONLY
 from session_lint.rules.base import Rule
-from session_lint.semantics.sessions import is_async_session
+from session_lint.semantics.sessions import head_name, is_async_session
 from session_lint.semantics.transactions import WRITE_METHODS
 
 # Session calls that make a ``try`` block session work worth guarding.
@@ -40,7 +40,12 @@ class SwallowedSessionError(Rule):
     failure and is not reported either, nor is one that keeps the exception for
     the code after the `try` (`insert_error = error`, `errors.append(error)`): on
     the real-code corpus (`docs/corpus.md`) that was a get-or-create race that
-    re-raises the kept error when no other caller's row exists.
+    re-raises the kept error when no other caller's row exists. Outside a
+    dependency, a handler that catches only constraint conflicts
+    (`IntegrityError`, a driver's `UniqueViolationError`) and carries on, without
+    returning, to more statements after the `try` is not reported either:
+    on the corpus each was an idempotent insert (assigning a label that another
+    request assigned first), where the row the caller wanted exists.
 
     ## Example
     ```python
@@ -109,8 +114,26 @@ class SwallowedSessionError(Rule):
                 continue
             if around_yield:
                 self.report(handler, self.dependency_message.format(session=session))
-            elif _works_on(node.body, session) and not _keeps_the_error(handler):
+            elif (
+                _works_on(node.body, session)
+                and not _keeps_the_error(handler)
+                and not (_only_constraint_conflicts(handler) and self._carries_on(node))
+            ):
                 self.report(handler, self.message.format(session=session))
+
+    def _carries_on(self, node: cst.Try) -> bool:
+        """More statements of the function run after the ``try`` (the work goes on)."""
+        path = [*self.ctx.ancestor_chain(), node]
+        for index in range(len(path) - 2, -1, -1):
+            block = path[index]
+            if isinstance(block, cst.FunctionDef):
+                return False
+            if isinstance(block, cst.IndentedBlock):
+                child = path[index + 1]
+                body = list(block.body)
+                if any(s is child for s in body[:-1]):
+                    return True
+        return False
 
     def _rolled_back(self, handler: cst.ExceptHandler) -> str | None:
         """The async session the handler rolls back."""
@@ -125,6 +148,22 @@ class SwallowedSessionError(Rule):
             ):
                 return sub.expression.func.value.value
         return None
+
+
+def _only_constraint_conflicts(handler: cst.ExceptHandler) -> bool:
+    """``except IntegrityError:`` (or a driver's ``UniqueViolationError``) and
+    nothing broader, with no ``return`` (the caller checks that more follows):
+    the insert met a row that is already there, the deliberate end of an
+    idempotent insert (see ## Known problems)."""
+    caught = handler.type
+    if caught is None or any(isinstance(n, cst.Return) for n in iter_nodes(handler.body)):
+        return False
+    names = [e.value for e in caught.elements] if isinstance(caught, cst.Tuple) else [caught]
+    return all(
+        (head := head_name(name)) is not None
+        and head.endswith(("IntegrityError", "UniqueViolation", "UniqueViolationError"))
+        for name in names
+    )
 
 
 def _raises(handler: cst.ExceptHandler) -> bool:

@@ -18,9 +18,11 @@ from session_lint.semantics.sql import (
     Interpolation,
     built_string,
     concat_parts,
+    doubles_quotes,
     executes_sql,
     first_positional,
     is_constant_like,
+    is_number_or_uuid,
     is_text_call,
     literal_string,
 )
@@ -67,7 +69,14 @@ class InterpolatedSql(Rule):
     raise ...`), no call given it (`re.fullmatch(PATTERN, table)`, a quoting
     helper), no method of it (`table.isidentifier()`). Values fixed when the code is
     written (literals, `UPPER_CASE` constants, `Model.__tablename__`, quoting
-    helpers) cannot inject anything and are never reported.
+    helpers) cannot inject anything and are never reported; nor can numbers and
+    UUIDs: numeric literals, `int()`, `float()`, `len()`, `round()`, `uuid4()`,
+    `UUID(...)`, arithmetic and `min`/`max` of numbers, a loop variable over
+    `range(...)`, and a parameter or variable annotated `int`, `float` or `UUID`
+    (or assigned one of these), and a call of a function of the same module whose
+    return is annotated `int`, `float` or `UUID` are left alone. So is text
+    escaped for the quoted literal it sits in (`'{payload.replace("'", "''")}'`,
+    or a name bound to that).
 
     A check anywhere in the function counts, not only one on every path before the
     SQL is built: this misses a check in the wrong place, rather than flag checked
@@ -147,7 +156,7 @@ class InterpolatedSql(Rule):
         if arg is None:
             return
         built = self._built(arg.value)
-        if built is None or all(is_constant_like(v) for v in built.values):
+        if built is None or all(self._harmless(v) for v in built.values):
             return
         message = self._value_message(built)
         if message is None:
@@ -190,7 +199,10 @@ class InterpolatedSql(Rule):
             if not quoted and self._placeholder_list(seg, before, following):
                 before += "?"
                 continue
-            if not is_constant_like(seg):
+            if quoted and doubles_quotes(self.ctx, seg, self.ctx.scope):
+                before += "?"
+                continue  # escaped for a quoted literal: ``'{text.replace("'", "''")}'``
+            if not self._harmless(seg):
                 code = self.ctx.module.code_for_node(seg)
                 setting = _SETTING_SLOT.match(before)
                 if setting:
@@ -201,6 +213,10 @@ class InterpolatedSql(Rule):
                     return self.message.format(how=built.how.value, form=self._bind_form(built))
             before += "?"
         return None
+
+    def _harmless(self, value: cst.BaseExpression) -> bool:
+        """Fixed when the code is written, or a number or a UUID: cannot inject."""
+        return is_constant_like(value) or is_number_or_uuid(self.ctx, value, self.ctx.scope)
 
     def _placeholder_list(self, seg: cst.BaseExpression, before: str, following: object) -> bool:
         """``IN ({placeholders})``, the whole list from a local name: the usual way to

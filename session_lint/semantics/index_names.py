@@ -95,4 +95,27 @@ def project_factory(ctx: FileContext, call: cst.Call, scope: Scope) -> tuple[str
         found = project.factories.get(name)
         if found is not None:
             return (found[0], COMMITS) if begins else found
+    if project.classes and isinstance(target, cst.Name):
+        found = _factory_parameter(ctx, target.value, scope)
+        if found is not None:
+            return (found[0], COMMITS) if begins else found
+    return None
+
+
+def _factory_parameter(ctx: FileContext, name: str, scope: Scope) -> tuple[str, str] | None:
+    """A parameter annotated with one of the project's factory classes
+    (``db: DbSessionFactory``): calling it opens a session."""
+    classes = ctx.config.project.classes
+    for binding in scope.lookup(name):
+        annotation = binding.annotation if binding.kind is BindingKind.PARAM else None
+        while isinstance(annotation, cst.Subscript) and annotation.slice:
+            element = annotation.slice[0].slice  # ``Optional[C]``
+            annotation = element.value if isinstance(element, cst.Index) else None
+        if isinstance(annotation, cst.BinaryOperation):  # ``C | None``
+            annotation = annotation.left
+        if annotation is None:
+            continue
+        for qualified in project_names(ctx, annotation, scope):
+            if qualified in classes:
+                return classes[qualified]
     return None

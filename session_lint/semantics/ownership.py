@@ -22,6 +22,8 @@ import libcst as cst
 from session_lint.core.context import FileContext
 from session_lint.core.scopes import BindingKind, Scope
 from session_lint.core.walker import children, subtree
+from session_lint.project.facts import NO_COMMIT
+from session_lint.semantics.index_names import project_names
 from session_lint.semantics.sessions import (
     Origin,
     is_session,
@@ -166,22 +168,30 @@ def injected_sessions(
 
 def dependency_manages_transaction(ctx: FileContext, depends: cst.Call) -> bool | None:
     """Whether the dependency behind ``Depends(get_db)`` begins or commits itself
-    (then the handler's writes are committed for it). None when it cannot be seen."""
+    (then the handler's writes are committed for it): a function of this module
+    that calls ``begin()`` or ``commit()``, or a project factory the index saw
+    commit or begin on exit, or whose exit it could not see (a dependency that
+    yields inside ``session.begin()`` raises ``A transaction is already begun``
+    when the handler begins again). None when the dependency is not known."""
     if not depends.args:
         return None
     target = depends.args[0].value
-    if not isinstance(target, cst.Name):
-        return None
-    for b in ctx.scope.module.bindings.get(target.value, ()):
-        if b.kind is BindingKind.DEF and isinstance(b.node, cst.FunctionDef):
-            for sub in subtree(b.node.body):
-                if (
-                    isinstance(sub, cst.Call)
-                    and isinstance(sub.func, cst.Attribute)
-                    and sub.func.attr.value in ("begin", "commit")
-                ):
-                    return True
-            return False
+    if isinstance(target, cst.Name):
+        for b in ctx.scope.module.bindings.get(target.value, ()):
+            if b.kind is BindingKind.DEF and isinstance(b.node, cst.FunctionDef):
+                for sub in subtree(b.node.body):
+                    if (
+                        isinstance(sub, cst.Call)
+                        and isinstance(sub.func, cst.Attribute)
+                        and sub.func.attr.value in ("begin", "commit")
+                    ):
+                        return True
+                return False
+    factories = ctx.config.project.factories
+    for name in project_names(ctx, target, ctx.scope.module):
+        found = factories.get(name)
+        if found is not None:
+            return found[1] != NO_COMMIT
     return None
 
 

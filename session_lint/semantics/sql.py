@@ -175,3 +175,126 @@ def first_positional(call: cst.Call) -> cst.Arg | None:
         if arg.keyword is not None and arg.keyword.value in ("statement", "text"):
             return arg
     return None
+
+
+# -- values that cannot carry SQL -----------------------------------------------------
+
+# Builtins whose result is a number, and constructors of UUIDs: neither can hold a
+# quote, a semicolon or a keyword, so neither can inject SQL (docs/rules/SL502.md).
+_NUMBER_BUILTINS = frozenset({"int", "float", "len", "round", "abs", "hash", "ord"})
+_NUMBER_OF_NUMBERS = frozenset({"min", "max", "sum"})  # a number when their arguments are
+_UUID_MAKERS = frozenset(
+    {"uuid.UUID", "uuid.uuid1", "uuid.uuid3", "uuid.uuid4", "uuid.uuid5", "uuid.uuid7"}
+)
+_NUMBER_TYPES = frozenset({"int", "float", "bool", "decimal.Decimal"})
+_UUID_TYPES = frozenset({"uuid.UUID"})
+_ARITHMETIC = (
+    cst.Add, cst.Subtract, cst.Multiply, cst.Divide, cst.FloorDivide, cst.Modulo, cst.Power,
+)  # fmt: skip
+_MAX_HOPS = 4  # ``a = b`` chains followed
+
+
+def is_number_or_uuid(
+    ctx: FileContext, expr: cst.BaseExpression, scope: Scope, hops: int = 0
+) -> bool:
+    """Whether ``expr`` is known to be a number or a UUID: a numeric literal,
+    ``int()``/``float()``/``len()``/``round()``, ``uuid4()``/``UUID(...)``,
+    arithmetic and ``min``/``max``/``sum`` of such values, or a name that is one:
+    a parameter or variable annotated ``int``/``float``/``UUID`` (``Optional`` of
+    one too), assigned one, a loop variable over ``range(...)``, or a call of a
+    function of this module whose return is annotated so."""
+    if hops > _MAX_HOPS:
+        return False
+    if isinstance(expr, (cst.Integer, cst.Float)):
+        return True
+    if isinstance(expr, cst.UnaryOperation) and isinstance(expr.operator, (cst.Minus, cst.Plus)):
+        return is_number_or_uuid(ctx, expr.expression, scope, hops)
+    if isinstance(expr, cst.BinaryOperation) and isinstance(expr.operator, _ARITHMETIC):
+        return is_number_or_uuid(ctx, expr.left, scope, hops) and is_number_or_uuid(
+            ctx, expr.right, scope, hops
+        )
+    if isinstance(expr, cst.Call):
+        func = expr.func
+        if isinstance(func, cst.Name):
+            bindings = scope.lookup(func.value)
+            if not bindings:
+                if func.value in _NUMBER_BUILTINS:
+                    return True
+                if func.value in _NUMBER_OF_NUMBERS and expr.args:
+                    return all(is_number_or_uuid(ctx, a.value, scope, hops) for a in expr.args)
+            elif all(
+                b.kind is BindingKind.DEF
+                and isinstance(b.node, cst.FunctionDef)
+                and b.node.returns is not None
+                and _numeric_annotation(ctx, b.node.returns.annotation, scope)
+                for b in bindings
+            ):
+                return True  # ``def remaining_ms(...) -> int``
+        return ctx.resolves_to(func, _UUID_MAKERS, scope)
+    if isinstance(expr, cst.Name):
+        return _name_is_number_or_uuid(ctx, expr.value, scope, hops)
+    return False
+
+
+def _name_is_number_or_uuid(ctx: FileContext, name: str, scope: Scope, hops: int) -> bool:
+    bindings = scope.lookup(name)
+    if not bindings:
+        return False
+    for binding in bindings:
+        if binding.annotation is not None:
+            if not _numeric_annotation(ctx, binding.annotation, scope):
+                return False
+        elif binding.kind is BindingKind.ASSIGNMENT and binding.value is not None:
+            if not is_number_or_uuid(ctx, binding.value, scope, hops + 1):
+                return False
+        elif binding.kind is BindingKind.FOR and isinstance(binding.node, cst.For):
+            loop = binding.node
+            if not (
+                isinstance(loop.target, cst.Name)
+                and isinstance(loop.iter, cst.Call)
+                and isinstance(loop.iter.func, cst.Name)
+                and loop.iter.func.value == "range"
+                and not scope.lookup("range")
+            ):
+                return False
+        else:
+            return False
+    return True
+
+
+def _numeric_annotation(ctx: FileContext, annotation: cst.BaseExpression, scope: Scope) -> bool:
+    """``int``, ``float``, ``UUID``, ``Optional[int]``, ``int | None``."""
+    if isinstance(annotation, cst.Subscript) and len(annotation.slice) == 1:
+        index = annotation.slice[0].slice
+        if isinstance(index, cst.Index) and ctx.resolves_to(
+            annotation.value, frozenset({"typing.Optional"}), scope
+        ):
+            return _numeric_annotation(ctx, index.value, scope)
+        return False
+    if isinstance(annotation, cst.BinaryOperation) and isinstance(annotation.operator, cst.BitOr):
+        sides = (annotation.left, annotation.right)
+        return all(
+            (isinstance(s, cst.Name) and s.value == "None") or _numeric_annotation(ctx, s, scope)
+            for s in sides
+        )
+    if isinstance(annotation, cst.Name) and annotation.value in _NUMBER_TYPES:
+        return not scope.lookup(annotation.value)
+    return ctx.resolves_to(annotation, _NUMBER_TYPES | _UUID_TYPES, scope)
+
+
+def doubles_quotes(ctx: FileContext, expr: cst.BaseExpression, scope: Scope) -> bool:
+    """``value.replace("'", "''")``, or a name bound once to it: the escape that
+    makes any text safe inside a single-quoted SQL literal."""
+    if isinstance(expr, cst.Name):
+        bindings = scope.lookup(expr.value)
+        if len(bindings) != 1 or bindings[0].value is None:
+            return False
+        expr = bindings[0].value
+    return (
+        isinstance(expr, cst.Call)
+        and isinstance(expr.func, cst.Attribute)
+        and expr.func.attr.value == "replace"
+        and len(expr.args) == 2
+        and literal_string(expr.args[0].value) == "'"
+        and literal_string(expr.args[1].value) == "''"
+    )

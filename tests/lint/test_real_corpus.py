@@ -59,6 +59,19 @@ from bench.corpus.review import (
     overall,
     tally,
 )
+from bench.corpus.truth import (
+    Lookalike,
+    Miss,
+    Problem,
+    TruthError,
+    counted,
+    finders,
+    load_misses,
+    load_truth,
+    misses,
+    on_lookalikes,
+    overall_recall,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -137,6 +150,93 @@ def test_precision_of_every_rule_that_fires(records: list[Record], reviews: list
     per_rule = tally(records, reviews, lambda r: r.code)
     problems = [p for code, counts in per_rule.items() if (p := below_threshold(code, counts))]
     assert not problems, listing(f"rules below precision {THRESHOLD:.2f}", problems)
+
+
+# -- recall: the truth set ------------------------------------------------------------
+
+# Today's overall recall of the in-scope real problems of bench/corpus/truth.toml.
+# It can only go up: raise it when a change finds more, never lower it. The target
+# once the effects, transaction-state and lifetime rules have landed is 0.70.
+RECALL_FLOOR = 0.0
+
+
+@pytest.fixture(scope="module")
+def truth() -> tuple[list[Problem], list[Lookalike]]:
+    try:
+        return load_truth()
+    except TruthError as exc:
+        pytest.fail(str(exc))
+
+
+@pytest.fixture(scope="module")
+def known_misses() -> list[Miss]:
+    try:
+        return load_misses()
+    except TruthError as exc:
+        pytest.fail(str(exc))
+
+
+def test_truth_set_covers_six_packages_of_the_corpus(
+    truth: tuple[list[Problem], list[Lookalike]], trees: list[Tree]
+) -> None:
+    problems, lookalikes = truth
+    names = {tree.package.name for tree in trees}
+    read = {p.package for p in problems} | {lookalike.package for lookalike in lookalikes}
+    assert read <= names, f"truth.toml names packages outside the corpus: {sorted(read - names)}"
+    assert len(read) >= 6, f"the truth set covers {len(read)} packages; at least 6 are read"
+    missing = [
+        entry.label()
+        for entry in (*problems, *lookalikes)
+        if not (corpus_root(trees, entry.package) / entry.path).is_file()
+    ]
+    assert not missing, listing("truth entries naming a file the tree does not hold", missing)
+
+
+def test_every_in_scope_problem_is_found_or_a_known_miss(
+    records: list[Record], truth: tuple[list[Problem], list[Lookalike]], known_misses: list[Miss]
+) -> None:
+    problems, _ = truth
+    listed = {m.key for m in known_misses}
+    unexplained = [p.label() for p in misses(problems, records) if p.key not in listed]
+    found_now = [
+        f"{m.package}:{m.path}:{m.line}"
+        for m in known_misses
+        if any(p.key == m.key and finders(p, records) for p in problems)
+    ]
+    stale = [
+        f"{m.package}:{m.path}:{m.line}"
+        for m in known_misses
+        if not any(p.key == m.key and p in counted(problems) for p in problems)
+    ]
+    assert not unexplained and not found_now and not stale, (
+        listing("missed, and not in bench/corpus/known_misses.toml", unexplained)
+        + listing("in known_misses.toml but found now: remove them", found_now)
+        + listing("in known_misses.toml but no in-scope real problem of truth.toml", stale)
+    )
+
+
+def test_no_finding_on_a_lookalike(
+    records: list[Record], truth: tuple[list[Problem], list[Lookalike]]
+) -> None:
+    _, lookalikes = truth
+    hits = [f"{lookalike.label()}: {code}" for lookalike, code in on_lookalikes(lookalikes, records)]
+    assert not hits, listing("findings on look-alikes the readers found fine", hits)
+
+
+def test_recall_does_not_fall(
+    records: list[Record], truth: tuple[list[Problem], list[Lookalike]]
+) -> None:
+    problems, _ = truth
+    recall = overall_recall(problems, records)
+    assert recall.value is not None, "the truth set has no in-scope real problem"
+    assert recall.value >= RECALL_FLOOR, (
+        f"recall {recall.text()} fell below {RECALL_FLOOR:.2f}\n"
+        + listing("missed", [p.label() for p in misses(problems, records)])
+    )
+
+
+def corpus_root(trees: list[Tree], package: str) -> Path:
+    return next(tree.root for tree in trees if tree.package.name == package)
 
 
 def test_no_finding_without_sqlalchemy_evidence(records: list[Record]) -> None:
