@@ -136,3 +136,59 @@ def is_write_sql(text: str) -> bool:
 # (and, with ``get``/``get_one``, start a transaction and take execution options).
 EXECUTE_METHODS = frozenset({"execute", "scalar", "scalars", "stream", "stream_scalars"})
 DRIVER_SQL_METHODS = frozenset({"exec_driver_sql"})
+
+
+# -- slow calls ---------------------------------------------------------------------
+# What waits on the network or sleeps: the default ``slow-calls`` (a name, or a
+# prefix ending in ``.*``). The wildcards take any call under the prefix, through
+# imports and through the client a name was built from (``client.get`` of
+# ``client = httpx.AsyncClient()`` is ``httpx.AsyncClient.get``), except building
+# a client or a value (see ``is_slow_call``).
+DEFAULT_SLOW_CALLS = (
+    "asyncio.sleep",
+    "time.sleep",
+    "httpx.*",
+    "aiohttp.ClientSession.*",
+    "aiohttp.request",
+    "requests.*",
+    "urllib.request.urlopen",
+    "openai.*",
+    "anthropic.*",
+    "boto3.*",
+    "aioboto3.*",
+    "botocore.*",
+    "aiobotocore.*",
+    "smtplib.*",
+    "aiosmtplib.*",
+)
+# Calls under a wildcard that build a client, a session or a value, and wait on
+# nothing: ``boto3.client("s3")``, ``httpx.Timeout(5)``, ``requests.Session()``.
+_NOT_SLOW_LAST = frozenset(
+    {"client", "resource", "session", "Session", "AsyncClient", "Client", "ClientSession",
+     "close", "aclose", "raise_for_status", "json", "build_request", "headers", "cookies",
+     "get_paginator", "get_waiter", "with_options", "with_raw_response"}
+)  # fmt: skip
+
+
+def is_slow_call(name: str, patterns: tuple[str, ...]) -> bool:
+    """Whether a call of ``name`` (a qualified name) matches one of ``patterns``:
+    equal to a name, or under a ``prefix.*`` wildcard and not the building of a
+    client or a value (a capitalised last part is a class: ``httpx.Timeout``)."""
+    for pattern in patterns:
+        if pattern.endswith(".*"):
+            prefix = pattern[:-1]
+            if name.startswith(prefix) and len(name) > len(prefix):
+                last = name.rsplit(".", 1)[-1]
+                if last not in _NOT_SLOW_LAST and not last[:1].isupper() and not last.startswith("_"):
+                    return True
+        elif name == pattern:
+            return True
+    return False
+
+
+# Session and connection classes a parameter's annotation may name.
+CONNECTION_CLASSES = frozenset(
+    {"sqlalchemy.engine.Connection", "sqlalchemy.Connection",
+     "sqlalchemy.ext.asyncio.AsyncConnection", "sqlalchemy.ext.asyncio.engine.AsyncConnection"}
+)  # fmt: skip
+SESSION_CLASSES_ALL = SESSION_CLASSES | CONNECTION_CLASSES

@@ -18,6 +18,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from session_lint.finding import Import
+from session_lint.known import DEFAULT_SLOW_CALLS
 from session_lint.project.facts import EMPTY_INDEX, ProjectIndex
 
 if sys.version_info >= (3, 11):
@@ -38,23 +39,6 @@ DEFAULT_ENGINE_MODULES = (
     "**/session/**",
 )
 
-DEFAULT_SLOW_CALLS = (
-    "asyncio.sleep",
-    "time.sleep",
-    "httpx.AsyncClient.get",
-    "httpx.AsyncClient.post",
-    "httpx.AsyncClient.put",
-    "httpx.AsyncClient.patch",
-    "httpx.AsyncClient.delete",
-    "httpx.AsyncClient.request",
-    "httpx.AsyncClient.send",
-    "aiohttp.ClientSession.get",
-    "aiohttp.ClientSession.post",
-    "aiohttp.ClientSession.put",
-    "aiohttp.ClientSession.patch",
-    "aiohttp.ClientSession.delete",
-    "aiohttp.ClientSession.request",
-)
 
 
 # File roles, in order of precedence (see ``session_lint.project.roles``). ``app`` takes no
@@ -477,7 +461,7 @@ def with_project_index(config: Config, *, use_cache: bool = True) -> Config:
     def excluded(relative: str) -> bool:
         return any(glob_match(relative, p) for p in patterns)
 
-    index = build_index(config.root, excluded, use_cache=use_cache)
+    index = build_index(config.root, excluded, use_cache=use_cache, slow_calls=config.slow_calls)
     if any(
         glob_match(path, pattern)
         for path in index.engine_builders

@@ -14,7 +14,7 @@ import functools
 import re
 
 from session_lint.project.config import Config
-from session_lint.project.index import absolute_import, module_name
+from session_lint.project.modules import absolute_import, module_name
 
 
 @functools.lru_cache(maxsize=4096)

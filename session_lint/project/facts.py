@@ -69,6 +69,14 @@ class ProjectIndex:
     # Whether a dependency file was found at all: without one, nothing is known
     # about what the project can import.
     dependencies_known: bool = False
+    # Effect summaries (session_lint/project/effects.py): (qualified function or
+    # method, slow chain or "", commits / rolls back / runs a statement on a
+    # session it receives), for the functions with an effect.
+    effects: tuple[tuple[str, str, bool, bool, bool], ...] = ()
+    # (class, attribute, class): what ``self.<attribute>`` holds, for classes with
+    # a method that has an effect; (instance, class) for module-level instances.
+    held_attributes: tuple[tuple[str, str, str], ...] = ()
+    instances: tuple[tuple[str, str], ...] = ()
     # Project files (relative paths) that may hold facts but that neither
     # CPython's parser nor libcst reads: the index learned only their imports.
     unparsed: tuple[str, ...] = ()
@@ -87,6 +95,21 @@ class ProjectIndex:
     @cached_property
     def factories(self) -> dict[str, tuple[str, str]]:
         return {name: (kind, transaction) for name, kind, transaction in self.session_factories}
+
+    @cached_property
+    def effect_of(self) -> dict[str, tuple[str, bool, bool, bool]]:
+        return {
+            name: (slow, commits, rolls_back, uses_db)
+            for name, slow, commits, rolls_back, uses_db in self.effects
+        }
+
+    @cached_property
+    def held(self) -> dict[tuple[str, str], str]:
+        return {(owner, attribute): cls for owner, attribute, cls in self.held_attributes}
+
+    @cached_property
+    def instance_of(self) -> dict[str, str]:
+        return dict(self.instances)
 
     @cached_property
     def classes(self) -> dict[str, tuple[str, str]]:

@@ -28,6 +28,7 @@ from session_lint.known import (
     ASYNC_SESSION_CLASSES,
     ASYNC_SESSIONMAKERS,
     CACHE_DECORATORS,
+    DEFAULT_SLOW_CALLS,
     ENGINE_CONSTRUCTORS,
     SESSIONMAKERS,
     SYNC_SESSION_CLASSES,
@@ -36,6 +37,7 @@ from session_lint.known import (
     WRITE_CONSTRUCTORS,
     is_write_sql,
 )
+from session_lint.project.effects import learn_effects
 from session_lint.project.facts import (
     ASYNC,
     COMMITS,
@@ -44,6 +46,7 @@ from session_lint.project.facts import (
     UNKNOWN,
     ProjectIndex,
 )
+from session_lint.project.modules import absolute_import, module_name
 from session_lint.syntax import AST_LOCK, parse_ast
 
 # -- building the index ---------------------------------------------------------------
@@ -85,34 +88,6 @@ _SKIPPED_DIRS = frozenset(
 )  # fmt: skip
 _MAX_FILES = 20_000  # a root that is a home directory is not a project
 _FIXPOINT_ROUNDS = 6  # re-exports and factories built on factories: a few hops deep
-
-
-def module_name(relative: str) -> str | None:
-    """``app/db/session.py`` -> ``app.db.session``; ``src/`` is a layout, not a package."""
-    if not relative.endswith((".py", ".pyi")):
-        return None
-    parts = relative.replace("\\", "/").rsplit(".", 1)[0].split("/")
-    if parts and parts[0] == "src" and len(parts) > 1:
-        parts = parts[1:]
-    if parts and parts[-1] == "__init__":
-        parts = parts[:-1]
-    if not parts or not all(p.isidentifier() for p in parts):
-        return None
-    return ".".join(parts)
-
-
-def absolute_import(module: str, current: str, is_package: bool) -> str:
-    """``..db`` seen from ``app.api.users`` -> ``app.db``."""
-    dots = len(module) - len(module.lstrip("."))
-    if not dots:
-        return module
-    base = current.split(".") if current else []
-    if not is_package:
-        base = base[:-1]
-    if dots > 1:
-        base = base[: len(base) - (dots - 1)] if dots - 1 <= len(base) else []
-    rest = module[dots:]
-    return ".".join([*base, rest] if rest else base)
 
 
 @dataclass
@@ -1005,7 +980,11 @@ def _factory_objects_of(
     visit(tree.body, {}, True, False)
 
 
-def scan(root: Path, files: list[tuple[str, Path]] | None = None) -> ProjectIndex:
+def scan(
+    root: Path,
+    files: list[tuple[str, Path]] | None = None,
+    slow_calls: tuple[str, ...] = DEFAULT_SLOW_CALLS,
+) -> ProjectIndex:
     """The index of the project under ``root``: facts about sessions, factories and
     engine modules; dependency facts are added by :func:`build_index`."""
     overrides: set[str] = set()
@@ -1021,6 +1000,7 @@ def scan(root: Path, files: list[tuple[str, Path]] | None = None) -> ProjectInde
     _learn_committing_helpers(modules, facts)
     if facts.classes:
         _learn_factory_objects(listing, modules, facts)
+    effects = learn_effects(listing, facts.types, slow_calls)
     # Modules whose importers do database work: they export a session type or
     # factory, or build an engine.
     exporting = {name.rsplit(".", 1)[0] for name in (*facts.types, *facts.factories) if "." in name}
@@ -1036,6 +1016,14 @@ def scan(root: Path, files: list[tuple[str, Path]] | None = None) -> ProjectInde
         context_factories=tuple(sorted(facts.context_factories)),
         factory_classes=tuple(sorted((k, *v) for k, v in facts.classes.items())),
         unparsed=tuple(sorted(m.relative for m in modules if m.unparsed)),
+        effects=tuple(
+            sorted(
+                (k, v.slow, v.commits, v.rolls_back, v.uses_db)
+                for k, v in effects.functions.items()
+            )
+        ),
+        held_attributes=tuple(sorted((o, a, c) for (o, a), c in effects.attributes.items())),
+        instances=tuple(sorted(effects.instances.items())),
         # A maker's own keyword is not an override.
         expire_overrides=tuple(sorted(overrides - {"sessionmaker", "async_sessionmaker"})),
         evidence_modules=tuple(sorted(exporting)),
@@ -1055,7 +1043,11 @@ _DEPENDENCY_FILES = re.compile(
 
 
 def build_index(
-    root: str, excluded: Callable[[str], bool] | None = None, *, use_cache: bool = True
+    root: str,
+    excluded: Callable[[str], bool] | None = None,
+    *,
+    use_cache: bool = True,
+    slow_calls: tuple[str, ...] = DEFAULT_SLOW_CALLS,
 ) -> ProjectIndex:
     """The index of the project at ``root`` (the config file's directory, or the
     working directory), from the on-disk cache when no file changed since.
@@ -1066,14 +1058,14 @@ def build_index(
     if excluded is not None:
         files = [(relative, path) for relative, path in files if not excluded(relative)]
     if not use_cache:
-        return _with_dependencies(scan(base, files), base)
-    key = _index_key(base, files)
+        return _with_dependencies(scan(base, files, slow_calls), base)
+    key = _index_key(base, files, slow_calls)
     entry = base / ".session_lint_cache" / _INDEX_CACHE / f"{key}.json"
     try:
         return _from_json(json.loads(entry.read_text(encoding="utf-8")))
     except (OSError, ValueError, TypeError, KeyError):
         pass
-    index = _with_dependencies(scan(base, files), base)
+    index = _with_dependencies(scan(base, files, slow_calls), base)
     _store(entry, index)
     return index
 
@@ -1084,10 +1076,11 @@ def _with_dependencies(index: ProjectIndex, root: Path) -> ProjectIndex:
     return replace(index, **dependency_facts(root))
 
 
-def _index_key(root: Path, files: list[tuple[str, Path]]) -> str:
+def _index_key(root: Path, files: list[tuple[str, Path]], slow_calls: tuple[str, ...]) -> str:
     from session_lint.fingerprint import tool_fingerprint
 
     digest = hashlib.sha256(tool_fingerprint().encode())
+    digest.update("\n".join(slow_calls).encode() + b"\0")
     stats = list(files)
     try:
         stats.extend((p.name, p) for p in root.iterdir() if _DEPENDENCY_FILES.search(p.name))

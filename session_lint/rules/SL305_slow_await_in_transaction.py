@@ -1,36 +1,82 @@
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import libcst as cst
 
-from session_lint.core.prefilter import SESSION_OR_CONNECTION
-from session_lint.core.scopes import BindingKind
+from session_lint.core.context import FileContext
+from session_lint.core.prefilter import SESSION_OR_CONNECTION, Clause, Whole, clauses
+from session_lint.core.scopes import BindingKind, Scope
+from session_lint.known import is_slow_call
+from session_lint.project.config import Config
+from session_lint.project.effects import STATEMENT_METHODS
 from session_lint.project.roles import APP_ONLY
 from session_lint.rules.base import Rule
+from session_lint.semantics.effects import CallEffect, call_effect, expression_effect, slow_name
+from session_lint.semantics.ownership import dependencies, injected_sessions, is_route_handler
+from session_lint.semantics.sessions import is_session, session_binding
 from session_lint.semantics.transactions import enclosing_transactions
+
+_CLOSES = frozenset({"commit", "rollback", "close"})
+_REQUEST_SESSION = "the request's session"
 
 
 class SlowAwaitInTransaction(Rule):
     """
     ## What it does
-    Finds a call to a known slow, non-database operation inside a transaction
-    block (`async with session.begin():`, `async with factory.begin() as session:`,
-    `async with engine.begin() as conn:`): `asyncio.sleep`, `time.sleep`, and HTTP
-    requests on `httpx.AsyncClient` / `aiohttp.ClientSession` clients — the list in
-    the `slow-calls` option, matched through imports and through the client a
-    name was created from (`async with httpx.AsyncClient() as client:
-    await client.get(...)`).
+    Finds a slow, non-database call made while a transaction is open on a session
+    this function owns or received:
+
+    - an explicit transaction block: `async with session.begin():`,
+      `async with factory.begin() as session:`, `async with engine.begin() as conn:`;
+    - an **autobegun** transaction: the session's first statement (`execute()`,
+      `get()`, `scalar(s)()`, `flush()`, `refresh()`…) began one, and no
+      `commit()`, `rollback()` or `close()` (nor the end of the session's
+      `async with`) has ended it yet. A call of a project function that runs a
+      statement on the session it is handed (a repository method reading through
+      `self.session`) begins it the same way;
+    - a FastAPI route whose dependencies ran a statement on the request's session
+      (`user: User = Depends(get_current_user)` reading the user through it): that
+      transaction stays open for the whole route unless the route commits it.
+
+    Slow calls are the `slow-calls` list — `asyncio.sleep`, `time.sleep`, and
+    anything under `httpx`, `aiohttp.ClientSession`, `requests`, `openai`,
+    `anthropic`, `boto3`/`aioboto3`, `smtplib` (building a client or a value is
+    not a call that waits) — matched through imports, through the client a name
+    was built from (`async with httpx.AsyncClient() as client: await
+    client.get(...)`, `self.http = httpx.AsyncClient()` in `__init__`), and
+    through project functions that make one, however deep: the message names the
+    chain (`refresh_name → fetch_profile → httpx.AsyncClient.get`).
 
     ## Why is this bad?
-    While the transaction is open it holds a database connection, its row locks
+    While the transaction is open it holds a pooled connection, its row locks
     and, behind a transaction pooler (pgbouncer, Supavisor), a server connection
-    that no other client can use. An HTTP call of a few hundred milliseconds inside
-    it multiplies the time each request pins a server connection; under load the
-    pooler's few server connections run out and every client queues. A slow or
-    hanging call also runs into PostgreSQL's `idle_in_transaction_session_timeout`
-    (`FATAL: terminating connection due to idle-in-transaction timeout`), and the
-    whole transaction is lost.
+    that no other client can use. The connection sits *idle in transaction* for
+    the whole external call (PostgreSQL's `pg_stat_activity` says so): under a
+    pool of N, N slow calls at once make every other request wait and fail with
+    `QueuePool limit of size N overflow M reached, connection timed out`. A slow
+    or hanging call also runs into PostgreSQL's
+    `idle_in_transaction_session_timeout`: the server ends the connection, and
+    the request's next statement fails (asyncpg: `the underlying connection is
+    closed`). `tests/runtime/test_effects_through_calls.py` shows all three
+    through pgbouncer.
 
-    Do the slow work before the transaction begins, or after it commits.
+    Do the slow work before the first statement, or after the commit (read what
+    you need, commit or close, then call out).
+
+    ## Known problems
+    Statements are followed in source order through one function: a commit in
+    one branch is taken to end the transaction for the code after the branch
+    (a miss rather than a false alarm). A call through an object the project
+    index cannot tie to a class (a service looked up at run time, a provider
+    chosen from settings) has no effect. A wait inside an `except` handler (a
+    retry's backoff, usually after a rollback) does not make a function slow for
+    its callers. Connections are followed only in explicit `engine.begin()`
+    blocks.
+
+    Silent: slow calls before the session's first statement; after
+    `commit()`/`rollback()`/`close()` with no further use of the session; on a
+    session made with `autobegin=False`; `asyncio.sleep(0)`.
 
     ## Example
     ```python
@@ -73,41 +119,237 @@ class SlowAwaitInTransaction(Rule):
         "transaction pooler) a server connection stay held while it waits; move it before "
         "`async with ...begin():` or after the commit"
     )
+    autobegun_message = (
+        "`{call}` while `{key}` holds the transaction `{opener}` began (autobegin): the "
+        "pooled connection sits idle in transaction for the whole wait, "
+        "and N such calls at once exhaust a pool of N; commit or close `{key}` before it, "
+        "or make the call first"
+    )
     roles = APP_ONLY  # see ## Where it runs
-    tokens = ("begin",)  # nothing is slow outside a transaction block
-
     requires = (SESSION_OR_CONNECTION,)  # and a session or a connection
 
-    def visit_Call(self, node: cst.Call) -> None:
-        slow = self.ctx.config.slow_calls
-        if not slow:
-            return
-        names = self._call_names(node.func)
-        match = next((n for n in sorted(names) if n in slow), None)
-        if match is None or not enclosing_transactions(self.ctx):
-            return
-        if match.endswith(".sleep") and _is_zero(node):
-            return  # sleep(0) only yields to the event loop
-        self.report(node, self.message.format(call=match))
+    @classmethod
+    def prefilter(cls, config: Config) -> tuple[Clause, ...]:
+        """A slow call needs its module's name in the file (``httpx``, ``asyncio``:
+        through an import, a client's constructor or a parameter's annotation),
+        or the name of a project function that is slow, or of an attribute that
+        holds a slow client (``self.http.post``); and a session or a connection."""
+        words: set[str | Whole] = set()
+        for pattern in config.slow_calls:
+            words.add(pattern.split(".", 1)[0])
+            if not pattern.endswith("*"):
+                words.add(pattern.rsplit(".", 1)[-1])
+        project = config.project
+        words.update(
+            Whole(name.rsplit(".", 1)[-1]) for name, slow, *_ in project.effects if slow
+        )
+        words.update(
+            Whole(attribute)
+            for _, attribute, held in project.held_attributes
+            if is_slow_call(f"{held}.call", config.slow_calls)
+        )
+        if not words:
+            return ()
+        return clauses(config, tuple(sorted(words, key=str)), SESSION_OR_CONNECTION)
 
-    def _call_names(self, func: cst.BaseExpression) -> set[str]:
-        """``asyncio.sleep`` for ``asyncio.sleep``, and ``httpx.AsyncClient.get`` for
-        ``client.get`` when ``client`` was made by ``httpx.AsyncClient(...)`` (or is
-        annotated as one)."""
-        names = set(self.ctx.qualified_names(func))
-        if isinstance(func, cst.Attribute) and isinstance(func.value, cst.Name):
-            method = func.attr.value
-            for b in self.ctx.scope.lookup(func.value.value):
-                origin: cst.BaseExpression | None = None
-                if b.kind in (BindingKind.WITH, BindingKind.ASSIGNMENT) and isinstance(
-                    b.value, cst.Call
-                ):
-                    origin = b.value.func
-                elif b.kind is BindingKind.PARAM:
-                    origin = b.annotation
-                if origin is not None:
-                    names.update(f"{q}.{method}" for q in self.ctx.qualified_names(origin))
-        return names
+    def __init__(self, ctx: FileContext) -> None:
+        super().__init__(ctx)
+        self._reported: set[int] = set()
+
+    # -- explicit transaction blocks -----------------------------------------------
+    def visit_Call(self, node: cst.Call) -> None:
+        if id(node) in self._reported or not enclosing_transactions(self.ctx):
+            return
+        call = self._slow(node, self.ctx.scope)
+        if call is not None:
+            self._reported.add(id(node))
+            self.report(node, self.message.format(call=call))
+
+    def _slow(self, node: cst.Call, scope: Scope) -> str | None:
+        """The slow call ``node`` makes, directly (by name) or through a project
+        function (``refresh_name → fetch_profile → httpx.AsyncClient.get``)."""
+        direct = slow_name(self.ctx, node.func, scope)
+        if direct is not None:
+            if direct.endswith(".sleep") and _is_zero(node):
+                return None  # sleep(0) only yields to the event loop
+            return direct
+        effect = call_effect(self.ctx, node, scope)
+        if effect is not None and effect.slow:
+            return f"{effect.name} → {effect.slow}"
+        return None
+
+    # -- autobegun transactions ----------------------------------------------------
+    def visit_FunctionDef(self, node: cst.FunctionDef) -> None:
+        scope = self.ctx.scope
+        open_: dict[str, str] = {}  # key -> what began its transaction
+        keys: dict[str, bool] = {}  # session expressions seen -> tracked
+        self._opened_by_dependencies(node, scope, open_)
+        for call in _events(node.body):
+            if isinstance(call, tuple):  # a ``with`` block that bound these names ends
+                for name in call:
+                    open_.pop(name, None)
+                continue
+            session, method = self._session_method(call, scope, keys)
+            if session is not None:
+                if method in _CLOSES:
+                    open_.pop(session, None)
+                elif method in STATEMENT_METHODS:
+                    open_.setdefault(session, f"{session}.{method}()")
+                continue
+            effect = call_effect(self.ctx, call, scope)
+            slow = self._slow(call, scope)
+            if slow is not None and open_ and id(call) not in self._reported:
+                key, opener = next(iter(open_.items()))
+                self._reported.add(id(call))
+                self.report(call, self.autobegun_message.format(call=slow, key=key, opener=opener))
+            if effect is not None:
+                self._apply(effect, call, scope, keys, open_)
+
+    def _opened_by_dependencies(
+        self, function: cst.FunctionDef, scope: Scope, open_: dict[str, str]
+    ) -> None:
+        """A route whose dependencies ran a statement on the request's session
+        (``user: User = Depends(get_current_user)`` reading the user through it)
+        starts with that transaction open: FastAPI gives every dependency of one
+        request the same session, and nothing ends the transaction before the
+        route returns unless the route commits it."""
+        parent = scope.parent
+        if parent is None or not is_route_handler(self.ctx, function, parent):
+            return
+        sessions = injected_sessions(self.ctx, function, scope)
+        for name, depends in dependencies(self.ctx, function, scope).items():
+            if name in sessions or not depends.args:
+                continue
+            effect = expression_effect(self.ctx, depends.args[0].value, parent)
+            if effect is None or not effect.uses_db:
+                continue
+            opener = f"{effect.name}() (a dependency)"
+            for session in sessions or (_REQUEST_SESSION,):
+                open_.setdefault(session, opener)
+
+    def _apply(
+        self,
+        effect: CallEffect,
+        call: cst.Call,
+        scope: Scope,
+        keys: dict[str, bool],
+        open_: dict[str, str],
+    ) -> None:
+        """A project function handed a session: it may commit it, or run a
+        statement on it (a repository method reading through ``self.session``)."""
+        for key in list(self._handed(call, scope, keys)):
+            if effect.commits or effect.rolls_back:
+                open_.pop(key, None)
+            elif effect.uses_db:
+                open_.setdefault(key, f"{effect.name}()")
+
+    def _handed(self, call: cst.Call, scope: Scope, keys: dict[str, bool]) -> Iterator[str]:
+        for arg in call.args:
+            key = self._key(arg.value, scope, keys)
+            if key is not None:
+                yield key
+        func = call.func
+        if isinstance(func, cst.Attribute):
+            head = func.value
+            while isinstance(head, cst.Attribute):
+                head = head.value
+            if isinstance(head, cst.Name) and head.value == "self":
+                yield from (k for k, tracked in keys.items() if tracked and k.startswith("self."))
+            elif isinstance(func.value, cst.Name):
+                # ``repo.get()`` of ``repo = UserRepository(session)``: built on it
+                for b in scope.lookup(func.value.value):
+                    value = b.value
+                    if b.kind is BindingKind.ASSIGNMENT and isinstance(value, cst.Call):
+                        for arg in value.args:
+                            key = self._key(arg.value, scope, keys)
+                            if key is not None:
+                                yield key
+
+    def _session_method(
+        self, call: cst.Call, scope: Scope, keys: dict[str, bool]
+    ) -> tuple[str | None, str]:
+        func = call.func
+        if not isinstance(func, cst.Attribute):
+            return None, ""
+        return self._key(func.value, scope, keys), func.attr.value
+
+    def _key(self, expr: cst.BaseExpression, scope: Scope, keys: dict[str, bool]) -> str | None:
+        """``session`` or ``self.session`` when ``expr`` is a session this function
+        opened or received, whose transaction autobegins."""
+        if isinstance(expr, cst.Name):
+            key = expr.value
+        elif (
+            isinstance(expr, cst.Attribute)
+            and isinstance(expr.value, cst.Name)
+            and expr.value.value == "self"
+        ):
+            key = f"self.{expr.attr.value}"
+        else:
+            return None
+        tracked = keys.get(key)
+        if tracked is None:
+            tracked = is_session(self.ctx, expr, scope) and not self._no_autobegin(expr, scope)
+            keys[key] = tracked
+        return key if tracked else None
+
+    def _no_autobegin(self, expr: cst.BaseExpression, scope: Scope) -> bool:
+        """A session made with ``autobegin=False``: a statement begins nothing."""
+        if not isinstance(expr, cst.Name):
+            return False
+        found = session_binding(self.ctx, expr.value, scope)
+        if found is None:
+            return False
+        value = found[0].value
+        if isinstance(value, cst.Await):
+            value = value.expression
+        return isinstance(value, cst.Call) and any(
+            a.keyword is not None
+            and a.keyword.value == "autobegin"
+            and isinstance(a.value, cst.Name)
+            and a.value.value == "False"
+            for a in value.args
+        )
+
+
+def _events(body: cst.BaseSuite) -> Iterator[cst.Call | tuple[str, ...]]:
+    """The function's calls in source order, and where a ``with`` block that bound
+    names ends (those names): nested definitions are left out."""
+    stack: list[cst.CSTNode | tuple[str, ...]] = [body]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, tuple):
+            yield node
+            continue
+        if isinstance(node, (cst.FunctionDef, cst.ClassDef, cst.Lambda)):
+            continue
+        if isinstance(node, cst.Call):
+            yield node
+        if isinstance(node, cst.With):
+            stack.append(tuple(_ended_by(node)))
+        stack.extend(reversed(node.children))
+
+
+def _ended_by(node: cst.With) -> Iterator[str]:
+    """What leaving ``node`` ends: the sessions it bound (``as session``) and the
+    transactions it began (``session.begin()``, ``self.session.begin()``)."""
+    for item in node.items:
+        if item.asname is not None and isinstance(item.asname.name, cst.Name):
+            yield item.asname.name.value
+        call = item.item
+        if (
+            isinstance(call, cst.Call)
+            and isinstance(call.func, cst.Attribute)
+            and call.func.attr.value == "begin"
+        ):
+            owner = call.func.value
+            if isinstance(owner, cst.Name):
+                yield owner.value
+            elif (
+                isinstance(owner, cst.Attribute)
+                and isinstance(owner.value, cst.Name)
+                and owner.value.value == "self"
+            ):
+                yield f"self.{owner.attr.value}"
 
 
 def _is_zero(call: cst.Call) -> bool:

@@ -13,8 +13,9 @@ from session_lint.project.config import Config
 from session_lint.project.index import OPENER_WORDS
 from session_lint.project.roles import APP_ONLY
 from session_lint.rules.base import Rule
+from session_lint.semantics.effects import call_effect
 from session_lint.semantics.index_names import project_function
-from session_lint.semantics.sessions import head_name
+from session_lint.semantics.sessions import head_name, is_session
 
 # A call of a committing helper, with the helper's qualified name.
 _Call = tuple[cst.Call, str]
@@ -26,8 +27,13 @@ class NonAtomicUnitOfWork(Rule):
     """
     ## What it does
     Finds a function that writes through two or more calls, one after the other,
-    of project helpers that each open a session of their own, write and commit
-    (`async with async_session() as session: ...; await session.commit()`).
+    that each commit: project helpers that open a session of their own, write and
+    commit (`async with async_session() as session: ...; await
+    session.commit()`), and any call whose effect commits (the project index's
+    effect summaries, docs/project-index.md): a repository method that commits the
+    session it was given (`UserRepository.create()` doing `self.session.add(x);
+    await self.session.commit()`), reached through `self.repo`, a local
+    `repo = UserRepository(session)`, an import or inheritance.
 
     The project index (docs/project-index.md) learns the helpers: module-level
     functions that open a session from a factory (`factory()`, `factory.begin()`,
@@ -40,10 +46,11 @@ class NonAtomicUnitOfWork(Rule):
 
     Calls count in a row within one block: the function's body (through `with`
     blocks and a `try` body), or one branch, loop body or handler, where both calls
-    are made whenever the block runs. Calls in different branches do not add up,
-    and an `await` of anything else between two calls ends the run: a job that
-    marks itself started, does its work and marks itself done commits in steps on
-    purpose.
+    are made whenever the block runs. Calls in different branches do not add up.
+    Reads on a session between two calls (`refresh()`, `get()`, a `select`, a
+    repository method that only reads) do not separate them, but an `await` of
+    anything else ends the run: a job that marks itself started, does its work
+    and marks itself done commits in steps on purpose.
 
     ## Why is this bad?
     Each helper call is a transaction of its own. When the second call fails, the
@@ -57,10 +64,12 @@ class NonAtomicUnitOfWork(Rule):
     where one would do.
 
     ## Known problems
-    Only module-level helpers are known; methods of a repository class that open
-    their own session are not, nor helpers whose factory's name says neither
-    session, maker nor scope (`with get_db() as db`): the prefilter finds a file
-    that defines a helper by those words. A helper that takes the caller's session through a
+    Many libraries commit in their repository methods on purpose (active-record
+    `create()`/`update()`); two such calls in a row are still two transactions,
+    and the rule reports them. A call that is also slow (it waits on the
+    network) is not counted: it is other work. Helpers whose factory's name says
+    neither session, maker nor scope (`with get_db() as db`) are not known as
+    helpers: the prefilter finds a file that defines a helper by those words. A helper that takes the caller's session through a
     parameter with another name, or through a global, is taken for one that opens
     its own only if it also opens one.
 
@@ -137,6 +146,12 @@ class NonAtomicUnitOfWork(Rule):
         "the earlier writes stay committed; open one session here, pass it to the "
         "helpers and commit once"
     )
+    committing_message = (
+        "`{helper}()` commits, and this call is the first of {count} committing calls "
+        "in a row ({names}): {count} transactions, so when a later one fails the "
+        "earlier writes stay committed; let them write without committing and commit "
+        "once here"
+    )
     roles = APP_ONLY  # see ## Where it runs
     # A call of a helper the index saw open a session is its own evidence of
     # SQLAlchemy: the file that makes it may import nothing of it.
@@ -151,9 +166,13 @@ class NonAtomicUnitOfWork(Rule):
         helpers = config.project.committing_helpers
         names = tuple(Whole(name) for name in sorted(_last_names(config)))
         modules = {name.rsplit(".", 2)[-2] for name in helpers if name.count(".") >= 1}
+        # A call whose effect commits (a repository method) is resolved through
+        # ``self``, a local object or an import: only its own name is sure to be there.
+        methods = tuple(Whole(name) for name in sorted(_committing_names(config)))
         return (
             *clauses(config, names, tuple(Whole(m) for m in sorted(modules))),
             *clauses(config, names, OPENER_WORDS),
+            *(clauses(config, methods) if methods else ()),
         )
 
     def __init__(self, ctx: FileContext) -> None:
@@ -172,14 +191,43 @@ class NonAtomicUnitOfWork(Rule):
         for run in self._runs(scope.node, scope):
             if len(run) > 1 and run[0][0] is node:
                 helper = run[0][1].rsplit(".", 1)[-1]
-                self.report(node, self.message.format(helper=helper, count=len(run)))
+                helpers = self.ctx.config.project.committing_helpers
+                if all(qualified in helpers for _, qualified in run):
+                    self.report(node, self.message.format(helper=helper, count=len(run)))
+                else:
+                    names = ", ".join(f"`{q.rsplit('.', 1)[-1]}()`" for _, q in run)
+                    self.report(
+                        node,
+                        self.committing_message.format(helper=helper, count=len(run), names=names),
+                    )
 
     def _helper(self, call: cst.Call, scope: Scope) -> str | None:
-        """The committing helper ``call`` calls (its qualified name), if any."""
-        if head_name(call.func) not in _last_names(self.ctx.config):
-            return None  # most calls: no name to resolve
-        return project_function(
-            self.ctx, call.func, self.ctx.config.project.committing_helpers, scope
+        """The committing helper or committing call ``call`` makes (its qualified
+        name), if any."""
+        name = head_name(call.func)
+        config = self.ctx.config
+        if name in _last_names(config):
+            found = project_function(self.ctx, call.func, config.project.committing_helpers, scope)
+            if found is not None:
+                return found
+        if name in _committing_names(config):
+            effect = call_effect(self.ctx, call, scope)
+            if effect is not None and effect.commits and not effect.slow:
+                return effect.function
+        return None
+
+    def _reads(self, call: cst.Call, scope: Scope) -> bool:
+        """A read that does not separate two committing calls: a statement on a
+        session (``session.refresh(user)``, ``session.get(...)``, a ``select``) or a
+        project call that only reads through a session it is given."""
+        func = call.func
+        if isinstance(func, cst.Attribute) and func.attr.value in _READ_METHODS:
+            return is_session(self.ctx, func.value, scope)
+        effect = call_effect(self.ctx, call, scope)
+        return (
+            effect is not None
+            and effect.uses_db
+            and not (effect.commits or effect.rolls_back or effect.slow)
         )
 
     def _runs(self, function: cst.FunctionDef, scope: Scope) -> list[list[_Call]]:
@@ -242,8 +290,22 @@ class NonAtomicUnitOfWork(Rule):
             if helper is not None and not _does_work(value.args, asynchronous):
                 yield value, helper
                 return
+            if self._reads(value, scope) and not _does_work(value.args, asynchronous):
+                return  # a read between two writes does not end the run
         if _does_work(small, asynchronous):
             yield _BREAK
+
+
+# Session reads that leave a run of committing calls whole.
+_READ_METHODS = frozenset({"refresh", "get", "get_one", "scalar", "scalars", "execute", "exec"})
+
+
+@functools.lru_cache(maxsize=8)
+def _committing_names(config: Config) -> frozenset[str]:
+    """Last names of the project functions and methods whose effect commits."""
+    return frozenset(
+        name.rsplit(".", 1)[-1] for name, _, commits, *_ in config.project.effects if commits
+    )
 
 
 @functools.lru_cache(maxsize=8)

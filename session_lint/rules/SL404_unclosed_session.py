@@ -3,7 +3,9 @@ from __future__ import annotations
 import libcst as cst
 
 from session_lint.core.prefilter import SESSION
+from session_lint.core.walker import subtree
 from session_lint.known import SESSION_CLASSES
+from session_lint.project.effects import STATEMENT_METHODS
 from session_lint.project.roles import APP_ONLY
 from session_lint.rules.base import Rule
 from session_lint.semantics.ownership import NameUse, is_test_code, name_uses
@@ -12,13 +14,22 @@ from session_lint.semantics.sessions import (
     is_session_factory,
 )
 
+_ENDS = frozenset({"commit", "rollback", "close", "aclose", "invalidate", "expunge_all"})
+
 
 class UnclosedSession(Rule):
     """
     ## What it does
     Finds a session built from a session factory or class and bound to a name —
-    `session = SessionLocal()`, `session = AsyncSession(engine)` — that is neither
-    used with `async with` nor closed in a `finally` block.
+    `session = SessionLocal()`, `session = AsyncSession(engine)` — that runs a
+    statement (`execute`, `get`, `scalar(s)`, `flush`, `refresh`…) and that the
+    function never commits, rolls back or closes, nor hands on (returns, yields,
+    stores or passes to a call): `session = factory(); return await
+    session.get(Order, order_id)`. That session always leaks.
+
+    Selected by its full code (`extend-select = ["SL404"]`), it also finds the
+    sessions that are not closed on *every* path: neither used with `async with`
+    nor closed in a `finally` block.
 
     ## Why is this bad?
     A session holds a pooled connection from its first query until it is closed. If
@@ -42,10 +53,12 @@ class UnclosedSession(Rule):
     connection while a transaction it began is open, which the rule cannot follow
     through the code. The first measurement on real projects found 144 reports and
     no leak; on the pinned corpus (`docs/corpus.md`) the reports were examples,
-    tests and sessions whose transactions all ended. The rule therefore runs only
-    when selected by its full code (`extend-select = ["SL404"]`). A session built
-    without an engine (`Session()`, no `bind`) is never reported: it never checks a
-    connection out.
+    tests and sessions whose transactions all ended. By default the rule therefore
+    reports only the form that always leaks: a statement ran (so a transaction and
+    a pooled connection were taken) and nothing in the function ever ends the
+    transaction. The every-path form runs only when selected by its full code
+    (`extend-select = ["SL404"]`). A session built without an engine (`Session()`,
+    no `bind`) is never reported: it never checks a connection out.
 
     ## Example
     ```python
@@ -84,11 +97,20 @@ class UnclosedSession(Rule):
         "garbage collection (`The garbage collector is trying to clean up non-checked-in "
         "connection`); open it with `async with` or close it in `finally`"
     )
+    leak_message = (
+        "session `{name}` runs `{name}.{method}()` and nothing ever commits, rolls back or "
+        "closes it, nor hands it on: its pooled connection stays checked out, idle in "
+        "transaction, until garbage collection (`The garbage collector is trying to clean "
+        "up non-checked-in connection`); open it with `async with`"
+    )
     roles = APP_ONLY  # see ## Where it runs
     tokens = SESSION  # the configured factories' names included
-    # On real code the sessions it finds are nearly always released some other way:
-    # see "Known problems".
-    opt_in = True
+
+    @property
+    def _every_path(self) -> bool:
+        """The full form (every path, exceptions included) runs only when selected
+        by its full code; see "Known problems"."""
+        return self.ctx.config.is_enabled(self.code, opt_in=True)
 
     def visit_Assign(self, node: cst.Assign) -> None:
         if len(node.targets) == 1:
@@ -109,9 +131,33 @@ class UnclosedSession(Rule):
         uses = name_uses(function, target.value)
         if NameUse.ESCAPES in uses or NameUse.CLOSED in uses:
             return
+        if not self._every_path:
+            method = self._leaks(function, target.value)
+            if method is not None and NameUse.CLOSE_CALLED not in uses:
+                self.report(value, self.leak_message.format(name=target.value, method=method))
+            return
         if NameUse.CLOSE_CALLED in uses and self._is_fixture(function):
             return  # pytest runs a fixture's teardown even when the test fails
         self.report(value, self.message.format(name=target.value))
+
+    @staticmethod
+    def _leaks(function: cst.FunctionDef, name: str) -> str | None:
+        """The statement method run on ``name`` when the function runs one and never
+        commits, rolls back or closes it (the always-leaking form)."""
+        ran: str | None = None
+        for node in subtree(function.body):
+            if (
+                isinstance(node, cst.Call)
+                and isinstance(node.func, cst.Attribute)
+                and isinstance(node.func.value, cst.Name)
+                and node.func.value.value == name
+            ):
+                method = node.func.attr.value
+                if method in _ENDS:
+                    return None
+                if ran is None and method in STATEMENT_METHODS:
+                    ran = method
+        return ran
 
     def _is_fixture(self, function: cst.FunctionDef) -> bool:
         parent = self.ctx.scope.parent

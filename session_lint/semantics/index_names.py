@@ -30,7 +30,7 @@ def absolute(ctx: FileContext, qualified: str) -> str:
     """A qualified name with a relative import (``..db.get_session``) made absolute."""
     if not qualified.startswith("."):
         return qualified
-    from session_lint.project.index import absolute_import
+    from session_lint.project.modules import absolute_import
 
     current, is_package = file_module(ctx)
     module, _, name = qualified.rpartition(".")

@@ -146,6 +146,16 @@ def _depends_call(ctx: FileContext, param: cst.Param, scope: Scope) -> cst.Call 
     return None
 
 
+def dependencies(ctx: FileContext, function: cst.FunctionDef, scope: Scope) -> dict[str, cst.Call]:
+    """Every parameter injected with ``Depends(...)``: name -> the Depends call."""
+    params = function.params
+    return {
+        param.name.value: depends
+        for param in (*params.posonly_params, *params.params, *params.kwonly_params)
+        if (depends := _depends_call(ctx, param, scope)) is not None
+    }
+
+
 def injected_sessions(
     ctx: FileContext, function: cst.FunctionDef, scope: Scope
 ) -> dict[str, cst.Call]:

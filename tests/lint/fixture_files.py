@@ -72,9 +72,12 @@ def load(file: Path) -> RuleFixture:
             for code in re.split(r"\s*,\s*", match.group("codes")):
                 expected.add((number, code))
     code = file.name[:5]
-    # A rule's fixture runs its rule even when the rule is opt-in (SL102, SL302).
+    # A rule's fixture runs its rule even when the rule is opt-in (SL102, SL302),
+    # unless ``# selection: default`` asks for the rule as a default run has it
+    # (SL404's default form).
     config = config_from_headers(text, path)
-    config = config.with_overrides(extend_select=(*config.extend_select, code))
+    if _headers(text, "selection") != ["default"]:
+        config = config.with_overrides(extend_select=(*config.extend_select, code))
     no_fix = _headers(text, "fix") == ["none"]
     return RuleFixture(file, code, source, path, config, frozenset(expected), no_fix)
 
@@ -113,6 +116,9 @@ def project_from_headers(text: str, path: str = "app/example.py") -> ProjectInde
         project = replace(
             project,
             committing_helpers=learned.committing_helpers,
+            effects=learned.effects,
+            held_attributes=learned.held_attributes,
+            instances=learned.instances,
             evidence_modules=(*EVIDENCE_MODULES, *learned.evidence_modules),
         )
     return project

@@ -1,0 +1,609 @@
+"""What a call of each project function does to a transaction: its effect summary.
+
+A rule sees one function; the hazards that run through calls need to know what
+the callee does (docs/project-index.md, "Effect summaries"):
+
+- **slow**: it waits on the network or sleeps — a call the ``slow-calls`` list
+  names (``httpx.*``, ``asyncio.sleep``…), matched through imports and through
+  the client object a name was built from (``client = httpx.AsyncClient()``;
+  ``self.client = openai.AsyncOpenAI()`` in ``__init__``), or a call of a
+  project function that is slow. The chain is kept for the message:
+  ``refresh_name → fetch_profile → httpx.AsyncClient.get``.
+- **commits** or **rolls back** a session it receives (a parameter, or
+  ``self.<attr>`` set from a parameter in ``__init__``), directly or through a
+  call that is handed that session (``self.repo.create()`` where ``self.repo``
+  was built on it). A commit under ``if <parameter>:`` is the caller's choice
+  (``owns_transaction=True``) and does not count.
+- **uses the database**: it runs a statement on a session it receives, which
+  opens (autobegins) the caller's transaction.
+
+Calls are resolved through imports, ``self.method``, ``self.<attr>.method``
+where the attribute's class is known (assigned in ``__init__`` from a project
+class's constructor or from a parameter annotated with it), a local name bound to
+a project class's instance, and module-level instances. Anything unresolved has
+no effect: names are never guessed. Effects propagate to a fixpoint.
+"""
+
+from __future__ import annotations
+
+import ast
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from session_lint.known import SESSION_CLASSES_ALL, is_slow_call
+from session_lint.project.modules import absolute_import, module_name
+from session_lint.syntax import parse_ast
+
+# Methods of a session or connection that run a statement, and so begin its
+# transaction when none is open (autobegin).
+STATEMENT_METHODS = frozenset(
+    {"execute", "exec", "scalar", "scalars", "stream", "stream_scalars", "get", "get_one",
+     "refresh", "flush", "merge", "delete", "connection", "exec_driver_sql"}
+)  # fmt: skip
+_FLAGS = ("commits", "rolls_back", "uses_db")
+# Parameters and attributes that carry a session when nothing says otherwise.
+_SESSION_WORDS = frozenset({"session", "db", "db_session", "_session", "_db", "conn", "connection"})
+_MAX_CHAIN = 6  # names kept in a slow chain's message
+
+
+@dataclass
+class _Call:
+    callee: str  # a qualified name, or "<class>::<attr>.<method>" to resolve later
+    passes_session: bool  # the callee is handed a session this function received
+
+
+@dataclass
+class _Function:
+    qualified: str
+    slow: str | None = None  # a slow call made here, by name
+    commits: bool = False
+    rolls_back: bool = False
+    uses_db: bool = False
+    calls: list[_Call] = field(default_factory=list)
+
+
+@dataclass
+class _File:
+    functions: list[_Function]
+    # (class, attribute) -> class or qualified constructor the attribute holds
+    attributes: dict[tuple[str, str], str]
+    instances: dict[str, str]  # module-level ``name = Class(...)``: qualified -> class
+    bases: dict[str, list[str]] = field(default_factory=dict)  # class -> its bases
+
+
+@dataclass(frozen=True)
+class Effect:
+    slow: str  # the chain, "" when not slow
+    commits: bool
+    rolls_back: bool
+    uses_db: bool
+
+
+@dataclass(frozen=True)
+class Effects:
+    """What :func:`learn_effects` learned: the summaries of the functions with an
+    effect, and what a caller needs to resolve a call to one: the classes of
+    objects held on ``self`` and of module-level instances (only classes with a
+    method that has an effect)."""
+
+    functions: dict[str, Effect]
+    attributes: dict[tuple[str, str], str]  # (class, attribute) -> class
+    instances: dict[str, str]  # qualified instance -> class
+
+
+def learn_effects(
+    files: Iterable[tuple[str, Path]],
+    session_types: Mapping[str, str],
+    slow_calls: tuple[str, ...],
+) -> Effects:
+    """Effect summaries of the project's functions and methods, by qualified name."""
+    parsed: list[_File] = []
+    for relative, path in files:
+        name = module_name(relative)
+        if name is None:
+            continue
+        try:
+            source = path.read_bytes()
+        except OSError:
+            continue
+        if b"def " not in source:
+            continue
+        tree = parse_ast(source, relative)
+        if tree is not None:
+            parsed.append(
+                _read_file(tree, name, relative.endswith("__init__.py"), session_types, slow_calls)
+            )
+    return _propagate(parsed, slow_calls)
+
+
+def _propagate(files: list[_File], slow_calls: tuple[str, ...]) -> Effects:
+    attributes: dict[tuple[str, str], str] = {}
+    instances: dict[str, str] = {}
+    functions: dict[str, _Function] = {}
+    bases: dict[str, list[str]] = {}
+    for file in files:
+        attributes.update(file.attributes)
+        instances.update(file.instances)
+        bases.update(file.bases)
+        for function in file.functions:
+            functions[function.qualified] = function
+
+    def method(owner: str, name: str, depth: int = 0) -> str | None:
+        """``owner.name``, or the method a base class defines (inheritance)."""
+        if f"{owner}.{name}" in functions:
+            return f"{owner}.{name}"
+        if depth > 8:
+            return None
+        for base in bases.get(owner, ()):
+            found = method(base, name, depth + 1)
+            if found is not None:
+                return found
+        return None
+
+    def resolve(callee: str) -> str | None:
+        if "::" in callee:
+            owner, _, rest = callee.partition("::")
+            attribute, _, name = rest.partition(".")
+            held = attributes.get((owner, attribute))
+            return method(held, name) if held is not None else None
+        if callee in functions:
+            return callee
+        head, _, name = callee.rpartition(".")
+        if head in instances:
+            return method(instances[head], name)
+        return method(head, name) if head in bases else None
+
+    edges = {
+        q: [(target, call.passes_session) for call in f.calls if (target := resolve(call.callee))]
+        for q, f in functions.items()
+    }
+    slow = {q: f.slow for q, f in functions.items() if f.slow}
+    chains: dict[str, str] = {q: name for q, name in slow.items()}
+    flagged = {flag: {q for q, f in functions.items() if getattr(f, flag)} for flag in _FLAGS}
+    changed = True
+    while changed:
+        changed = False
+        for q, targets in edges.items():
+            for target, passes in targets:
+                if target not in functions:
+                    continue
+                if q not in chains and target in chains:
+                    chain = chains[target]
+                    if chain.count(" → ") < _MAX_CHAIN:
+                        chains[q] = f"{target.rsplit('.', 1)[-1]} → {chain}"
+                    else:
+                        chains[q] = chain
+                    changed = True
+                if not passes:
+                    continue
+                for members in flagged.values():
+                    if target in members and q not in members:
+                        members.add(q)
+                        changed = True
+    out: dict[str, Effect] = {}
+    for q in functions:
+        flags = [q in flagged[flag] for flag in _FLAGS]
+        if q in chains or any(flags):
+            out[q] = Effect(chains.get(q, ""), *flags)
+    # Inherited methods under the subclass's name: ``Conversation.create_async``.
+    for owner in bases:
+        for inherited in _ancestors(owner, bases):
+            prefix = f"{inherited}."
+            for q, effect in list(out.items()):
+                if q.startswith(prefix) and "." not in q[len(prefix) :]:
+                    out.setdefault(f"{owner}.{q[len(prefix) :]}", effect)
+    owners = {q.rsplit(".", 1)[0] for q in out}
+    return Effects(
+        out,
+        # What a caller needs: objects with an effect, and clients of slow calls
+        # (``self.http = httpx.AsyncClient()``: ``self.http.post`` is slow).
+        {
+            k: v
+            for k, v in attributes.items()
+            if v in owners or is_slow_call(f"{v}.call", slow_calls)
+        },
+        {k: v for k, v in instances.items() if v in owners},
+    )
+
+
+def _ancestors(owner: str, bases: Mapping[str, list[str]]) -> list[str]:
+    """The project classes ``owner`` inherits from, nearest first."""
+    out: list[str] = []
+    pending = list(bases.get(owner, ()))
+    while pending and len(out) < 16:
+        base = pending.pop(0)
+        if base not in out and base != owner:
+            out.append(base)
+            pending += bases.get(base, [])
+    return out
+
+
+# -- one file ---------------------------------------------------------------------
+
+
+def _imports(tree: ast.Module, module: str, is_package: bool) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom):
+            source = absolute_import("." * node.level + (node.module or ""), module, is_package)
+            for alias in node.names:
+                out[alias.asname or alias.name] = f"{source}.{alias.name}"
+        elif isinstance(node, ast.Import):
+            for alias in node.names:
+                if alias.asname:
+                    out[alias.asname] = alias.name
+                else:
+                    head = alias.name.split(".", 1)[0]
+                    out[head] = head
+    return out
+
+
+def _dotted(expr: ast.expr) -> list[str] | None:
+    parts: list[str] = []
+    while isinstance(expr, ast.Attribute):
+        parts.append(expr.attr)
+        expr = expr.value
+    if not isinstance(expr, ast.Name):
+        return None
+    parts.append(expr.id)
+    return parts[::-1]
+
+
+class _Reader:
+    def __init__(
+        self,
+        module: str,
+        imports: Mapping[str, str],
+        session_types: Mapping[str, str],
+        slow_calls: tuple[str, ...],
+        local_names: set[str],
+    ) -> None:
+        self.module = module
+        self.imports = imports
+        self.session_types = session_types
+        self.slow_calls = slow_calls
+        self.local_names = local_names  # module-level defs and assignments
+
+    def qualify(self, parts: list[str]) -> str:
+        head = parts[0]
+        if head in self.imports:
+            base = self.imports[head]
+        elif head in self.local_names:
+            base = f"{self.module}.{head}"
+        else:
+            base = head
+        return ".".join([base, *parts[1:]])
+
+    def annotation_names(self, annotation: ast.expr | None) -> list[str]:
+        """Qualified names an annotation may stand for (``Optional[X]``, ``X | None``)."""
+        if annotation is None:
+            return []
+        if isinstance(annotation, ast.Constant) and isinstance(annotation.value, str):
+            try:
+                annotation = ast.parse(annotation.value, mode="eval").body
+            except SyntaxError:
+                return []
+        if isinstance(annotation, ast.Subscript):
+            inner = annotation.slice
+            items = inner.elts if isinstance(inner, ast.Tuple) else [inner]
+            return [n for item in items for n in self.annotation_names(item)]
+        if isinstance(annotation, ast.BinOp):
+            return self.annotation_names(annotation.left) + self.annotation_names(annotation.right)
+        parts = _dotted(annotation)
+        return [self.qualify(parts)] if parts else []
+
+    def is_session_annotation(self, annotation: ast.expr | None) -> bool:
+        return any(
+            n in SESSION_CLASSES_ALL or n in self.session_types
+            for n in self.annotation_names(annotation)
+        )
+
+
+def _read_file(
+    tree: ast.Module,
+    module: str,
+    is_package: bool,
+    session_types: Mapping[str, str],
+    slow_calls: tuple[str, ...],
+) -> _File:
+    imports = _imports(tree, module, is_package)
+    local_names: set[str] = set()
+    for statement in tree.body:
+        if isinstance(statement, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            local_names.add(statement.name)
+        elif isinstance(statement, ast.Assign):
+            local_names.update(t.id for t in statement.targets if isinstance(t, ast.Name))
+    reader = _Reader(module, imports, session_types, slow_calls, local_names)
+    file = _File([], {}, {})
+    for statement in tree.body:
+        if isinstance(statement, ast.Assign) and isinstance(statement.value, ast.Call):
+            parts = _dotted(statement.value.func)
+            if parts is not None:
+                for target in statement.targets:
+                    if isinstance(target, ast.Name):
+                        file.instances[f"{module}.{target.id}"] = reader.qualify(parts)
+        elif isinstance(statement, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            file.functions.append(
+                _read_function(statement, f"{module}.{statement.name}", None, reader, {}, set())
+            )
+        elif isinstance(statement, ast.ClassDef):
+            _read_class(statement, f"{module}.{statement.name}", reader, file)
+    return file
+
+
+def _read_class(node: ast.ClassDef, qualified: str, reader: _Reader, file: _File) -> None:
+    """The class's bases and attributes (what ``__init__`` stores on ``self``),
+    then its methods."""
+    file.bases[qualified] = [
+        reader.qualify(parts) for base in node.bases if (parts := _dotted(base)) is not None
+    ]
+    held: dict[str, str] = {}  # attribute -> qualified class or constructor
+    sessions: set[str] = set()  # attributes that hold a received session
+    for statement in node.body:
+        if isinstance(statement, ast.AnnAssign) and isinstance(statement.target, ast.Name):
+            if reader.is_session_annotation(statement.annotation):
+                sessions.add(statement.target.id)
+            else:
+                names = reader.annotation_names(statement.annotation)
+                if names:
+                    held[statement.target.id] = names[0]
+    for statement in node.body:
+        if (
+            isinstance(statement, (ast.FunctionDef, ast.AsyncFunctionDef))
+            and statement.name == "__init__"
+        ):
+            parameters = _parameters(statement)
+            for sub in ast.walk(statement):
+                if not isinstance(sub, (ast.Assign, ast.AnnAssign)):
+                    continue
+                targets = sub.targets if isinstance(sub, ast.Assign) else [sub.target]
+                value = sub.value
+                for target in targets:
+                    if not (
+                        isinstance(target, ast.Attribute)
+                        and isinstance(target.value, ast.Name)
+                        and target.value.id == "self"
+                    ):
+                        continue
+                    if isinstance(value, ast.Name) and value.id in parameters:
+                        annotation = parameters[value.id]
+                        if reader.is_session_annotation(annotation) or (
+                            annotation is None and value.id in _SESSION_WORDS
+                        ):
+                            sessions.add(target.attr)
+                        else:
+                            names = reader.annotation_names(annotation)
+                            if names:
+                                held[target.attr] = names[0]
+                    elif isinstance(value, ast.Call):
+                        parts = _dotted(value.func)
+                        if parts is not None:
+                            held[target.attr] = reader.qualify(parts)
+    if not sessions:
+        sessions = {a for a in ("session", "_session", "db_session") if a not in held}
+    for attribute, cls in held.items():
+        file.attributes[(qualified, attribute)] = cls
+    for statement in node.body:
+        if isinstance(statement, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            file.functions.append(
+                _read_function(
+                    statement, f"{qualified}.{statement.name}", qualified, reader, held, sessions
+                )
+            )
+
+
+def _parameters(function: ast.FunctionDef | ast.AsyncFunctionDef) -> dict[str, ast.expr | None]:
+    arguments = function.args
+    return {
+        a.arg: a.annotation
+        for a in (*arguments.posonlyargs, *arguments.args, *arguments.kwonlyargs)
+        if a.arg not in ("self", "cls")
+    }
+
+
+def _read_function(
+    function: ast.FunctionDef | ast.AsyncFunctionDef,
+    qualified: str,
+    owner: str | None,
+    reader: _Reader,
+    held: Mapping[str, str],
+    session_attributes: set[str],
+) -> _Function:
+    out = _Function(qualified)
+    received: set[str] = set()  # parameter names that carry a session
+    clients: dict[str, str] = {}  # local name -> qualified constructor or annotated class
+    for name, annotation in _parameters(function).items():
+        if reader.is_session_annotation(annotation) or (
+            annotation is None and name in _SESSION_WORDS
+        ):
+            received.add(name)
+        else:
+            names = reader.annotation_names(annotation)
+            if names:
+                clients[name] = names[0]
+    body = list(_own_nodes(function))
+    built_on_session: set[str] = set()  # ``repo = UserRepository(session)``
+    # ``if owns_transaction: await session.commit()``: the caller decides, unless
+    # the parameter says commit by default (``commit: bool = True``).
+    opt_in = _opt_in_parameters(function)
+    guarded = {
+        id(sub)
+        for node in body
+        if isinstance(node, ast.If) and _names_a(node.test, opt_in)
+        for statement in node.body
+        for sub in ast.walk(statement)
+    }
+    # A wait in an ``except`` handler is a retry's backoff after a failure (most
+    # often after a rollback), not the function's normal work: it does not make
+    # the function slow for its callers.
+    handled = {
+        id(sub) for node in body if isinstance(node, ast.ExceptHandler) for sub in ast.walk(node)
+    }
+
+    def is_received(expr: ast.expr) -> bool:
+        if isinstance(expr, ast.Name):
+            return expr.id in received
+        return (
+            isinstance(expr, ast.Attribute)
+            and isinstance(expr.value, ast.Name)
+            and expr.value.id == "self"
+            and expr.attr in session_attributes
+        )
+
+    # FastAPI dependencies share the request's session: ``user = Depends(get_user)``
+    # runs ``get_user``'s statements on it before this function's body.
+    arguments = function.args
+    for default in (*arguments.defaults, *arguments.kw_defaults):
+        target = _depends_target(default)
+        if target is not None:
+            out.calls.append(_Call(reader.qualify(target), True))
+    for argument in (*arguments.posonlyargs, *arguments.args, *arguments.kwonlyargs):
+        annotation = argument.annotation
+        if isinstance(annotation, ast.Subscript) and isinstance(annotation.slice, ast.Tuple):
+            for element in annotation.slice.elts[1:]:
+                target = _depends_target(element)
+                if target is not None:
+                    out.calls.append(_Call(reader.qualify(target), True))
+    for node in body:  # names bound to a constructed object: ``client = httpx.AsyncClient()``
+        if isinstance(node, (ast.With, ast.AsyncWith)):
+            for item in node.items:
+                _bind(item.optional_vars, item.context_expr, reader, clients)
+        elif isinstance(node, ast.Assign) and len(node.targets) == 1:
+            _bind(node.targets[0], node.value, reader, clients)
+            value = node.value.value if isinstance(node.value, ast.Await) else node.value
+            if (
+                isinstance(node.targets[0], ast.Name)
+                and isinstance(value, ast.Call)
+                and any(is_received(a) for a in [*value.args, *(k.value for k in value.keywords)])
+            ):
+                built_on_session.add(node.targets[0].id)
+    for node in body:
+        if not isinstance(node, ast.Call):
+            continue
+        func = node.func
+        if isinstance(func, ast.Attribute) and is_received(func.value):
+            if func.attr == "commit":
+                out.commits = out.commits or id(node) not in guarded
+            elif func.attr == "rollback":
+                out.rolls_back = True
+            elif func.attr in STATEMENT_METHODS:
+                out.uses_db = True
+            continue
+        called = _call_name(func, reader, clients, held, owner)
+        if called is None:
+            continue
+        if is_slow_call(called, reader.slow_calls):
+            if out.slow is None and id(node) not in handled:
+                out.slow = called
+            continue
+        passes = any(is_received(a) for a in node.args) or any(
+            is_received(k.value) for k in node.keywords
+        )
+        callee = _callee(func, reader, clients, held, owner)
+        if callee is not None:
+            self_call = callee.startswith(f"{owner}.") or "::" in callee if owner else False
+            on_session = isinstance(func, ast.Attribute) and (
+                isinstance(func.value, ast.Name) and func.value.id in built_on_session
+            )
+            out.calls.append(_Call(callee, passes or self_call or on_session))
+    return out
+
+
+def _opt_in_parameters(function: ast.FunctionDef | ast.AsyncFunctionDef) -> set[str]:
+    """Parameters without a ``True`` default: a flag the caller must set."""
+    arguments = function.args
+    positional = [*arguments.posonlyargs, *arguments.args]
+    defaults: dict[str, ast.expr | None] = dict.fromkeys(a.arg for a in positional)
+    for argument, default in zip(
+        positional[len(positional) - len(arguments.defaults) :], arguments.defaults, strict=True
+    ):
+        defaults[argument.arg] = default
+    for argument, kw_default in zip(arguments.kwonlyargs, arguments.kw_defaults, strict=True):
+        defaults[argument.arg] = kw_default
+    return {
+        name
+        for name, default in defaults.items()
+        if not (isinstance(default, ast.Constant) and default.value is True)
+    }
+
+
+def _names_a(test: ast.expr, names: set[str]) -> bool:
+    return any(isinstance(n, ast.Name) and n.id in names for n in ast.walk(test))
+
+
+def _depends_target(expr: ast.expr | None) -> list[str] | None:
+    """``get_user`` of ``Depends(get_user)`` (dotted parts)."""
+    if not (isinstance(expr, ast.Call) and expr.args):
+        return None
+    called = _dotted(expr.func)
+    if called is None or called[-1] not in ("Depends", "Security"):
+        return None
+    return _dotted(expr.args[0])
+
+
+def _own_nodes(function: ast.FunctionDef | ast.AsyncFunctionDef) -> Iterable[ast.AST]:
+    """The function's nodes in source order, nested definitions left out."""
+    stack: list[ast.AST] = list(reversed(function.body))
+    while stack:
+        node = stack.pop()
+        yield node
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.Lambda)):
+            continue
+        stack.extend(reversed(list(ast.iter_child_nodes(node))))
+
+
+def _bind(
+    target: ast.expr | None, value: ast.expr, reader: _Reader, clients: dict[str, str]
+) -> None:
+    if isinstance(value, ast.Await):
+        value = value.value
+    if isinstance(target, ast.Name) and isinstance(value, ast.Call):
+        parts = _dotted(value.func)
+        if parts is not None:
+            clients[target.id] = reader.qualify(parts)
+
+
+def _call_name(
+    func: ast.expr,
+    reader: _Reader,
+    clients: Mapping[str, str],
+    held: Mapping[str, str],
+    owner: str | None,
+) -> str | None:
+    """The qualified name a call is matched against the slow list with:
+    ``httpx.AsyncClient.get`` for ``client.get`` (``client`` built by
+    ``httpx.AsyncClient(...)``), ``openai.AsyncOpenAI.chat.completions.create``
+    for ``self.llm.chat.completions.create``."""
+    parts = _dotted(func)
+    if parts is None:
+        return None
+    head = parts[0]
+    if head == "self" and len(parts) > 2 and parts[1] in held:
+        return ".".join([held[parts[1]], *parts[2:]])
+    if head in clients and len(parts) > 1:
+        return ".".join([clients[head], *parts[1:]])
+    return reader.qualify(parts)
+
+
+def _callee(
+    func: ast.expr,
+    reader: _Reader,
+    clients: Mapping[str, str],
+    held: Mapping[str, str],
+    owner: str | None,
+) -> str | None:
+    """The project function a call may reach, for propagation."""
+    parts = _dotted(func)
+    if parts is None:
+        return None
+    head = parts[0]
+    if head in ("self", "cls") and owner is not None:
+        if len(parts) == 2:
+            return f"{owner}.{parts[1]}"
+        if len(parts) == 3:
+            return f"{owner}::{parts[1]}.{parts[2]}"
+        return None
+    if head in clients and len(parts) == 2:
+        return f"{clients[head]}.{parts[1]}"
+    return reader.qualify(parts)

@@ -1,0 +1,33 @@
+"""Module names of a project's files, and relative imports made absolute."""
+
+from __future__ import annotations
+
+__all__ = ["absolute_import", "module_name"]
+
+
+def module_name(relative: str) -> str | None:
+    """``app/db/session.py`` -> ``app.db.session``; ``src/`` is a layout, not a package."""
+    if not relative.endswith((".py", ".pyi")):
+        return None
+    parts = relative.replace("\\", "/").rsplit(".", 1)[0].split("/")
+    if parts and parts[0] == "src" and len(parts) > 1:
+        parts = parts[1:]
+    if parts and parts[-1] == "__init__":
+        parts = parts[:-1]
+    if not parts or not all(p.isidentifier() for p in parts):
+        return None
+    return ".".join(parts)
+
+
+def absolute_import(module: str, current: str, is_package: bool) -> str:
+    """``..db`` seen from ``app.api.users`` -> ``app.db``."""
+    dots = len(module) - len(module.lstrip("."))
+    if not dots:
+        return module
+    base = current.split(".") if current else []
+    if not is_package:
+        base = base[:-1]
+    if dots > 1:
+        base = base[: len(base) - (dots - 1)] if dots - 1 <= len(base) else []
+    rest = module[dots:]
+    return ".".join([*base, rest] if rest else base)
