@@ -31,7 +31,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from session_lint.known import SESSION_CLASSES_ALL, is_slow_call
+from session_lint.known import SESSION_CLASSES_ALL, is_slow_call, is_write_sql
 from session_lint.project.modules import absolute_import, module_name
 from session_lint.syntax import parse_ast
 
@@ -70,6 +70,14 @@ class _File:
     attributes: dict[tuple[str, str], str]
     instances: dict[str, str]  # module-level ``name = Class(...)``: qualified -> class
     bases: dict[str, list[str]] = field(default_factory=dict)  # class -> its bases
+    # Decorators whose wrapper opens a session, calls the function with it and
+    # commits (``@with_async_session``), and each function's decorators.
+    session_decorators: set[str] = field(default_factory=set)
+    decorated: dict[str, list[str]] = field(default_factory=dict)
+    # Module-level imports: ``pkg.name`` -> what it names (re-exports).
+    reexports: dict[str, str] = field(default_factory=dict)
+    # Classes whose instances hold a session they were given (``self.session``).
+    session_holders: set[str] = field(default_factory=set)
 
 
 @dataclass(frozen=True)
@@ -90,6 +98,11 @@ class Effects:
     functions: dict[str, Effect]
     attributes: dict[tuple[str, str], str]  # (class, attribute) -> class
     instances: dict[str, str]  # qualified instance -> class
+    # Module-level functions wrapped by a session-opening decorator: called
+    # without a session, each call opens one, runs and commits.
+    session_wrapped: frozenset[str] = frozenset()
+    # Classes whose instances hold a session they were given (and their subclasses).
+    session_holders: frozenset[str] = frozenset()
 
 
 def learn_effects(
@@ -107,8 +120,8 @@ def learn_effects(
             source = path.read_bytes()
         except OSError:
             continue
-        if b"def " not in source:
-            continue
+        if b"def " not in source and not (b"import" in source and relative.endswith("__init__.py")):
+            continue  # neither functions nor a package's re-exports
         tree = parse_ast(source, relative)
         if tree is not None:
             parsed.append(
@@ -122,12 +135,22 @@ def _propagate(files: list[_File], slow_calls: tuple[str, ...]) -> Effects:
     instances: dict[str, str] = {}
     functions: dict[str, _Function] = {}
     bases: dict[str, list[str]] = {}
+    reexports: dict[str, str] = {}
     for file in files:
         attributes.update(file.attributes)
         instances.update(file.instances)
         bases.update(file.bases)
+        reexports.update(file.reexports)
         for function in file.functions:
             functions[function.qualified] = function
+
+    def followed(name: str) -> str:
+        """Through re-exports: ``pkg.helper`` -> ``pkg.module.helper``."""
+        for _ in range(6):
+            if name in functions or name not in reexports:
+                break
+            name = reexports[name]
+        return name
 
     def method(owner: str, name: str, depth: int = 0) -> str | None:
         """``owner.name``, or the method a base class defines (inheritance)."""
@@ -142,6 +165,7 @@ def _propagate(files: list[_File], slow_calls: tuple[str, ...]) -> Effects:
         return None
 
     def resolve(callee: str) -> str | None:
+        callee = followed(callee)
         if "::" in callee:
             owner, _, rest = callee.partition("::")
             attribute, _, name = rest.partition(".")
@@ -193,7 +217,21 @@ def _propagate(files: list[_File], slow_calls: tuple[str, ...]) -> Effects:
             for q, effect in list(out.items()):
                 if q.startswith(prefix) and "." not in q[len(prefix) :]:
                     out.setdefault(f"{owner}.{q[len(prefix) :]}", effect)
+    # Re-exported functions under the names their importers use.
+    for alias in reexports:
+        target = followed(alias)
+        if target in out and alias not in out:
+            out[alias] = out[target]
     owners = {q.rsplit(".", 1)[0] for q in out}
+    decorators = {d for file in files for d in file.session_decorators}
+    wrapped = frozenset(
+        q
+        for file in files
+        for q, names in file.decorated.items()
+        if decorators.intersection(followed(n) for n in names)
+    )
+    holders = {h for file in files for h in file.session_holders}
+    holders |= {owner for owner in bases if holders.intersection(_ancestors(owner, bases))}
     return Effects(
         out,
         # What a caller needs: objects with an effect, and clients of slow calls
@@ -204,6 +242,8 @@ def _propagate(files: list[_File], slow_calls: tuple[str, ...]) -> Effects:
             if v in owners or is_slow_call(f"{v}.call", slow_calls)
         },
         {k: v for k, v in instances.items() if v in owners},
+        wrapped,
+        frozenset(holders),
     )
 
 
@@ -317,6 +357,16 @@ def _read_file(
     reader = _Reader(module, imports, session_types, slow_calls, local_names)
     file = _File([], {}, {})
     for statement in tree.body:
+        if isinstance(statement, ast.ImportFrom):
+            source = absolute_import(
+                "." * statement.level + (statement.module or ""), module, is_package
+            )
+            for alias in statement.names:
+                if alias.name != "*":
+                    file.reexports[f"{module}.{alias.asname or alias.name}"] = (
+                        f"{source}.{alias.name}"
+                    )
+    for statement in tree.body:
         if isinstance(statement, ast.Assign) and isinstance(statement.value, ast.Call):
             parts = _dotted(statement.value.func)
             if parts is not None:
@@ -324,8 +374,19 @@ def _read_file(
                     if isinstance(target, ast.Name):
                         file.instances[f"{module}.{target.id}"] = reader.qualify(parts)
         elif isinstance(statement, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            qualified = f"{module}.{statement.name}"
+            if _opens_session_around_call(statement):
+                file.session_decorators.add(qualified)
+            if _writes(statement):  # a decorated reader commits nothing worth a finding
+                file.decorated[qualified] = [
+                    reader.qualify(parts)
+                    for d in statement.decorator_list
+                    if (parts := _dotted(d.func if isinstance(d, ast.Call) else d)) is not None
+                ]
             file.functions.append(
-                _read_function(statement, f"{module}.{statement.name}", None, reader, {}, set())
+                _read_function(
+                    statement, f"{module}.{statement.name}", None, reader, {}, set(), False
+                )
             )
         elif isinstance(statement, ast.ClassDef):
             _read_class(statement, f"{module}.{statement.name}", reader, file)
@@ -340,6 +401,7 @@ def _read_class(node: ast.ClassDef, qualified: str, reader: _Reader, file: _File
     ]
     held: dict[str, str] = {}  # attribute -> qualified class or constructor
     sessions: set[str] = set()  # attributes that hold a received session
+    built_on_session = False  # ``self.users = UserRepository(session)``
     for statement in node.body:
         if isinstance(statement, ast.AnnAssign) and isinstance(statement.target, ast.Name):
             if reader.is_session_annotation(statement.annotation):
@@ -380,7 +442,22 @@ def _read_class(node: ast.ClassDef, qualified: str, reader: _Reader, file: _File
                         parts = _dotted(value.func)
                         if parts is not None:
                             held[target.attr] = reader.qualify(parts)
-    if not sessions:
+                        given = [*value.args, *(k.value for k in value.keywords)]
+                        built_on_session = built_on_session or any(
+                            isinstance(a, ast.Name)
+                            and a.id in parameters
+                            and (
+                                reader.is_session_annotation(parameters[a.id])
+                                or (parameters[a.id] is None and a.id in _SESSION_WORDS)
+                            )
+                            for a in given
+                        )
+    holds_session = bool(sessions) or built_on_session
+    if holds_session:
+        file.session_holders.add(qualified)
+    elif file.bases[qualified]:
+        # A subclass whose base stored the session (``BaseRepository.__init__``,
+        # maybe in another module): ``self.session`` is the one it was given.
         sessions = {a for a in ("session", "_session", "db_session") if a not in held}
     for attribute, cls in held.items():
         file.attributes[(qualified, attribute)] = cls
@@ -388,7 +465,13 @@ def _read_class(node: ast.ClassDef, qualified: str, reader: _Reader, file: _File
         if isinstance(statement, (ast.FunctionDef, ast.AsyncFunctionDef)):
             file.functions.append(
                 _read_function(
-                    statement, f"{qualified}.{statement.name}", qualified, reader, held, sessions
+                    statement,
+                    f"{qualified}.{statement.name}",
+                    qualified,
+                    reader,
+                    held,
+                    sessions,
+                    holds_session,
                 )
             )
 
@@ -409,6 +492,7 @@ def _read_function(
     reader: _Reader,
     held: Mapping[str, str],
     session_attributes: set[str],
+    holds_session: bool,
 ) -> _Function:
     out = _Function(qualified)
     received: set[str] = set()  # parameter names that carry a session
@@ -502,12 +586,98 @@ def _read_function(
         )
         callee = _callee(func, reader, clients, held, owner)
         if callee is not None:
-            self_call = callee.startswith(f"{owner}.") or "::" in callee if owner else False
+            # ``self.method()``/``self.repo.method()`` share the session this object
+            # was given, if it was given one.
+            self_call = (holds_session or bool(session_attributes)) and (
+                callee.startswith(f"{owner}.") or "::" in callee
+            )
             on_session = isinstance(func, ast.Attribute) and (
                 isinstance(func.value, ast.Name) and func.value.id in built_on_session
             )
             out.calls.append(_Call(callee, passes or self_call or on_session))
     return out
+
+
+_WRITE_METHODS = frozenset(
+    {"add", "add_all", "merge", "delete", "bulk_save_objects", "bulk_insert_mappings",
+     "bulk_update_mappings"}
+)  # fmt: skip
+_WRITE_STATEMENTS = frozenset({"insert", "update", "delete", "upsert"})
+
+
+def _writes(function: ast.FunctionDef | ast.AsyncFunctionDef) -> bool:
+    """Whether the function writes through its session parameter (named so, or
+    annotated with a ``...Session`` class): ``add``/``delete``/``merge``, or
+    ``execute`` of an ``insert``/``update``/``delete`` statement or write SQL."""
+    sessions = {
+        name
+        for name, annotation in _parameters(function).items()
+        if name in _SESSION_WORDS
+        or (
+            annotation is not None
+            and (parts := _dotted(annotation)) is not None
+            and parts[-1].endswith("Session")
+        )
+    }
+    for node in ast.walk(function):
+        if not (
+            isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Attribute)
+            and isinstance(node.func.value, ast.Name)
+            and node.func.value.id in sessions
+        ):
+            continue
+        if node.func.attr in _WRITE_METHODS:
+            return True
+        if node.func.attr in ("execute", "exec") and node.args:
+            first = node.args[0]
+            while isinstance(first, ast.Call):
+                parts = _dotted(first.func)
+                if parts and parts[-1] in _WRITE_STATEMENTS:
+                    return True
+                if parts and parts[-1] == "text" and first.args:
+                    literal = first.args[0]
+                    return (
+                        isinstance(literal, ast.Constant)
+                        and isinstance(literal.value, str)
+                        and is_write_sql(literal.value)
+                    )
+                first = first.func.value if isinstance(first.func, ast.Attribute) else None  # type: ignore[assignment]
+    return False
+
+
+def _opens_session_around_call(function: ast.FunctionDef | ast.AsyncFunctionDef) -> bool:
+    """A decorator whose wrapper does ``async with factory() as session: result =
+    await func(*args, session=session); await session.commit()``."""
+    if not function.args.args:
+        return False
+    wrapped = function.args.args[0].arg
+    for inner in function.body:
+        if not isinstance(inner, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            continue
+        opened: set[str] = set()
+        committed: set[str] = set()
+        calls_it = False
+        for node in ast.walk(inner):
+            if isinstance(node, (ast.With, ast.AsyncWith)):
+                opened.update(
+                    item.optional_vars.id
+                    for item in node.items
+                    if isinstance(item.optional_vars, ast.Name)
+                )
+            elif isinstance(node, ast.Call):
+                func = node.func
+                if isinstance(func, ast.Name) and func.id == wrapped:
+                    calls_it = True
+                elif (
+                    isinstance(func, ast.Attribute)
+                    and func.attr == "commit"
+                    and isinstance(func.value, ast.Name)
+                ):
+                    committed.add(func.value.id)
+        if calls_it and opened & committed:
+            return True
+    return False
 
 
 def _opt_in_parameters(function: ast.FunctionDef | ast.AsyncFunctionDef) -> set[str]:

@@ -40,6 +40,10 @@ class ProjectIndex:
     # from a factory, write through it and commit it, taking no session from their
     # caller: each call is a transaction of its own (SL306 reports two in a row).
     committing_helpers: tuple[str, ...] = ()
+    # (qualified, position, parameter): module-level functions that open a session
+    # of their own, execute the SQL that parameter gives and commit
+    # (``execute_sql(sql)``): a call passing write SQL is a transaction of its own.
+    sql_helpers: tuple[tuple[str, int, str], ...] = ()
     # Qualified names of the async factories usable as ``async with f() as s:``
     # (an ``async_sessionmaker`` bound at module level, an ``@asynccontextmanager``
     # function that yields an AsyncSession): fix targets when no session factory
@@ -77,6 +81,9 @@ class ProjectIndex:
     # a method that has an effect; (instance, class) for module-level instances.
     held_attributes: tuple[tuple[str, str, str], ...] = ()
     instances: tuple[tuple[str, str], ...] = ()
+    # Classes whose instances hold a session they were given (a repository):
+    # ``self.repo.get()`` runs on that session.
+    session_holders: tuple[str, ...] = ()
     # Project files (relative paths) that may hold facts but that neither
     # CPython's parser nor libcst reads: the index learned only their imports.
     unparsed: tuple[str, ...] = ()

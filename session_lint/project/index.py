@@ -160,6 +160,9 @@ class _Facts:
         self.engine_builders: set[str] = set()
         self.engine_factories: set[str] = set()
         self.committing_helpers: set[str] = set()
+        # Helpers that open their own session, execute the SQL a parameter gives
+        # and commit: qualified -> (position of that parameter, its name).
+        self.sql_helpers: dict[str, tuple[int, str]] = {}
         self.context_factories: set[str] = set()
         self.engine_module_names: set[str] = set()
         self.classes: dict[str, tuple[str, str]] = {}  # factory classes (``__call__``)
@@ -353,6 +356,7 @@ def _commits_own_session(
     module: _Module,
     facts: _Facts,
     makers: Mapping[str, str],
+    executed: list[str] | None = None,
 ) -> bool:
     """Whether ``func`` opens a session of its own (``with factory() as s``,
     ``factory.begin()``), writes through it and commits it: each call of the
@@ -365,6 +369,8 @@ def _commits_own_session(
         ):
             return False
     opened: dict[str, str] = {}  # name -> transaction of its source
+    parameters = {p.arg for p in (*arguments.posonlyargs, *arguments.args, *arguments.kwonlyargs)}
+    takes_sql: set[str] = set()  # sessions that execute a parameter: ``execute(sql)``
     begun: set[str] = set()
     committed: set[str] = set()
     written: set[str] = set()
@@ -398,10 +404,30 @@ def _commits_own_session(
                 and _is_write(node.args[0], module, statements)
             ):
                 written.add(target.id)
-    return any(
-        name in written and (transaction == COMMITS or name in begun or name in committed)
-        for name, transaction in opened.items()
-    )
+            elif (
+                method in _EXECUTE_METHODS
+                and node.args
+                and executed is not None
+                and (sql := _sql_parameter(node.args[0], parameters)) is not None
+            ):
+                takes_sql.add(target.id)
+                executed.append(sql)
+
+    def commits(name: str, transaction: str) -> bool:
+        return transaction == COMMITS or name in begun or name in committed
+
+    if executed is not None and not any(
+        name in takes_sql and commits(name, t) for name, t in opened.items()
+    ):
+        executed.clear()
+    return any(name in written and commits(name, t) for name, t in opened.items())
+
+
+def _sql_parameter(expr: ast.expr, parameters: set[str]) -> str | None:
+    """``sql`` of ``execute(sql)`` or ``execute(text(sql))`` when ``sql`` is a parameter."""
+    if isinstance(expr, ast.Call) and expr.args:
+        expr = expr.args[0]
+    return expr.id if isinstance(expr, ast.Name) and expr.id in parameters else None
 
 
 # What a helper's factory is called (``async_session``, ``SessionLocal``,
@@ -851,19 +877,32 @@ def _learn_committing_helpers(modules: list[_Module], facts: _Facts) -> None:
     for module in modules:
         makers = module.makers or {}
         for statement in module.tree.body:
-            if (
-                isinstance(statement, (ast.FunctionDef, ast.AsyncFunctionDef))
-                and f"{module.name}.{statement.name}" not in facts.factories
-                and _commits_own_session(statement, module, facts, makers)
-            ):
-                facts.committing_helpers.add(f"{module.name}.{statement.name}")
+            if not isinstance(statement, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                continue
+            qualified = f"{module.name}.{statement.name}"
+            if qualified in facts.factories:
+                continue
+            executed: list[str] = []
+            if _commits_own_session(statement, module, facts, makers, executed):
+                facts.committing_helpers.add(qualified)
+            elif executed:
+                # ``execute_sql(sql)``: a transaction of its own for each call that
+                # passes write SQL (SL306 looks at the call's argument).
+                arguments = [a.arg for a in (*statement.args.posonlyargs, *statement.args.args)]
+                position = arguments.index(executed[0]) if executed[0] in arguments else -1
+                facts.sql_helpers[qualified] = (position, executed[0])
     for _ in range(_FIXPOINT_ROUNDS):
-        before = len(facts.committing_helpers)
+        before = len(facts.committing_helpers) + len(facts.sql_helpers)
         for module in modules:
             for alias, qualified in module.imports.items():
                 if qualified in facts.committing_helpers:
                     facts.committing_helpers.add(f"{module.name}.{alias}")
-        if len(facts.committing_helpers) == before:
+            for alias, qualified in module.imports.items():
+                if qualified in facts.sql_helpers:
+                    facts.sql_helpers.setdefault(
+                        f"{module.name}.{alias}", facts.sql_helpers[qualified]
+                    )
+        if len(facts.committing_helpers) + len(facts.sql_helpers) == before:
             break
 
 
@@ -997,10 +1036,13 @@ def scan(
             _learn(module, facts)
         if facts.size() == before:
             break
+    effects = learn_effects(listing, facts.types, slow_calls)
+    # ``@with_async_session async def delete_nodes(..., session)``: called without
+    # a session, each call opens one and commits, as a committing helper does.
+    facts.committing_helpers.update(effects.session_wrapped)
     _learn_committing_helpers(modules, facts)
     if facts.classes:
         _learn_factory_objects(listing, modules, facts)
-    effects = learn_effects(listing, facts.types, slow_calls)
     # Modules whose importers do database work: they export a session type or
     # factory, or build an engine.
     exporting = {name.rsplit(".", 1)[0] for name in (*facts.types, *facts.factories) if "." in name}
@@ -1013,6 +1055,7 @@ def scan(
         engine_builders=tuple(sorted(facts.engine_builders)),
         engine_factories=tuple(sorted(facts.engine_factories)),
         committing_helpers=tuple(sorted(facts.committing_helpers - set(facts.factories))),
+        sql_helpers=tuple(sorted((k, *v) for k, v in facts.sql_helpers.items())),
         context_factories=tuple(sorted(facts.context_factories)),
         factory_classes=tuple(sorted((k, *v) for k, v in facts.classes.items())),
         unparsed=tuple(sorted(m.relative for m in modules if m.unparsed)),
@@ -1024,6 +1067,7 @@ def scan(
         ),
         held_attributes=tuple(sorted((o, a, c) for (o, a), c in effects.attributes.items())),
         instances=tuple(sorted(effects.instances.items())),
+        session_holders=tuple(sorted(effects.session_holders)),
         # A maker's own keyword is not an override.
         expire_overrides=tuple(sorted(overrides - {"sessionmaker", "async_sessionmaker"})),
         evidence_modules=tuple(sorted(exporting)),

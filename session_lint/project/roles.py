@@ -39,6 +39,9 @@ from session_lint.project.config import (
 ALL_ROLES: frozenset[str] = frozenset(ROLES)
 APP_AND_SCRIPT: frozenset[str] = frozenset({APP, "script"})
 APP_ONLY: frozenset[str] = frozenset({APP})
+MIGRATION = "migration"
+APP_AND_MIGRATION: frozenset[str] = frozenset({APP, MIGRATION})
+APP_SCRIPT_AND_MIGRATION: frozenset[str] = frozenset({APP, "script", MIGRATION})
 # How roles are listed to people (--explain, --list-rules, --show-settings): the
 # code most rules are about first.
 DISPLAY_ORDER = ("app", "script", "test", "migration")

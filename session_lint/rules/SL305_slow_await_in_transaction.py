@@ -12,7 +12,13 @@ from session_lint.project.config import Config
 from session_lint.project.effects import STATEMENT_METHODS
 from session_lint.project.roles import APP_ONLY
 from session_lint.rules.base import Rule
-from session_lint.semantics.effects import CallEffect, call_effect, expression_effect, slow_name
+from session_lint.semantics.effects import (
+    CallEffect,
+    call_effect,
+    enclosing_class,
+    expression_effect,
+    slow_name,
+)
 from session_lint.semantics.ownership import dependencies, injected_sessions, is_route_handler
 from session_lint.semantics.sessions import is_session, session_binding
 from session_lint.semantics.transactions import enclosing_transactions
@@ -140,9 +146,7 @@ class SlowAwaitInTransaction(Rule):
             if not pattern.endswith("*"):
                 words.add(pattern.rsplit(".", 1)[-1])
         project = config.project
-        words.update(
-            Whole(name.rsplit(".", 1)[-1]) for name, slow, *_ in project.effects if slow
-        )
+        words.update(Whole(name.rsplit(".", 1)[-1]) for name, slow, *_ in project.effects if slow)
         words.update(
             Whole(attribute)
             for _, attribute, held in project.held_attributes
@@ -255,6 +259,15 @@ class SlowAwaitInTransaction(Rule):
                 head = head.value
             if isinstance(head, cst.Name) and head.value == "self":
                 yield from (k for k, tracked in keys.items() if tracked and k.startswith("self."))
+                holder = func.value
+                if (
+                    isinstance(holder, cst.Attribute)
+                    and isinstance(holder.value, cst.Name)
+                    and holder.value.value == "self"
+                    and self._holds_a_session(holder.attr.value, scope)
+                ):
+                    # ``self.users.get()``: the repository's session, held on ``self``
+                    yield f"self.{holder.attr.value}"
             elif isinstance(func.value, cst.Name):
                 # ``repo.get()`` of ``repo = UserRepository(session)``: built on it
                 for b in scope.lookup(func.value.value):
@@ -264,6 +277,13 @@ class SlowAwaitInTransaction(Rule):
                             key = self._key(arg.value, scope, keys)
                             if key is not None:
                                 yield key
+
+    def _holds_a_session(self, attribute: str, scope: Scope) -> bool:
+        """``self.<attribute>`` is an object built on a session (a repository)."""
+        project = self.ctx.config.project
+        owner = enclosing_class(self.ctx, scope)
+        held = project.held.get((owner or "", attribute))
+        return held is not None and held in project.session_holders
 
     def _session_method(
         self, call: cst.Call, scope: Scope, keys: dict[str, bool]

@@ -9,6 +9,7 @@ from session_lint.core.context import FileContext
 from session_lint.core.prefilter import Clause, Whole, clauses
 from session_lint.core.scopes import Scope, ScopeKind, block_suites, suite_statements
 from session_lint.core.walker import iter_nodes
+from session_lint.known import is_write_sql
 from session_lint.project.config import Config
 from session_lint.project.index import OPENER_WORDS
 from session_lint.project.roles import APP_ONLY
@@ -16,6 +17,7 @@ from session_lint.rules.base import Rule
 from session_lint.semantics.effects import call_effect
 from session_lint.semantics.index_names import project_function
 from session_lint.semantics.sessions import head_name, is_session
+from session_lint.semantics.sql import is_text_call, literal_string
 
 # A call of a committing helper, with the helper's qualified name.
 _Call = tuple[cst.Call, str]
@@ -168,7 +170,9 @@ class NonAtomicUnitOfWork(Rule):
         modules = {name.rsplit(".", 2)[-2] for name in helpers if name.count(".") >= 1}
         # A call whose effect commits (a repository method) is resolved through
         # ``self``, a local object or an import: only its own name is sure to be there.
-        methods = tuple(Whole(name) for name in sorted(_committing_names(config)))
+        methods = tuple(
+            Whole(name) for name in sorted(_committing_names(config) | _sql_helper_names(config))
+        )
         return (
             *clauses(config, names, tuple(Whole(m) for m in sorted(modules))),
             *clauses(config, names, OPENER_WORDS),
@@ -206,15 +210,44 @@ class NonAtomicUnitOfWork(Rule):
         name), if any."""
         name = head_name(call.func)
         config = self.ctx.config
-        if name in _last_names(config):
+        if name in _last_names(config) and not self._handed_a_session(call, scope):
+            # A helper handed the caller's session writes in the caller's transaction.
             found = project_function(self.ctx, call.func, config.project.committing_helpers, scope)
             if found is not None:
+                return found
+        if name in _sql_helper_names(config):
+            found = project_function(self.ctx, call.func, frozenset(_sql_helpers(config)), scope)
+            if found is not None and self._passes_write_sql(call, *_sql_helpers(config)[found]):
                 return found
         if name in _committing_names(config):
             effect = call_effect(self.ctx, call, scope)
             if effect is not None and effect.commits and not effect.slow:
                 return effect.function
         return None
+
+    def _passes_write_sql(self, call: cst.Call, position: int, parameter: str) -> bool:
+        """``execute_sql("DELETE FROM steps WHERE ...")``: the SQL the helper
+        executes, given at the call, writes."""
+        positional = [a for a in call.args if a.keyword is None and a.star == ""]
+        given = next(
+            (a.value for a in call.args if a.keyword and a.keyword.value == parameter), None
+        )
+        if given is None and 0 <= position < len(positional):
+            given = positional[position].value
+        if given is None:
+            return False
+        if isinstance(given, cst.Call) and is_text_call(self.ctx, given) and given.args:
+            given = given.args[0].value
+        text = literal_string(given)
+        return text is not None and is_write_sql(text)
+
+    def _handed_a_session(self, call: cst.Call, scope: Scope) -> bool:
+        names = self.ctx.config.session_names
+        return any(
+            (a.keyword is not None and a.keyword.value in names)
+            or is_session(self.ctx, a.value, scope)
+            for a in call.args
+        )
 
     def _reads(self, call: cst.Call, scope: Scope) -> bool:
         """A read that does not separate two committing calls: a statement on a
@@ -298,6 +331,16 @@ class NonAtomicUnitOfWork(Rule):
 
 # Session reads that leave a run of committing calls whole.
 _READ_METHODS = frozenset({"refresh", "get", "get_one", "scalar", "scalars", "execute", "exec"})
+
+
+@functools.lru_cache(maxsize=8)
+def _sql_helpers(config: Config) -> dict[str, tuple[int, str]]:
+    return {name: (position, parameter) for name, position, parameter in config.project.sql_helpers}
+
+
+@functools.lru_cache(maxsize=8)
+def _sql_helper_names(config: Config) -> frozenset[str]:
+    return frozenset(name.rsplit(".", 1)[-1] for name in _sql_helpers(config))
 
 
 @functools.lru_cache(maxsize=8)

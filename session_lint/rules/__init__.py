@@ -28,6 +28,9 @@ from session_lint.rules.SL305_slow_await_in_transaction import SlowAwaitInTransa
 from session_lint.rules.SL306_non_atomic_unit_of_work import NonAtomicUnitOfWork
 from session_lint.rules.SL307_swallowed_session_error import SwallowedSessionError
 from session_lint.rules.SL308_second_connection_in_unit_of_work import SecondConnectionInUnitOfWork
+from session_lint.rules.SL309_commit_inside_begin import CommitInsideBegin
+from session_lint.rules.SL310_failed_statement_swallowed import FailedStatementSwallowed
+from session_lint.rules.SL311_isolation_level_in_transaction import IsolationLevelInTransaction
 from session_lint.rules.SL401_session_escapes_to_task import SessionEscapesToTask
 from session_lint.rules.SL402_session_shared_by_gather import SessionSharedByGather
 from session_lint.rules.SL403_unawaited_session_call import UnawaitedSessionCall
@@ -61,6 +64,9 @@ ALL_RULES: tuple[type[Rule], ...] = (
     NonAtomicUnitOfWork,
     SwallowedSessionError,
     SecondConnectionInUnitOfWork,
+    CommitInsideBegin,
+    FailedStatementSwallowed,
+    IsolationLevelInTransaction,
     SessionEscapesToTask,
     SessionSharedByGather,
     UnawaitedSessionCall,

@@ -85,7 +85,11 @@ def is_session_source(
     if ctx.resolves_to(func, SESSION_CLASSES | configured_factories(ctx), scope):
         return True
     if isinstance(func, cst.Attribute) and func.attr.value == "begin":
-        return is_session_factory(ctx, func.value, scope)
+        # ``factory.begin()``: a sessionmaker of this file, or one of the project's
+        # factories (``from app.db import async_session``).
+        return is_session_factory(ctx, func.value, scope) or is_project_session_factory(
+            ctx, expr, scope
+        )
     return is_session_factory(ctx, func, scope) or is_project_session_factory(ctx, expr, scope)
 
 

@@ -116,9 +116,11 @@ def project_from_headers(text: str, path: str = "app/example.py") -> ProjectInde
         project = replace(
             project,
             committing_helpers=learned.committing_helpers,
+            sql_helpers=learned.sql_helpers,
             effects=learned.effects,
             held_attributes=learned.held_attributes,
             instances=learned.instances,
+            session_holders=learned.session_holders,
             evidence_modules=(*EVIDENCE_MODULES, *learned.evidence_modules),
         )
     return project

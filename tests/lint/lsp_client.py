@@ -19,6 +19,7 @@ from lsprotocol import types as lsp
 from pygls.lsp.client import LanguageClient
 
 from session_lint.project.config import Config
+from session_lint.rules import ALL_RULES
 from tests.lint.fixture_files import DEFAULT_REQUIREMENTS, NO_DEPENDENCY_FILE, RuleFixture
 
 BIN = Path(sys.executable).parent
@@ -263,8 +264,15 @@ def fixture_project(fixture: RuleFixture, root: Path) -> Path:
     text = fixture.source.decode("utf-8")
     headers = _headers(text, "config")
     requires = _headers(text, "requires")
-    # Only the fixture's rule, as the harness runs it (opt-in rules included).
-    lines = ["[tool.session-lint]", *headers, f'select = ["{fixture.code}"]']
+    # Only the fixture's rule, as the harness runs it (opt-in rules included); a
+    # ``# selection: default`` fixture selects it by its prefix, as a default run
+    # does, with the prefix's other rules ignored.
+    if _headers(text, "selection") == ["default"]:
+        prefix = fixture.code[:4]
+        others = sorted(r.code for r in ALL_RULES if r.code.startswith(prefix) and r.code != fixture.code)
+        lines = ["[tool.session-lint]", *headers, f'select = ["{prefix}"]', f"ignore = {json.dumps(others)}"]
+    else:
+        lines = ["[tool.session-lint]", *headers, f'select = ["{fixture.code}"]']
     if requires != [NO_DEPENDENCY_FILE]:
         deps = requires or list(DEFAULT_REQUIREMENTS)
         lines = [

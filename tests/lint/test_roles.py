@@ -19,7 +19,14 @@ from session_lint.project.config import (
     config_from_mapping,
     rule_codes,
 )
-from session_lint.project.roles import ALL_ROLES, APP_AND_SCRIPT, APP_ONLY, role_of
+from session_lint.project.roles import (
+    ALL_ROLES,
+    APP_AND_MIGRATION,
+    APP_AND_SCRIPT,
+    APP_ONLY,
+    APP_SCRIPT_AND_MIGRATION,
+    role_of,
+)
 from session_lint.rules import ALL_RULES, RULES_BY_CODE, Rule
 from tests.lint.test_cli import cli
 from tests.lint.test_flake8 import flake8_config, run_flake8
@@ -221,12 +228,22 @@ EVERY_ROLE = {
 APP_AND_SCRIPT_RULES = {"SL401", "SL502"}
 APP_ONLY_RULES = {
     "SL101", "SL102", "SL103", "SL104", "SL105", "SL202",
-    "SL301", "SL302", "SL304", "SL305", "SL306", "SL307", "SL308", "SL404", "SL503",
+    "SL301", "SL302", "SL304", "SL305", "SL306", "SL307", "SL308", "SL404",
 }  # fmt: skip
+# In a migration only where it runs on the app's own connection (docs/rules/SL503.md).
+APP_AND_MIGRATION_RULES = {"SL503"}
+# The aborted transaction fails the same in a script or a migration.
+APP_SCRIPT_AND_MIGRATION_RULES = {"SL309", "SL310", "SL311"}
 
 
 def test_the_table_covers_every_rule_once() -> None:
-    groups = (EVERY_ROLE, APP_AND_SCRIPT_RULES, APP_ONLY_RULES)
+    groups = (
+        EVERY_ROLE,
+        APP_AND_SCRIPT_RULES,
+        APP_ONLY_RULES,
+        APP_AND_MIGRATION_RULES,
+        APP_SCRIPT_AND_MIGRATION_RULES,
+    )
     assert sum(len(g) for g in groups) == len(ALL_RULES)
     assert set().union(*groups) == set(RULES_BY_CODE)
 
@@ -238,6 +255,10 @@ def test_rule_roles_follow_the_table(rule: type[Rule]) -> None:
         if rule.code in EVERY_ROLE
         else APP_AND_SCRIPT
         if rule.code in APP_AND_SCRIPT_RULES
+        else APP_AND_MIGRATION
+        if rule.code in APP_AND_MIGRATION_RULES
+        else APP_SCRIPT_AND_MIGRATION
+        if rule.code in APP_SCRIPT_AND_MIGRATION_RULES
         else APP_ONLY
     )
     assert rule.roles == expected
@@ -415,13 +436,19 @@ def test_docs_table_is_the_registry() -> None:
     rows = {
         label: set(re.findall(r"SL\d{3}", codes))
         for label, codes in re.findall(
-            r"^\| (every role|`app`, `script`|`app`) \| ([^|]+) \|", text, re.M
+            r"^\| (every role|`app`, `script`, `migration`|`app`, `script`|`app`, `migration`|`app`) \| ([^|]+) \|",
+            text,
+            re.M,
         )
     }
     assert rows == {
         "every role": {r.code for r in ALL_RULES if r.roles == ALL_ROLES},
         "`app`, `script`": {r.code for r in ALL_RULES if r.roles == APP_AND_SCRIPT},
         "`app`": {r.code for r in ALL_RULES if r.roles == APP_ONLY},
+        "`app`, `migration`": {r.code for r in ALL_RULES if r.roles == APP_AND_MIGRATION},
+        "`app`, `script`, `migration`": {
+            r.code for r in ALL_RULES if r.roles == APP_SCRIPT_AND_MIGRATION
+        },
     }
     for role, patterns in DEFAULT_ROLES:
         row = re.search(rf"^\| `{role}` \| (.+) \|$", text, re.M)
