@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ast
 from contextlib import AbstractContextManager
+from typing import TypeVar
 
 import libcst as cst
 
@@ -54,20 +55,12 @@ class _OlderSyntax(cst.CSTTransformer):
     def leave_FunctionDef(
         self, original_node: cst.FunctionDef, updated_node: cst.FunctionDef
     ) -> cst.FunctionDef:
-        if updated_node.type_parameters is None:
-            return updated_node
-        return updated_node.with_changes(
-            type_parameters=None, whitespace_after_type_parameters=_NO_SPACE
-        )
+        return _untyped(updated_node)
 
     def leave_ClassDef(
         self, original_node: cst.ClassDef, updated_node: cst.ClassDef
     ) -> cst.ClassDef:
-        if updated_node.type_parameters is None:
-            return updated_node
-        return updated_node.with_changes(
-            type_parameters=None, whitespace_after_type_parameters=_NO_SPACE
-        )
+        return _untyped(updated_node)
 
     def leave_FormattedString(
         self, original_node: cst.FormattedString, updated_node: cst.FormattedString
@@ -90,6 +83,16 @@ class _OlderSyntax(cst.CSTTransformer):
         self, original_node: cst.ExceptStarHandler, updated_node: cst.ExceptStarHandler
     ) -> cst.ExceptStarHandler:
         return updated_node.with_changes(type=_parenthesized(updated_node.type))
+
+
+_Generic = TypeVar("_Generic", cst.FunctionDef, cst.ClassDef)
+
+
+def _untyped(node: _Generic) -> _Generic:
+    """``def first[T](...)``/``class Box[T]:`` without their type parameters."""
+    if node.type_parameters is None:
+        return node
+    return node.with_changes(type_parameters=None, whitespace_after_type_parameters=_NO_SPACE)
 
 
 def _parenthesized(kind: cst.BaseExpression | None) -> cst.BaseExpression | None:

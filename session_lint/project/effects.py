@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from session_lint.known import SESSION_CLASSES_ALL, is_slow_call, is_write_sql
-from session_lint.project.modules import absolute_import, module_name
+from session_lint.project.modules import absolute_import, imports_of, module_name
 from session_lint.syntax import parse_ast
 
 # Methods of a session or connection that run a statement, and so begin its
@@ -262,23 +262,6 @@ def _ancestors(owner: str, bases: Mapping[str, list[str]]) -> list[str]:
 # -- one file ---------------------------------------------------------------------
 
 
-def _imports(tree: ast.Module, module: str, is_package: bool) -> dict[str, str]:
-    out: dict[str, str] = {}
-    for node in ast.walk(tree):
-        if isinstance(node, ast.ImportFrom):
-            source = absolute_import("." * node.level + (node.module or ""), module, is_package)
-            for alias in node.names:
-                out[alias.asname or alias.name] = f"{source}.{alias.name}"
-        elif isinstance(node, ast.Import):
-            for alias in node.names:
-                if alias.asname:
-                    out[alias.asname] = alias.name
-                else:
-                    head = alias.name.split(".", 1)[0]
-                    out[head] = head
-    return out
-
-
 def _dotted(expr: ast.expr) -> list[str] | None:
     parts: list[str] = []
     while isinstance(expr, ast.Attribute):
@@ -347,7 +330,11 @@ def _read_file(
     session_types: Mapping[str, str],
     slow_calls: tuple[str, ...],
 ) -> _File:
-    imports = _imports(tree, module, is_package)
+    imports = imports_of(
+        [n for n in ast.walk(tree) if isinstance(n, (ast.Import, ast.ImportFrom))],
+        module,
+        is_package,
+    )
     local_names: set[str] = set()
     for statement in tree.body:
         if isinstance(statement, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):

@@ -46,7 +46,7 @@ from session_lint.project.facts import (
     UNKNOWN,
     ProjectIndex,
 )
-from session_lint.project.modules import absolute_import, module_name
+from session_lint.project.modules import absolute_import, imports_of, module_name
 from session_lint.syntax import AST_LOCK, parse_ast
 
 # -- building the index ---------------------------------------------------------------
@@ -553,7 +553,7 @@ def _module_of(source: bytes, relative: str, name: str) -> _Module | None:
         lazy: list[ast.Import | ast.ImportFrom] = []
         for function in functions:
             _collect(function, module, lazy)
-        module.imports.update(_imports(lazy, name, is_package))
+        module.imports.update(imports_of(lazy, name, is_package))
         return module
     tree = parse_ast(source, relative)
     if tree is None:
@@ -574,7 +574,7 @@ def _module_of(source: bytes, relative: str, name: str) -> _Module | None:
         elif _spans(statement, lines):
             _collect(statement, module, imports)
     module.imports = _imports_from_bytes(source, name, is_package)
-    module.imports.update(_imports(imports, name, is_package))
+    module.imports.update(imports_of(imports, name, is_package))
     return module
 
 
@@ -714,27 +714,6 @@ def _collect(
             module.bodies[id(statement)] = relevant
         if opens:
             module.openers[id(statement)] = relevant
-
-
-def _imports(
-    nodes: list[ast.Import | ast.ImportFrom], name: str, is_package: bool
-) -> dict[str, str]:
-    """Every import of the file, lazy ones in functions included (one namespace:
-    the index is a heuristic over a whole file, the linter resolves per scope)."""
-    out: dict[str, str] = {}
-    for node in nodes:
-        if isinstance(node, ast.ImportFrom):
-            source = absolute_import("." * node.level + (node.module or ""), name, is_package)
-            for alias in node.names:
-                out[alias.asname or alias.name] = f"{source}.{alias.name}"
-        elif isinstance(node, ast.Import):
-            for alias in node.names:
-                if alias.asname:
-                    out[alias.asname] = alias.name
-                else:
-                    head = alias.name.split(".", 1)[0]
-                    out[head] = head
-    return out
 
 
 def _learn(module: _Module, facts: _Facts) -> None:
@@ -937,7 +916,7 @@ def _learn_factory_objects(
         imports = dict(module.imports) if module is not None else {}
         imports.update(_imports_from_bytes(source, name, is_package))
         lazy = [n for n in ast.walk(tree) if isinstance(n, (ast.Import, ast.ImportFrom))]
-        imports.update(_imports(lazy, name, is_package))
+        imports.update(imports_of(lazy, name, is_package))
         _factory_objects_of(tree, name, imports, facts)
 
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-__all__ = ["absolute_import", "module_name"]
+import ast
+
+__all__ = ["absolute_import", "imports_of", "module_name"]
 
 
 def module_name(relative: str) -> str | None:
@@ -31,3 +33,24 @@ def absolute_import(module: str, current: str, is_package: bool) -> str:
         base = base[: len(base) - (dots - 1)] if dots - 1 <= len(base) else []
     rest = module[dots:]
     return ".".join([*base, rest] if rest else base)
+
+
+def imports_of(
+    nodes: list[ast.Import | ast.ImportFrom], name: str, is_package: bool
+) -> dict[str, str]:
+    """Every import of the file, lazy ones in functions included (one namespace:
+    the index is a heuristic over a whole file, the linter resolves per scope)."""
+    out: dict[str, str] = {}
+    for node in nodes:
+        if isinstance(node, ast.ImportFrom):
+            source = absolute_import("." * node.level + (node.module or ""), name, is_package)
+            for alias in node.names:
+                out[alias.asname or alias.name] = f"{source}.{alias.name}"
+        elif isinstance(node, ast.Import):
+            for alias in node.names:
+                if alias.asname:
+                    out[alias.asname] = alias.name
+                else:
+                    head = alias.name.split(".", 1)[0]
+                    out[head] = head
+    return out
