@@ -547,6 +547,20 @@ def _index_lines(project: ProjectIndex) -> list[str]:
     for title, entries in sections:
         lines.append(f"# {title}: {len(entries)}" + (":" if entries else ""))
         lines += [f"#{entry}" for entry in entries]
+    effects = project.effects
+    counts = {
+        "slow": sum(1 for e in effects if e[1]),
+        "commit": sum(1 for e in effects if e[2]),
+        "roll back": sum(1 for e in effects if e[3]),
+        "use the database": sum(1 for e in effects if e[4]),
+        "open a session of their own": sum(1 for e in effects if e[5]),
+        "leave one open on some path": sum(1 for e in effects if e[5] and not e[6]),
+    }
+    lines.append(
+        f"# effect summaries: {len(effects)} functions and methods ("
+        + ", ".join(f"{n} {what}" for what, n in counts.items())
+        + ")"
+    )
     return lines
 
 

@@ -16,6 +16,9 @@ the callee does (docs/project-index.md, "Effect summaries"):
   (``owns_transaction=True``) and does not count.
 - **uses the database**: it runs a statement on a session it receives, which
   opens (autobegins) the caller's transaction.
+- **opens** a session of its own from one of the project's factories, and
+  whether that session is closed on every path (an ``async with`` block, or
+  ``close()`` in a ``finally``). Not propagated: it is the function's own.
 
 Calls are resolved through imports, ``self.method``, ``self.<attr>.method``
 where the attribute's class is known (assigned in ``__init__`` from a project
@@ -27,7 +30,7 @@ no effect: names are never guessed. Effects propagate to a fixpoint.
 from __future__ import annotations
 
 import ast
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -60,6 +63,8 @@ class _Function:
     commits: bool = False
     rolls_back: bool = False
     uses_db: bool = False
+    opens: bool = False  # a session of its own, from a known factory
+    leaves_open: bool = False  # one of those is not closed on every path
     calls: list[_Call] = field(default_factory=list)
 
 
@@ -86,6 +91,8 @@ class Effect:
     commits: bool
     rolls_back: bool
     uses_db: bool
+    opens: bool = False
+    closes_every_path: bool = True
 
 
 @dataclass(frozen=True)
@@ -109,6 +116,8 @@ def learn_effects(
     files: Iterable[tuple[str, Path]],
     session_types: Mapping[str, str],
     slow_calls: tuple[str, ...],
+    factories: Collection[str] = (),
+    attribute_factories: Collection[str] = (),
 ) -> Effects:
     """Effect summaries of the project's functions and methods, by qualified name."""
     parsed: list[_File] = []
@@ -125,7 +134,14 @@ def learn_effects(
         tree = parse_ast(source, relative)
         if tree is not None:
             parsed.append(
-                _read_file(tree, name, relative.endswith("__init__.py"), session_types, slow_calls)
+                _read_file(
+                    tree,
+                    name,
+                    relative.endswith("__init__.py"),
+                    session_types,
+                    slow_calls,
+                    (frozenset(factories), frozenset(attribute_factories)),
+                )
             )
     return _propagate(parsed, slow_calls)
 
@@ -206,10 +222,17 @@ def _propagate(files: list[_File], slow_calls: tuple[str, ...]) -> Effects:
                         members.add(q)
                         changed = True
     out: dict[str, Effect] = {}
-    for q in functions:
-        flags = [q in flagged[flag] for flag in _FLAGS]
-        if q in chains or any(flags):
-            out[q] = Effect(chains.get(q, ""), *flags)
+    for q, function in functions.items():
+        commits, rolls_back, uses_db = (q in flagged[flag] for flag in _FLAGS)
+        if q in chains or commits or rolls_back or uses_db or function.opens:
+            out[q] = Effect(
+                slow=chains.get(q, ""),
+                commits=commits,
+                rolls_back=rolls_back,
+                uses_db=uses_db,
+                opens=function.opens,
+                closes_every_path=not function.leaves_open,
+            )
     # Inherited methods under the subclass's name: ``Conversation.create_async``.
     for owner in bases:
         for inherited in _ancestors(owner, bases):
@@ -287,6 +310,30 @@ class _Reader:
         self.session_types = session_types
         self.slow_calls = slow_calls
         self.local_names = local_names  # module-level defs and assignments
+        # The project's session factories (qualified) and attribute factories.
+        self.factories: frozenset[str] = frozenset()
+        self.attribute_factories: frozenset[str] = frozenset()
+
+    def opens_session(self, expr: ast.expr) -> bool:
+        """``factory()``, ``factory.begin()``, ``self.async_session()``: one of the
+        project's session factories."""
+        if isinstance(expr, ast.Await):
+            expr = expr.value
+        if not isinstance(expr, ast.Call):
+            return False
+        func = expr.func
+        if (
+            isinstance(func, ast.Attribute)
+            and func.attr == "begin"
+            and isinstance(func.value, ast.Call)
+        ):
+            func = func.value.func
+        elif isinstance(func, ast.Attribute) and func.attr == "begin":
+            func = func.value
+        if isinstance(func, ast.Attribute) and func.attr in self.attribute_factories:
+            return True
+        parts = _dotted(func)
+        return parts is not None and self.qualify(parts) in self.factories
 
     def qualify(self, parts: list[str]) -> str:
         head = parts[0]
@@ -329,6 +376,7 @@ def _read_file(
     is_package: bool,
     session_types: Mapping[str, str],
     slow_calls: tuple[str, ...],
+    openers: tuple[frozenset[str], frozenset[str]] = (frozenset(), frozenset()),
 ) -> _File:
     imports = imports_of(
         [n for n in ast.walk(tree) if isinstance(n, (ast.Import, ast.ImportFrom))],
@@ -342,6 +390,7 @@ def _read_file(
         elif isinstance(statement, ast.Assign):
             local_names.update(t.id for t in statement.targets if isinstance(t, ast.Name))
     reader = _Reader(module, imports, session_types, slow_calls, local_names)
+    reader.factories, reader.attribute_factories = openers
     file = _File([], {}, {})
     for statement in tree.body:
         if isinstance(statement, ast.ImportFrom):
@@ -549,6 +598,28 @@ def _read_function(
                 and any(is_received(a) for a in [*value.args, *(k.value for k in value.keywords)])
             ):
                 built_on_session.add(node.targets[0].id)
+    closed_finally = {
+        sub.func.value.id
+        for node in body
+        if isinstance(node, ast.Try)
+        for statement in node.finalbody
+        for sub in ast.walk(statement)
+        if isinstance(sub, ast.Call)
+        and isinstance(sub.func, ast.Attribute)
+        and sub.func.attr == "close"
+        and isinstance(sub.func.value, ast.Name)
+    }
+    for node in body:
+        if isinstance(node, (ast.With, ast.AsyncWith)):
+            out.opens = out.opens or any(reader.opens_session(i.context_expr) for i in node.items)
+        elif (
+            isinstance(node, ast.Assign)
+            and len(node.targets) == 1
+            and isinstance(node.targets[0], ast.Name)
+            and reader.opens_session(node.value)
+        ):
+            out.opens = True
+            out.leaves_open = out.leaves_open or node.targets[0].id not in closed_finally
     for node in body:
         if not isinstance(node, ast.Call):
             continue

@@ -75,8 +75,9 @@ class ProjectIndex:
     dependencies_known: bool = False
     # Effect summaries (session_lint/project/effects.py): (qualified function or
     # method, slow chain or "", commits / rolls back / runs a statement on a
-    # session it receives), for the functions with an effect.
-    effects: tuple[tuple[str, str, bool, bool, bool], ...] = ()
+    # session it receives, opens a session of its own, closes what it opens on
+    # every path), for the functions with an effect.
+    effects: tuple[tuple[str, str, bool, bool, bool, bool, bool], ...] = ()
     # (class, attribute, class): what ``self.<attribute>`` holds, for classes with
     # a method that has an effect; (instance, class) for module-level instances.
     held_attributes: tuple[tuple[str, str, str], ...] = ()
@@ -107,7 +108,7 @@ class ProjectIndex:
     def effect_of(self) -> dict[str, tuple[str, bool, bool, bool]]:
         return {
             name: (slow, commits, rolls_back, uses_db)
-            for name, slow, commits, rolls_back, uses_db in self.effects
+            for name, slow, commits, rolls_back, uses_db, *_ in self.effects
         }
 
     @cached_property

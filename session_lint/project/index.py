@@ -1015,7 +1015,9 @@ def scan(
             _learn(module, facts)
         if facts.size() == before:
             break
-    effects = learn_effects(listing, facts.types, slow_calls)
+    effects = learn_effects(
+        listing, facts.types, slow_calls, set(facts.factories), set(facts.attributes)
+    )
     # ``@with_async_session async def delete_nodes(..., session)``: called without
     # a session, each call opens one and commits, as a committing helper does.
     facts.committing_helpers.update(effects.session_wrapped)
@@ -1040,7 +1042,7 @@ def scan(
         unparsed=tuple(sorted(m.relative for m in modules if m.unparsed)),
         effects=tuple(
             sorted(
-                (k, v.slow, v.commits, v.rolls_back, v.uses_db)
+                (k, v.slow, v.commits, v.rolls_back, v.uses_db, v.opens, v.closes_every_path)
                 for k, v in effects.functions.items()
             )
         ),

@@ -121,7 +121,8 @@ PROJECT = {
 def test_effects_are_learned_across_modules(tmp_path: Path) -> None:
     write(tmp_path, PROJECT)
     index = scan(tmp_path)
-    effects = {name: (slow, commits, rolls_back, uses_db) for name, slow, commits, rolls_back, uses_db in index.effects}
+    effects = {e[0]: e[1:5] for e in index.effects}
+    opens = {e[0]: e[5:] for e in index.effects}
     assert effects["app.clients.profiles.fetch_profile"][0] == "httpx.AsyncClient.get"
     assert effects["app.clients.profiles.refresh_name"][0] == "fetch_profile → httpx.AsyncClient.get"
     assert effects["app.clients.refresh_name"][0] == "fetch_profile → httpx.AsyncClient.get"  # re-export
@@ -135,6 +136,10 @@ def test_effects_are_learned_across_modules(tmp_path: Path) -> None:
     assert effects["app.services.UserService.register"][1] is True  # through self.users
     assert index.held.get(("app.services.UserService", "users")) == "app.repos.UserRepository"
     assert ("app.db.execute_sql", 0, "sql") in index.sql_helpers
+    # Opens a session of its own: in a block (closed on every path) or by hand.
+    assert opens["app.db.execute_sql"] == (True, True)
+    assert opens["app.services.order_count"] == (True, False)
+    assert opens["app.repos.UserRepository.get"][0] is False
 
 
 def test_rules_use_the_effects(tmp_path: Path) -> None:
