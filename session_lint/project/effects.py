@@ -36,7 +36,7 @@ from pathlib import Path
 
 from session_lint.known import SESSION_CLASSES_ALL, is_slow_call, is_write_sql
 from session_lint.project.modules import absolute_import, imports_of, module_name
-from session_lint.syntax import parse_ast
+from session_lint.syntax import AST_LOCK, parse_ast
 
 # Methods of a session or connection that run a statement, and so begin its
 # transaction when none is open (autobegin).
@@ -351,7 +351,8 @@ class _Reader:
             return []
         if isinstance(annotation, ast.Constant) and isinstance(annotation.value, str):
             try:
-                annotation = ast.parse(annotation.value, mode="eval").body
+                with AST_LOCK:  # CPython 3.11: one parse at a time (session_lint/syntax.py)
+                    annotation = ast.parse(annotation.value, mode="eval").body
             except SyntaxError:
                 return []
         if isinstance(annotation, ast.Subscript):
