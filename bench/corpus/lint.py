@@ -160,6 +160,17 @@ def role_function() -> RoleOf | None:
     return function if callable(function) else None
 
 
+def _project_evidence(source: bytes, path: str, config: Any) -> bool:
+    """An import of one of the project's own modules that export a session type or
+    factory (``from app.api.utils import DbSession``, the index's evidence
+    modules): SQLAlchemy reached through the project, which the regex misses."""
+    try:
+        from session_lint.project.evidence import has_evidence
+    except ImportError:  # an older linter checkout
+        return False
+    return bool(config.project.evidence_modules) and bool(has_evidence(source, path, config))
+
+
 def annotate(root: Path, records: list[Record]) -> list[Record]:
     """The records with each file's role and SQLAlchemy evidence filled in."""
     if not records:
@@ -177,7 +188,9 @@ def annotate(root: Path, records: list[Record]) -> list[Record]:
         if record.path not in evidence:
             path = root / record.path
             source = path.read_bytes()
-            evidence[record.path] = EVIDENCE.search(source) is not None
+            evidence[record.path] = EVIDENCE.search(source) is not None or (
+                config is not None and _project_evidence(source, str(path), config)
+            )
             if role_of is None:
                 roles[record.path] = UNKNOWN_ROLE
             else:

@@ -8,7 +8,9 @@ yet, each with why and what will find it.
 
 A problem is **found** when a finding of any rule sits within
 :data:`WINDOW` lines of it in the same file of the same package. A finding
-**sits on** a look-alike when it is on the look-alike's line.
+**sits on** a look-alike when it is on the look-alike's line and is of the
+look-alike's rule (any rule, for an ``other:`` category): the line that is fine
+for SL502 may hold a real SL503 problem.
 """
 
 from __future__ import annotations
@@ -202,4 +204,5 @@ def on_lookalikes(
         for lookalike in lookalikes
         for line, code in lines.get((lookalike.package, lookalike.path), [])
         if line == lookalike.line
+        and (code == lookalike.category or not lookalike.category.startswith("SL"))
     ]
