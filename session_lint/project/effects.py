@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from session_lint.known import SESSION_CLASSES_ALL, is_slow_call, is_write_sql
-from session_lint.project.modules import absolute_import, imports_of, module_name
+from session_lint.project.modules import absolute_import, imports_of, module_sources
 from session_lint.syntax import AST_LOCK, parse_ast
 
 # Methods of a session or connection that run a statement, and so begin its
@@ -121,14 +121,7 @@ def learn_effects(
 ) -> Effects:
     """Effect summaries of the project's functions and methods, by qualified name."""
     parsed: list[_File] = []
-    for relative, path in files:
-        name = module_name(relative)
-        if name is None:
-            continue
-        try:
-            source = path.read_bytes()
-        except OSError:
-            continue
+    for relative, name, source in module_sources(files):
         if b"def " not in source and not (b"import" in source and relative.endswith("__init__.py")):
             continue  # neither functions nor a package's re-exports
         tree = parse_ast(source, relative)

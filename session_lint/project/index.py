@@ -46,7 +46,7 @@ from session_lint.project.facts import (
     UNKNOWN,
     ProjectIndex,
 )
-from session_lint.project.modules import absolute_import, imports_of, module_name
+from session_lint.project.modules import absolute_import, imports_of, module_name, module_sources
 from session_lint.syntax import AST_LOCK, parse_ast
 
 # -- building the index ---------------------------------------------------------------
@@ -898,14 +898,7 @@ def _learn_factory_objects(
     words = {name.rsplit(".", 1)[-1].encode() for name in facts.classes}
     pattern = re.compile(rb"\b(?:" + b"|".join(sorted(map(re.escape, words))) + rb")\b")
     known = {m.relative: m for m in modules}
-    for relative, path in files:
-        name = module_name(relative)
-        if name is None:
-            continue
-        try:
-            source = path.read_bytes()
-        except OSError:
-            continue
+    for relative, name, source in module_sources(files):
         if pattern.search(source) is None:
             continue
         module = known.get(relative)

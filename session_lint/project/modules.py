@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import ast
+from collections.abc import Iterable, Iterator
+from pathlib import Path
 
-__all__ = ["absolute_import", "imports_of", "module_name"]
+__all__ = ["absolute_import", "imports_of", "module_name", "module_sources"]
 
 
 def module_name(relative: str) -> str | None:
@@ -54,3 +56,16 @@ def imports_of(
                     head = alias.name.split(".", 1)[0]
                     out[head] = head
     return out
+
+
+def module_sources(files: Iterable[tuple[str, Path]]) -> Iterator[tuple[str, str, bytes]]:
+    """(relative path, module name, bytes) of the project files that are modules
+    and can be read."""
+    for relative, path in files:
+        name = module_name(relative)
+        if name is None:
+            continue
+        try:
+            yield relative, name, path.read_bytes()
+        except OSError:
+            continue
