@@ -626,7 +626,7 @@ def _read_function(
             elif func.attr in STATEMENT_METHODS:
                 out.uses_db = True
             continue
-        called = _call_name(func, reader, clients, held, owner)
+        called = _call_name(func, reader, clients, held)
         if called is None:
             continue
         if is_slow_call(called, reader.slow_calls):
@@ -636,7 +636,7 @@ def _read_function(
         passes = any(is_received(a) for a in node.args) or any(
             is_received(k.value) for k in node.keywords
         )
-        callee = _callee(func, reader, clients, held, owner)
+        callee = _callee(func, reader, clients, owner)
         if callee is not None:
             # ``self.method()``/``self.repo.method()`` share the session this object
             # was given, if it was given one.
@@ -787,11 +787,7 @@ def _bind(
 
 
 def _call_name(
-    func: ast.expr,
-    reader: _Reader,
-    clients: Mapping[str, str],
-    held: Mapping[str, str],
-    owner: str | None,
+    func: ast.expr, reader: _Reader, clients: Mapping[str, str], held: Mapping[str, str]
 ) -> str | None:
     """The qualified name a call is matched against the slow list with:
     ``httpx.AsyncClient.get`` for ``client.get`` (``client`` built by
@@ -809,11 +805,7 @@ def _call_name(
 
 
 def _callee(
-    func: ast.expr,
-    reader: _Reader,
-    clients: Mapping[str, str],
-    held: Mapping[str, str],
-    owner: str | None,
+    func: ast.expr, reader: _Reader, clients: Mapping[str, str], owner: str | None
 ) -> str | None:
     """The project function a call may reach, for propagation."""
     parts = _dotted(func)

@@ -8,7 +8,7 @@ from session_lint.core.walker import iter_nodes, subtree
 from session_lint.project.roles import APP_SCRIPT_AND_MIGRATION
 from session_lint.rules.base import Rule
 from session_lint.semantics.ownership import injected_sessions, is_route_handler
-from session_lint.semantics.transactions import enclosing_transactions, method_call
+from session_lint.semantics.transactions import method_call, owning_begin_block
 
 _ENDS = frozenset({"commit", "rollback"})
 
@@ -94,12 +94,9 @@ class CommitInsideBegin(Rule):
 
     def _owner(self, key: str) -> cst.CSTNode | None:
         """The block whose context manager owns ``key``'s transaction."""
-        for with_node, owned in reversed(enclosing_transactions(self.ctx)):
-            if owned == key and any(
-                (found := method_call(item.item)) is not None and found.method == "begin"
-                for item in with_node.items
-            ):
-                return with_node.body
+        block = owning_begin_block(self.ctx, key)
+        if block is not None:
+            return block.body
         function = self.ctx.function
         scope = self.ctx.scope.enclosing_function()
         if function is None or scope is None or scope.parent is None:

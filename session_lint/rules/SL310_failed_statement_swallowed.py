@@ -12,7 +12,7 @@ from session_lint.project.roles import APP_SCRIPT_AND_MIGRATION
 from session_lint.rules.base import Rule
 from session_lint.semantics.effects import call_effect
 from session_lint.semantics.sessions import is_connection, is_session
-from session_lint.semantics.transactions import method_call
+from session_lint.semantics.transactions import owning_begin_block
 
 # What a handler must catch for a failed statement to be swallowed: anything, or a
 # database error — SQLAlchemy's or a driver's, by name or by module.
@@ -237,7 +237,7 @@ class FailedStatementSwallowed(Rule):
         """The first use of ``key`` after the ``try`` is a statement, not a commit,
         rollback or close: in a loop, the rest of the iteration, then the next one
         from the top; then what follows."""
-        block = self._begin_block(node, key)
+        block = owning_begin_block(self.ctx, key)
         if block is not None:
             # The transaction ends with its ``begin()`` block: only what follows the
             # ``try`` inside that block runs in it (a loop inside the block included).
@@ -277,20 +277,6 @@ class FailedStatementSwallowed(Rule):
             return None
         found = self._statement(call)
         return True if found is not None and found[0] == key else None
-
-    def _begin_block(self, node: cst.Try, key: str) -> cst.With | None:
-        """The innermost ``with <key>.begin():`` around the ``try``."""
-        for ancestor in reversed(self.ctx.ancestor_chain()):
-            if isinstance(ancestor, (cst.FunctionDef, cst.Lambda)):
-                return None
-            if isinstance(ancestor, cst.With) and any(
-                (found := method_call(item.item)) is not None
-                and found.method == "begin"
-                and found.key == key
-                for item in ancestor.items
-            ):
-                return ancestor
-        return None
 
     def _leaves_after(self, node: cst.Try, handler: cst.ExceptHandler) -> bool:
         """``except DBAPIError: deployment = None`` then ``if not deployment: raise

@@ -122,6 +122,19 @@ def enclosing_transactions(ctx: FileContext) -> list[tuple[cst.With, str]]:
     return out
 
 
+def owning_begin_block(ctx: FileContext, key: str) -> cst.With | None:
+    """The innermost ``with <key>.begin():`` (or ``factory.begin() as <key>``)
+    around the visited node within its function: the block whose exit ends
+    ``key``'s transaction (a ``begin_nested()`` block ends only a savepoint)."""
+    for with_node, owned in reversed(enclosing_transactions(ctx)):
+        if owned == key and any(
+            (found := method_call(item.item)) is not None and found.method == "begin"
+            for item in with_node.items
+        ):
+            return with_node
+    return None
+
+
 def in_transaction(ctx: FileContext, key: str | None = None) -> bool:
     return any(key is None or k == key for _, k in enclosing_transactions(ctx))
 
