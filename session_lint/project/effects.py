@@ -30,12 +30,12 @@ no effect: names are never guessed. Effects propagate to a fixpoint.
 from __future__ import annotations
 
 import ast
-from collections.abc import Collection, Iterable, Mapping
+from collections.abc import Collection, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from session_lint.known import SESSION_CLASSES_ALL, is_slow_call, is_write_sql
-from session_lint.project.modules import absolute_import, imports_of, module_sources
+from session_lint.project.modules import absolute_import, imports_of, module_name, module_sources
 from session_lint.syntax import AST_LOCK, parse_ast
 
 # Methods of a session or connection that run a statement, and so begin its
@@ -118,13 +118,29 @@ def learn_effects(
     slow_calls: tuple[str, ...],
     factories: Collection[str] = (),
     attribute_factories: Collection[str] = (),
+    trees: Mapping[str, ast.Module] | None = None,
 ) -> Effects:
-    """Effect summaries of the project's functions and methods, by qualified name."""
+    """Effect summaries of the project's functions and methods, by qualified name.
+    ``trees``: whole-file trees the index already parsed, by relative path."""
+    known = trees or {}
+    files = list(files)
+
+    def sources() -> Iterator[tuple[str, str, ast.Module | None]]:
+        for relative, _ in files:
+            tree = known.get(relative)
+            name = module_name(relative)
+            if tree is not None and name is not None:
+                yield relative, name, tree
+        unparsed = [(relative, path) for relative, path in files if relative not in known]
+        for relative, name, source in module_sources(unparsed):
+            if b"def " not in source and not (
+                b"import" in source and relative.endswith("__init__.py")
+            ):
+                continue  # neither functions nor a package's re-exports
+            yield relative, name, parse_ast(source, relative)
+
     parsed: list[_File] = []
-    for relative, name, source in module_sources(files):
-        if b"def " not in source and not (b"import" in source and relative.endswith("__init__.py")):
-            continue  # neither functions nor a package's re-exports
-        tree = parse_ast(source, relative)
+    for relative, name, tree in sources():
         if tree is not None:
             parsed.append(
                 _read_file(

@@ -107,6 +107,9 @@ class _Module:
     openers: dict[int, list[ast.AST]] = field(default_factory=dict)
     # Neither parser reads the file: only its imports (read from the bytes) count.
     unparsed: bool = False
+    # ``tree`` is the whole file's (not only its helper functions): the effect and
+    # factory-object passes reuse it instead of parsing the file again.
+    whole: bool = False
 
 
 def _project_files(root: Path) -> list[tuple[str, Path]]:
@@ -561,7 +564,7 @@ def _module_of(source: bytes, relative: str, name: str) -> _Module | None:
         return _Module(
             name, relative, is_package, ast.Module([], []), imported, [], [], {}, unparsed=True
         )
-    module = _Module(name, relative, is_package, tree, {}, [], [], {})
+    module = _Module(name, relative, is_package, tree, {}, [], [], {}, whole=True)
     imports: list[ast.Import | ast.ImportFrom] = []
     # Walking every statement costs more than the parse: only statements that
     # span a line that can make a fact are walked (``_INTERESTING``).
@@ -886,7 +889,10 @@ def _learn_committing_helpers(modules: list[_Module], facts: _Facts) -> None:
 
 
 def _learn_factory_objects(
-    files: list[tuple[str, Path]], modules: list[_Module], facts: _Facts
+    files: list[tuple[str, Path]],
+    modules: list[_Module],
+    facts: _Facts,
+    trees: Mapping[str, ast.Module],
 ) -> None:
     """Once the factory classes are known: what holds an instance of one. Each file
     naming such a class (by its last name, in its bytes) is read for a module-level
@@ -902,7 +908,7 @@ def _learn_factory_objects(
         if pattern.search(source) is None:
             continue
         module = known.get(relative)
-        tree = parse_ast(source, relative)
+        tree = trees.get(relative) or parse_ast(source, relative)
         if tree is None:
             continue
         is_package = relative.endswith("__init__.py")
@@ -1008,15 +1014,16 @@ def scan(
             _learn(module, facts)
         if facts.size() == before:
             break
+    trees = {m.relative: m.tree for m in modules if m.whole}
     effects = learn_effects(
-        listing, facts.types, slow_calls, set(facts.factories), set(facts.attributes)
+        listing, facts.types, slow_calls, set(facts.factories), set(facts.attributes), trees
     )
     # ``@with_async_session async def delete_nodes(..., session)``: called without
     # a session, each call opens one and commits, as a committing helper does.
     facts.committing_helpers.update(effects.session_wrapped)
     _learn_committing_helpers(modules, facts)
     if facts.classes:
-        _learn_factory_objects(listing, modules, facts)
+        _learn_factory_objects(listing, modules, facts, trees)
     # Modules whose importers do database work: they export a session type or
     # factory, or build an engine.
     exporting = {name.rsplit(".", 1)[0] for name in (*facts.types, *facts.factories) if "." in name}
