@@ -48,6 +48,16 @@ class EnginePerCall(Rule):
     cached function, an entry point, or stored as a lazy singleton, it is called
     once and is not reported.
 
+    An engine created per call and disposed by the function (`await
+    engine.dispose()`) is also reported at the `dispose()` when a failure before it
+    skips it: the dispose comes after the `async with` block, or after the `yield` of a
+    context manager or a dependency, instead of in a `finally`. This holds even where
+    the engine per call is deliberate (a worker that builds one per task, for a new
+    event loop each time). A dispose in a `finally`, in an `except` handler, or
+    registered as a callback (`stack.push_async_callback(engine.dispose)`) is on every
+    path; a `poolclass=NullPool` engine connected only in `async with` blocks keeps no
+    connection once a block ends, whatever happens after it.
+
     ## Why is this bad?
     An engine is a connection pool. Building one per call opens fresh connections
     (a TCP and authentication round trip, through the pooler too) on every call
@@ -56,6 +66,15 @@ class EnginePerCall(Rule):
     process runs into the pooler's or server's connection limit
     (`QueuePool limit of size 5 overflow 10 reached` on the shared engine,
     `too many connections` on the server).
+
+    A `dispose()` that a failure skips leaves the engine's pool, with its open
+    connection, to the garbage collector, and the failure itself keeps it alive: the
+    exception's traceback holds the function's frame, and so the engine, for as long
+    as a logger, a retry loop or a task result holds the exception. Measured on
+    PostgreSQL (`tests/runtime/test_engine_dispose_on_failure.py`): after a block on
+    such an engine raises, `pg_stat_activity` still shows its connection while the
+    caller holds the error; with the dispose in a `finally` it shows none. A worker
+    that retries failed tasks leaves one pool behind per failed attempt.
 
     ## Known problems
     A function that really runs once — a script's entry point — looks the same as
@@ -110,6 +129,11 @@ class EnginePerCall(Rule):
         "every call of this function: each builds a new connection pool and opens new "
         "connections; build the engine once and reuse it"
     )
+    dispose_message = (
+        "`dispose()` of an engine created on every call runs only when nothing before it "
+        "fails: when the body raises, the engine and its pool are never disposed and their "
+        "connections stay open until garbage collection; dispose it in a `finally`"
+    )
     roles = APP_ONLY  # see ## Where it runs
     tokens = ("create_engine", "create_async_engine")
     requires = (SQLALCHEMY_IMPORT,)  # the names resolve only through such an import
@@ -133,6 +157,9 @@ class EnginePerCall(Rule):
         function = scope.node
         if self._runs_once(function, scope) or not self._used_locally(node, scope):
             return
+        late = self._dispose_skipped_on_failure(node, function)
+        if late is not None:
+            self.report(late, self.dispose_message)
         if factory is not None:
             self.report(node, self.factory_message.format(factory=factory))
             return
@@ -175,6 +202,55 @@ class EnginePerCall(Rule):
         ):
             return True
         return _url_from_parameters(node, function)
+
+    def _dispose_skipped_on_failure(
+        self, node: cst.Call, function: cst.FunctionDef
+    ) -> cst.Call | None:
+        """The ``<engine>.dispose()`` call of ``engine = <node>`` that a failure before it
+        skips: every dispose of the engine sits outside any ``finally`` and any ``except``
+        handler, and no ``push_async_callback(engine.dispose)``-style callback registers
+        it. ``None`` when the engine is not bound to a local name, is never disposed, or
+        is a ``NullPool`` engine only connected in ``async with`` blocks (each block
+        closes its connection, and such a pool keeps none)."""
+        name = _assigned_name(self.ctx.parent, node)
+        if name is None:
+            return None
+        disposes: list[cst.Call] = []
+        for _, parents in _name_uses(function.body, name):
+            if not parents or parents[-1] is _NESTED:
+                continue
+            parent = parents[-1]
+            if not (isinstance(parent, cst.Attribute) and parent.attr.value == "dispose"):
+                continue
+            above = parents[-2] if len(parents) > 1 else None
+            if not (isinstance(above, cst.Call) and above.func is parent):
+                return None  # handed on as a callback (an exit stack, ``atexit``...)
+            if any(isinstance(p, (cst.Finally, cst.ExceptHandler, cst.ExceptStarHandler))
+                   for p in parents):
+                return None
+            disposes.append(above)
+        if not disposes:
+            return None
+        if _null_pool(node) and not self._connected_outside_blocks(name, function):
+            return None
+        return disposes[0]
+
+    def _connected_outside_blocks(self, name: str, function: cst.FunctionDef) -> bool:
+        """Whether ``name.connect()``/``name.begin()`` is called other than as the
+        context manager of a ``with`` item."""
+        for _, parents in _name_uses(function.body, name):
+            if len(parents) < 2 or parents[-1] is _NESTED:
+                continue
+            parent, call = parents[-1], parents[-2]
+            if (
+                isinstance(parent, cst.Attribute)
+                and parent.attr.value in {"connect", "begin", "raw_connection"}
+                and isinstance(call, cst.Call)
+                and call.func is parent
+                and not (len(parents) > 2 and isinstance(parents[-3], cst.WithItem))
+            ):
+                return True
+        return False
 
     # -- once-only functions ---------------------------------------------------------
     def _runs_once(self, function: cst.FunctionDef, scope: Scope) -> bool:
@@ -313,6 +389,28 @@ def _url_from_parameters(node: cst.Call, function: cst.FunctionDef) -> bool:
             and {n.value for n in subtree(statement.value) if isinstance(n, cst.Name)} & parameters
         ):
             return True
+    return False
+
+
+def _assigned_name(parent: cst.CSTNode | None, value: cst.Call) -> str | None:
+    """``name`` in ``name = value`` / ``name: T = value``."""
+    if isinstance(parent, cst.Assign) and len(parent.targets) == 1:
+        target: cst.BaseExpression = parent.targets[0].target
+    elif isinstance(parent, cst.AnnAssign) and parent.value is value:
+        target = parent.target
+    else:
+        return None
+    return target.value if isinstance(target, cst.Name) else None
+
+
+def _null_pool(node: cst.Call) -> bool:
+    """``poolclass=NullPool`` (by its last name: ``pool.NullPool`` too)."""
+    for arg in node.args:
+        if arg.keyword is not None and arg.keyword.value == "poolclass":
+            value = arg.value
+            last = value.attr.value if isinstance(value, cst.Attribute) else None
+            last = value.value if isinstance(value, cst.Name) else last
+            return last == "NullPool"
     return False
 
 
