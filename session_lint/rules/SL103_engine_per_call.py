@@ -225,8 +225,10 @@ class EnginePerCall(Rule):
             above = parents[-2] if len(parents) > 1 else None
             if not (isinstance(above, cst.Call) and above.func is parent):
                 return None  # handed on as a callback (an exit stack, ``atexit``...)
-            if any(isinstance(p, (cst.Finally, cst.ExceptHandler, cst.ExceptStarHandler))
-                   for p in parents):
+            if any(
+                isinstance(p, (cst.Finally, cst.ExceptHandler, cst.ExceptStarHandler))
+                for p in parents
+            ):
                 return None
             disposes.append(above)
         if not disposes:
