@@ -63,6 +63,10 @@ class FileContext:
     _names_cache: dict[tuple[int, int], tuple[Scope, cst.BaseExpression, frozenset[str]]] = field(
         default_factory=dict, repr=False
     )
+    # The module scope's bindings are complete before the walk (session_lint/core/scopes.py),
+    # so what the file imports, and so what a fix may import, is known once per file.
+    _imports_cache: tuple[str, ...] | None = field(default=None, repr=False)
+    _importable: dict[str, bool] = field(default_factory=dict, repr=False)
 
     # -- text ----------------------------------------------------------------
     def may_mention(self, word: str) -> bool:
@@ -159,15 +163,28 @@ class FileContext:
         (one of its own modules, the standard library, a declared dependency), or
         this file already imports from the same top-level package (or from one
         whose distribution installs it: ``session_runtime`` brings ``sqlalchemy``)."""
-        if can_import_module(self.config.project, module):
-            return True
-        return any(
-            binding.kind is BindingKind.IMPORT
-            and binding.qualified_name is not None
-            and implied_by_import(module, binding.qualified_name)
-            for bindings in self.scope.module.bindings.values()
-            for binding in bindings
-        )
+        known = self._importable.get(module)
+        if known is None:
+            known = can_import_module(self.config.project, module) or any(
+                implied_by_import(module, imported) for imported in self._module_imports()
+            )
+            self._importable[module] = known
+        return known
+
+    def _module_imports(self) -> tuple[str, ...]:
+        """The qualified names the module scope imports, once per file: a file of
+        thousands of functions has as many module bindings, and a fix asks for every
+        finding (docs/architecture.md, "Time linear in the findings")."""
+        if self._imports_cache is None:
+            self._imports_cache = tuple(
+                dict.fromkeys(
+                    binding.qualified_name
+                    for bindings in self.scope.module.bindings.values()
+                    for binding in bindings
+                    if binding.kind is BindingKind.IMPORT and binding.qualified_name is not None
+                )
+            )
+        return self._imports_cache
 
     def can_import(self, imp: Import) -> bool:
         """Whether a fix may add ``from module import name`` and use ``name`` at the

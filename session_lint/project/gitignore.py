@@ -13,6 +13,7 @@ must not depend on the machine it runs on.
 from __future__ import annotations
 
 import os
+import warnings
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -69,7 +70,12 @@ class GitIgnores:
             else:
                 import pathspec
 
-                self._specs[key] = pathspec.GitIgnoreSpec.from_lines(lines)
+                # A pattern such as ``[[:space:]]`` compiles to a regex that ``re``
+                # warns about (``FutureWarning: Possible nested set``); git's meaning
+                # is unchanged, and a user's run shows no warnings of ours.
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore", FutureWarning)
+                    self._specs[key] = pathspec.GitIgnoreSpec.from_lines(lines)
         return self._specs[key]
 
     def _repository(self, directory: str) -> str | None:

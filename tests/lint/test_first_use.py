@@ -293,3 +293,17 @@ def test_gitignore_is_respected(tmp_path: Path) -> None:
     assert everything == walked | {"generated/models.py", "scratch.py", "app/x_pb2.py"}
     (root / "pyproject.toml").write_text("[tool.session-lint]\nrespect-gitignore = false\n")
     assert codes_at(cli(".", cwd=root).stdout) == everything
+
+
+def test_a_gitignore_pattern_re_warns_about_prints_no_warning(tmp_path: Path) -> None:
+    # ``[[:space:]]`` is a valid git pattern whose translated regex makes ``re``
+    # print ``FutureWarning: Possible nested set`` (from pathspec) on stderr.
+    root = project(tmp_path)
+    (root / ".git").mkdir()
+    (root / ".gitignore").write_text("notes[[:space:]]draft.py\ngenerated/\n")
+    (root / "generated").mkdir()
+    (root / "generated" / "models.py").write_text(SL101_SOURCE)
+    proc = cli(".", cwd=root)
+    assert proc.stderr == ""
+    # The file's other patterns still apply.
+    assert codes_at(proc.stdout) == {"app/handlers.py", "legacy/0001.py"}
