@@ -540,6 +540,8 @@ def _index_lines(project: ProjectIndex) -> list[str]:
         ("engine factories (each call builds a pool)", [f"  {m}" for m in project.engine_factories]),
         ("committing helpers (each call is a transaction)",
          [f"  {m}" for m in project.committing_helpers]),
+        ("names through which a scoped session is removed (SL407)",
+         [f"  {m}" for m in project.scoped_removals]),
         ("files neither parser reads (only their imports were learned)",
          [f"  {m}" for m in project.unparsed]),
     ]  # fmt: skip

@@ -85,6 +85,14 @@ class ProjectIndex:
     # Classes whose instances hold a session they were given (a repository):
     # ``self.repo.get()`` runs on that session.
     session_holders: tuple[str, ...] = ()
+    # Last names of the receivers of ``X.remove`` anywhere in the project, and the
+    # names they alias (session_lint/project/removals.py): a scoped session bound to
+    # one of these is removed somewhere (SL407).
+    scoped_removals: tuple[str, ...] = ()
+    # (function, method or module-level name, the pooled engine it reaches or "",
+    # whether it disposes an engine), through calls (session_lint/project/effects.py):
+    # SL408 reports such an engine run on a new event loop per call.
+    engine_reach: tuple[tuple[str, str, bool], ...] = ()
     # Project files (relative paths) that may hold facts but that neither
     # CPython's parser nor libcst reads: the index learned only their imports.
     unparsed: tuple[str, ...] = ()
@@ -114,6 +122,10 @@ class ProjectIndex:
     @cached_property
     def held(self) -> dict[tuple[str, str], str]:
         return {(owner, attribute): cls for owner, attribute, cls in self.held_attributes}
+
+    @cached_property
+    def reach_of(self) -> dict[str, tuple[str, bool]]:
+        return {name: (engine, disposes) for name, engine, disposes in self.engine_reach}
 
     @cached_property
     def instance_of(self) -> dict[str, str]:

@@ -47,6 +47,7 @@ from session_lint.project.facts import (
     ProjectIndex,
 )
 from session_lint.project.modules import absolute_import, imports_of, module_name, module_sources
+from session_lint.project.removals import learn_removals
 from session_lint.syntax import AST_LOCK, parse_ast
 
 # -- building the index ---------------------------------------------------------------
@@ -1049,6 +1050,7 @@ def scan(
         held_attributes=tuple(sorted((o, a, c) for (o, a), c in effects.attributes.items())),
         instances=tuple(sorted(effects.instances.items())),
         session_holders=tuple(sorted(effects.session_holders)),
+        scoped_removals=learn_removals(listing),
         # A maker's own keyword is not an override.
         expire_overrides=tuple(sorted(overrides - {"sessionmaker", "async_sessionmaker"})),
         evidence_modules=tuple(sorted(exporting)),

@@ -121,6 +121,7 @@ def project_from_headers(text: str, path: str = "app/example.py") -> ProjectInde
             held_attributes=learned.held_attributes,
             instances=learned.instances,
             session_holders=learned.session_holders,
+            scoped_removals=learned.scoped_removals,
             evidence_modules=(*EVIDENCE_MODULES, *learned.evidence_modules),
         )
     return project
