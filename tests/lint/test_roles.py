@@ -229,6 +229,7 @@ APP_AND_SCRIPT_RULES = {"SL401", "SL407", "SL502"}
 APP_ONLY_RULES = {
     "SL101", "SL102", "SL103", "SL104", "SL105", "SL202",
     "SL301", "SL302", "SL304", "SL305", "SL306", "SL307", "SL308", "SL404",
+    "SL409",
 }  # fmt: skip
 # In a migration only where it runs on the app's own connection (docs/rules/SL503.md).
 APP_AND_MIGRATION_RULES = {"SL503"}
