@@ -20,6 +20,7 @@ from typing import Any
 from session_lint.finding import Import
 from session_lint.known import DEFAULT_SLOW_CALLS
 from session_lint.project.facts import EMPTY_INDEX, ProjectIndex
+from session_lint.project.hashing import hash_once, state_without_hash
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -90,6 +91,14 @@ class Config:
     # Where the config file lives; globs in the file are relative to it.
     root: str = field(default=".", compare=False)
     source: str | None = field(default=None, compare=False)
+
+    # Every rule's cached lookups are keyed on the config: hash it once
+    # (session_lint/project/hashing.py).
+    def __hash__(self) -> int:
+        return hash_once(self)
+
+    def __getstate__(self) -> dict[str, Any]:
+        return state_without_hash(self)
 
     # -- rule selection -------------------------------------------------
     def is_enabled(self, code: str, *, opt_in: bool = False) -> bool:

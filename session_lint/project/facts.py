@@ -8,6 +8,9 @@ import hashlib
 import json
 from dataclasses import asdict, dataclass
 from functools import cached_property
+from typing import Any
+
+from session_lint.project.hashing import hash_once, state_without_hash
 
 # What a session factory gives, and what its block does on exit.
 ASYNC, SYNC, UNKNOWN = "async", "sync", "unknown"
@@ -101,6 +104,13 @@ class ProjectIndex:
 
     def fingerprint(self) -> str:
         return hashlib.sha256(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()
+
+    # Hashed on every cached lookup of a rule (through its Config): once per index.
+    def __hash__(self) -> int:
+        return hash_once(self)
+
+    def __getstate__(self) -> dict[str, Any]:
+        return state_without_hash(self)
 
     # Lookups, built on first use (a cached_property writes the instance dict
     # directly, which a frozen dataclass allows).
