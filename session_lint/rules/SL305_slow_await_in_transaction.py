@@ -7,6 +7,7 @@ import libcst as cst
 from session_lint.core.context import FileContext
 from session_lint.core.prefilter import SESSION_OR_CONNECTION, Clause, Whole, clauses
 from session_lint.core.scopes import BindingKind, Scope
+from session_lint.core.walker import children
 from session_lint.known import is_slow_call
 from session_lint.project.config import Config
 from session_lint.project.effects import STATEMENT_METHODS
@@ -201,8 +202,9 @@ class SlowAwaitInTransaction(Rule):
                     open_.setdefault(session, f"{session}.{method}()")
                 continue
             effect = call_effect(self.ctx, call, scope)
-            slow = self._slow(call, scope)
-            if slow is not None and open_ and id(call) not in self._reported:
+            # Whether the call waits matters only while a transaction is open.
+            slow = self._slow(call, scope) if open_ and id(call) not in self._reported else None
+            if slow is not None:
                 key, opener = next(iter(open_.items()))
                 self._reported.add(id(call))
                 self.report(call, self.autobegun_message.format(call=slow, key=key, opener=opener))
@@ -346,7 +348,7 @@ def _events(body: cst.BaseSuite) -> Iterator[cst.Call | tuple[str, ...]]:
             yield node
         if isinstance(node, cst.With):
             stack.append(tuple(_ended_by(node)))
-        stack.extend(reversed(node.children))
+        stack.extend(reversed(children(node)))
 
 
 def _ended_by(node: cst.With) -> Iterator[str]:
