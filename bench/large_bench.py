@@ -16,7 +16,7 @@ interleaved (A B C D, A B C D, ...), the median of N runs (default 3) of:
   virtualenv.
 
 and the ratios the targets are stated in (docs/architecture.md, "Large trees"):
-cold ≤ 4 × the ``ast.parse`` floor.
+cold ≤ 4 x the ``ast.parse`` floor.
 """
 
 from __future__ import annotations

@@ -19,6 +19,15 @@ the callee does (docs/project-index.md, "Effect summaries"):
 - **opens** a session of its own from one of the project's factories, and
   whether that session is closed on every path (an ``async with`` block, or
   ``close()`` in a ``finally``). Not propagated: it is the function's own.
+- **reaches a pooled engine** shared by every call: it reads a module-level async
+  engine (``create_async_engine(...)`` without ``poolclass=NullPool``, not an
+  SQLite URL literal), a module-level name built on one (``async_sessionmaker(engine)``,
+  a repository given it), a module-level instance of a class that builds one on
+  ``self``, a ``global`` engine a lazy getter fills, or it calls a cached function
+  (``functools.cache``/``lru_cache``) that builds one; or it calls a function
+  that reaches one. The engine's qualified name is kept (SL408 names it). Also
+  whether it (or a callee) **disposes** an engine (``engine.dispose()``): a run
+  that ends so leaves no connection behind.
 
 Calls are resolved through imports, ``self.method``, ``self.<attr>.method``
 where the attribute's class is known (assigned in ``__init__`` from a project
@@ -30,11 +39,17 @@ no effect: names are never guessed. Effects propagate to a fixpoint.
 from __future__ import annotations
 
 import ast
-from collections.abc import Collection, Iterable, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from session_lint.known import SESSION_CLASSES_ALL, is_slow_call, is_write_sql
+from session_lint.known import (
+    ASYNC_ENGINE_CONSTRUCTORS,
+    CACHE_DECORATORS,
+    SESSION_CLASSES_ALL,
+    is_slow_call,
+    is_write_sql,
+)
 from session_lint.project.modules import absolute_import, imports_of, module_name, module_sources
 from session_lint.syntax import AST_LOCK, parse_ast
 
@@ -66,6 +81,13 @@ class _Function:
     opens: bool = False  # a session of its own, from a known factory
     leaves_open: bool = False  # one of those is not closed on every path
     calls: list[_Call] = field(default_factory=list)
+    # Module-level (or imported) names read here, qualified: a pooled engine or a
+    # name built on one makes the function reach that engine.
+    reads: set[str] = field(default_factory=set)
+    builds_engine: bool = False  # calls a pooled async engine constructor
+    cached: bool = False  # ``functools.cache``/``lru_cache``: built once, shared
+    disposes: list[str] = field(default_factory=list)  # receivers of ``.dispose()``
+    builds_on_self: bool = False  # ``self.<attr> = <pooled engine>``
 
 
 @dataclass
@@ -83,6 +105,13 @@ class _File:
     reexports: dict[str, str] = field(default_factory=dict)
     # Classes whose instances hold a session they were given (``self.session``).
     session_holders: set[str] = field(default_factory=set)
+    # Module-level pooled async engines (``engine = create_async_engine(url)``, or a
+    # ``global`` a getter fills), qualified; module-level names built from other
+    # names (``factory = async_sessionmaker(engine)``): name -> what it was given;
+    # classes that build a pooled engine on ``self``.
+    engines: set[str] = field(default_factory=set)
+    built_from: dict[str, list[str]] = field(default_factory=dict)
+    engine_classes: set[str] = field(default_factory=set)
 
 
 @dataclass(frozen=True)
@@ -110,6 +139,24 @@ class Effects:
     session_wrapped: frozenset[str] = frozenset()
     # Classes whose instances hold a session they were given (and their subclasses).
     session_holders: frozenset[str] = frozenset()
+    # The pooled engines found (qualified names, sorted), and the functions,
+    # methods and module-level names that reach one or dispose one: name ->
+    # (position of the engine in ``pooled_engines`` or -1, disposes one). Stored
+    # so because the engines are few and their callers many.
+    pooled_engines: tuple[str, ...] = ()
+    engine_reach: dict[str, tuple[int, bool]] = field(default_factory=dict)
+
+    def reach(self) -> dict[str, tuple[str, bool]]:
+        """``engine_reach`` with the engines' names."""
+        return decoded_reach(self.pooled_engines, self.engine_reach.items())
+
+
+def decoded_reach(
+    engines: tuple[str, ...], stored: Iterable[tuple[str, tuple[int, bool]]]
+) -> dict[str, tuple[str, bool]]:
+    """name -> (the qualified name of the pooled engine it reaches or "", whether it
+    disposes an engine), from the stored form."""
+    return {name: (engines[at] if at >= 0 else "", disposes) for name, (at, disposes) in stored}
 
 
 def learn_effects(
@@ -153,6 +200,17 @@ def learn_effects(
                 )
             )
     return _propagate(parsed, slow_calls)
+
+
+def file_engine_reach(source: bytes, relative: str) -> dict[str, tuple[str, bool]]:
+    """The engine reach (``Effects.engine_reach``) of one file on its own: for a file
+    the project index did not read (a new file, a snippet)."""
+    name = module_name(relative)
+    tree = parse_ast(source, relative) if name is not None else None
+    if tree is None or name is None:
+        return {}
+    file = _read_file(tree, name, relative.endswith("__init__.py"), {}, ())
+    return _propagate([file], ()).reach()
 
 
 def _propagate(files: list[_File], slow_calls: tuple[str, ...]) -> Effects:
@@ -264,6 +322,19 @@ def _propagate(files: list[_File], slow_calls: tuple[str, ...]) -> Effects:
     )
     holders = {h for file in files for h in file.session_holders}
     holders |= {owner for owner in bases if holders.intersection(_ancestors(owner, bases))}
+    reach = _engine_reach(files, functions, instances, edges, followed)
+    pooled = tuple(sorted({engine for engine, _ in reach.values() if engine}))
+    position = {engine: at for at, engine in enumerate(pooled)}
+    for owner in bases:  # inherited methods, as above
+        for inherited in _ancestors(owner, bases):
+            prefix = f"{inherited}."
+            for q, found in list(reach.items()):
+                if q.startswith(prefix) and "." not in q[len(prefix) :]:
+                    reach.setdefault(f"{owner}.{q[len(prefix) :]}", found)
+    for alias in reexports:
+        target = followed(alias)
+        if target in reach and alias not in reach:
+            reach[alias] = reach[target]
     return Effects(
         out,
         # What a caller needs: objects with an effect, and clients of slow calls
@@ -276,7 +347,75 @@ def _propagate(files: list[_File], slow_calls: tuple[str, ...]) -> Effects:
         {k: v for k, v in instances.items() if v in owners},
         wrapped,
         frozenset(holders),
+        pooled,
+        {q: (position.get(engine, -1), disposes) for q, (engine, disposes) in reach.items()},
     )
+
+
+def _engine_reach(
+    files: list[_File],
+    functions: Mapping[str, _Function],
+    instances: Mapping[str, str],
+    edges: Mapping[str, list[tuple[str, bool]]],
+    followed: Callable[[str], str],
+) -> dict[str, tuple[str, bool]]:
+    """Which pooled engine each function and module-level name reaches, and
+    whether it disposes an engine (both through calls, to a fixpoint)."""
+    engines: dict[str, str] = {}  # a name that is or holds an engine -> the engine
+    classes = {c for file in files for c in file.engine_classes}
+    for file in files:
+        engines.update((e, e) for e in file.engines)
+    for name, cls in instances.items():
+        if followed(cls) in classes:
+            engines[name] = name  # ``db = Database(url)`` whose ``__init__`` builds one
+    builders = {
+        q
+        for q, f in functions.items()
+        if f.builds_engine or any(followed(c.callee) in classes for c in f.calls)
+    }
+    for q, f in functions.items():
+        if f.cached and (
+            q in builders or any(target in builders for target, _ in edges.get(q, ()))
+        ):
+            engines[q] = q  # a cached getter: every caller shares what it built
+    built = {name: given for file in files for name, given in file.built_from.items()}
+    for _ in range(4):  # ``factory = async_sessionmaker(engine)``, then a repository on it
+        grew = False
+        for name, given in built.items():
+            if name in engines:
+                continue
+            engine = next((engines[g] for g in map(followed, given) if g in engines), None)
+            if engine is not None:
+                engines[name] = engine
+                grew = True
+        if not grew:
+            break
+    reached: dict[str, str] = {q: q for q in engines if q in functions}
+    disposing: set[str] = set()
+    for q, f in functions.items():
+        if q not in reached:
+            engine = next((engines[r] for r in map(followed, f.reads) if r in engines), None)
+            if engine is not None:
+                reached[q] = engine
+        if any(
+            followed(r) in engines or "engine" in r.rsplit(".", 1)[-1].lower() for r in f.disposes
+        ):
+            disposing.add(q)
+    changed = True
+    while changed:
+        changed = False
+        for q, targets in edges.items():
+            for target, _ in targets:
+                if q not in reached and target in reached:
+                    reached[q] = reached[target]
+                    changed = True
+                if q not in disposing and target in disposing:
+                    disposing.add(q)
+                    changed = True
+    out = {name: (engine, name in disposing) for name, engine in engines.items()}
+    out.update((q, (engine, q in disposing)) for q, engine in reached.items())
+    out.update((q, ("", True)) for q in disposing if q not in out)
+    return out
 
 
 def _ancestors(owner: str, bases: Mapping[str, list[str]]) -> list[str]:
@@ -322,6 +461,67 @@ class _Reader:
         # The project's session factories (qualified) and attribute factories.
         self.factories: frozenset[str] = frozenset()
         self.attribute_factories: frozenset[str] = frozenset()
+        # Every module-level name (annotated ones included): a read of one, or of
+        # an import, may reach a pooled engine.
+        self.module_level: set[str] = set(local_names)
+
+    def read_name(self, parts: list[str]) -> str | None:
+        """The qualified name a read of ``a.b.c`` names, when ``a`` is imported or
+        module-level; None for a local or unknown name."""
+        head = parts[0]
+        if head in self.imports:
+            return ".".join([self.imports[head], *parts[1:]])
+        if head in self.module_level:
+            return ".".join([self.module, *parts])
+        return None
+
+    def builds_pooled_engine(self, value: ast.expr | None) -> bool:
+        """``create_async_engine(url, ...)`` (``.execution_options(...)`` too) whose
+        pool keeps connections: no ``poolclass=NullPool``, no SQLite URL literal
+        (aiosqlite's connections are not tied to a loop)."""
+        if (
+            isinstance(value, ast.Call)
+            and isinstance(value.func, ast.Attribute)
+            and value.func.attr == "execution_options"
+        ):
+            value = value.func.value
+        if not isinstance(value, ast.Call):
+            return False
+        parts = _dotted(value.func)
+        if parts is None or self.qualify(parts) not in ASYNC_ENGINE_CONSTRUCTORS:
+            return False
+        for keyword in value.keywords:
+            pool = _dotted(keyword.value) if keyword.arg == "poolclass" else None
+            if pool is not None and pool[-1] == "NullPool":
+                return False
+        url = value.args[0] if value.args else None
+        url = url or next((k.value for k in value.keywords if k.arg == "url"), None)
+        if isinstance(url, ast.JoinedStr) and url.values:
+            url = url.values[0]
+        return not (
+            isinstance(url, ast.Constant)
+            and isinstance(url.value, str)
+            and url.value.startswith("sqlite")
+        )
+
+    def given(self, call: ast.Call, depth: int = 0) -> list[str]:
+        """Qualified names a call is given (``async_sessionmaker(engine)``,
+        ``async_scoped_session(async_sessionmaker(bind=engine))``,
+        ``Repository(get_engine())``)."""
+        out: list[str] = []
+        for argument in [*call.args, *(k.value for k in call.keywords)]:
+            if isinstance(argument, ast.Starred):
+                argument = argument.value
+            if isinstance(argument, ast.Call):
+                parts = _dotted(argument.func)
+                found = self.read_name(parts) if parts else None
+                if found:
+                    out.append(found)
+                if depth < 2:
+                    out += self.given(argument, depth + 1)
+            elif (parts := _dotted(argument)) is not None and (found := self.read_name(parts)):
+                out.append(found)
+        return out
 
     def opens_session(self, expr: ast.expr) -> bool:
         """``factory()``, ``factory.begin()``, ``self.async_session()``: one of the
@@ -402,6 +602,7 @@ def _read_file(
     reader = _Reader(module, imports, session_types, slow_calls, local_names)
     reader.factories, reader.attribute_factories = openers
     file = _File([], {}, {})
+    _read_module_engines(tree, module, reader, file)
     for statement in tree.body:
         if isinstance(statement, ast.ImportFrom):
             source = absolute_import(
@@ -437,6 +638,64 @@ def _read_file(
         elif isinstance(statement, ast.ClassDef):
             _read_class(statement, f"{module}.{statement.name}", reader, file)
     return file
+
+
+def _module_statements(body: list[ast.stmt]) -> Iterator[ast.stmt]:
+    """Module-level statements, those under ``if``/``try``/``with`` included."""
+    for statement in body:
+        yield statement
+        if isinstance(statement, (ast.If, ast.Try, ast.With)):
+            nested = [*statement.body, *getattr(statement, "orelse", [])]
+            nested += getattr(statement, "finalbody", [])
+            for handler in getattr(statement, "handlers", []):
+                nested += handler.body
+            yield from _module_statements(nested)
+
+
+def _read_module_engines(tree: ast.Module, module: str, reader: _Reader, file: _File) -> None:
+    """Module-level pooled engines, names built from other names, and the engines
+    a ``global`` statement makes module-level (``global _engine; _engine = ...``)."""
+    for statement in tree.body:
+        if isinstance(statement, ast.AnnAssign) and isinstance(statement.target, ast.Name):
+            reader.module_level.add(statement.target.id)
+        elif isinstance(statement, ast.Assign):
+            reader.module_level.update(t.id for t in statement.targets if isinstance(t, ast.Name))
+    assignments: list[tuple[ast.expr, ast.expr | None]] = []
+    for statement in _module_statements(tree.body):
+        if isinstance(statement, ast.Assign):
+            assignments += [(t, statement.value) for t in statement.targets]
+        elif isinstance(statement, ast.AnnAssign):
+            assignments.append((statement.target, statement.value))
+        elif isinstance(statement, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            # ``global`` comes first in a function body (Python requires it before
+            # any use): the top-level statements are enough.
+            shared = {
+                n for node in statement.body if isinstance(node, ast.Global) for n in node.names
+            }
+            if shared:
+                reader.module_level |= shared
+                assignments += [
+                    (t, node.value)
+                    for node in ast.walk(statement)
+                    if isinstance(node, ast.Assign)
+                    for t in node.targets
+                    if isinstance(t, ast.Name) and t.id in shared
+                ]
+    for target, value in assignments:
+        if not isinstance(target, ast.Name) or not isinstance(value, ast.Call):
+            continue
+        name = f"{module}.{target.id}"
+        if reader.builds_pooled_engine(value):
+            file.engines.add(name)
+            continue
+        parts = _dotted(value.func)
+        called = reader.qualify(parts) if parts is not None else ""
+        # SQLAlchemy's own helpers given an engine (``MetaData``, ``inspect``) do not
+        # hand out its connections; its session factories and scoped sessions do,
+        # as do the project's own classes and functions (a repository, a wrapper).
+        if called.partition(".")[0] in _SQLALCHEMY and called.rsplit(".", 1)[-1] not in _FACTORIES:
+            continue
+        file.built_from.setdefault(name, []).extend(reader.given(value))
 
 
 def _read_class(node: ast.ClassDef, qualified: str, reader: _Reader, file: _File) -> None:
@@ -509,17 +768,18 @@ def _read_class(node: ast.ClassDef, qualified: str, reader: _Reader, file: _File
         file.attributes[(qualified, attribute)] = cls
     for statement in node.body:
         if isinstance(statement, (ast.FunctionDef, ast.AsyncFunctionDef)):
-            file.functions.append(
-                _read_function(
-                    statement,
-                    f"{qualified}.{statement.name}",
-                    qualified,
-                    reader,
-                    held,
-                    sessions,
-                    holds_session,
-                )
+            method = _read_function(
+                statement,
+                f"{qualified}.{statement.name}",
+                qualified,
+                reader,
+                held,
+                sessions,
+                holds_session,
             )
+            file.functions.append(method)
+            if method.builds_on_self:  # ``self.engine = create_async_engine(url)``
+                file.engine_classes.add(qualified)
 
 
 def _parameters(function: ast.FunctionDef | ast.AsyncFunctionDef) -> dict[str, ast.expr | None]:
@@ -541,6 +801,11 @@ def _read_function(
     holds_session: bool,
 ) -> _Function:
     out = _Function(qualified)
+    out.cached = any(
+        (parts := _dotted(d.func if isinstance(d, ast.Call) else d)) is not None
+        and reader.qualify(parts) in CACHE_DECORATORS
+        for d in function.decorator_list
+    )
     received: set[str] = set()  # parameter names that carry a session
     clients: dict[str, str] = {}  # local name -> qualified constructor or annotated class
     for name, annotation in _parameters(function).items():
@@ -553,6 +818,7 @@ def _read_function(
             if names:
                 clients[name] = names[0]
     body = list(_own_nodes(function))
+    _read_engine_use(body, reader, out, function)
     built_on_session: set[str] = set()  # ``repo = UserRepository(session)``
     # ``if owns_transaction: await session.commit()``: the caller decides, unless
     # the parameter says commit by default (``commit: bool = True``).
@@ -664,6 +930,77 @@ def _read_function(
             )
             out.calls.append(_Call(callee, passes or self_call or on_session))
     return out
+
+
+def _read_engine_use(
+    body: list[ast.AST],
+    reader: _Reader,
+    out: _Function,
+    function: ast.FunctionDef | ast.AsyncFunctionDef,
+) -> None:
+    """What the function reads that may be (or hold) a shared engine (a module-level
+    or imported name, or one attribute of one: ``db.engine``), whether it builds a
+    pooled engine, and what it disposes. One pass over nodes the caller already
+    listed; names are qualified only when they are module-level or imported."""
+    imports, module_level, module = reader.imports, reader.module_level, reader.module
+    read: dict[str, set[str]] = {}  # head name -> qualified names read through it
+    # Names the function binds itself shadow the module's (``engine = ...`` in a
+    # function is its own engine), unless declared ``global``.
+    local = {a.arg for a in (*function.args.posonlyargs, *function.args.args)}
+    local.update(a.arg for a in function.args.kwonlyargs)
+    shared: set[str] = set()
+    for node in body:
+        kind = type(node)
+        if kind is ast.Name:
+            name = node.id  # type: ignore[attr-defined]
+            if type(node.ctx) is not ast.Load:  # type: ignore[attr-defined]
+                local.add(name)
+            elif name in imports:
+                read.setdefault(name, set()).add(imports[name])
+            elif name in module_level:
+                read.setdefault(name, set()).add(f"{module}.{name}")
+        elif kind is ast.Attribute:
+            value = node.value  # type: ignore[attr-defined]
+            if type(value) is ast.Name:
+                head = value.id
+                if head in imports:
+                    qualified = f"{imports[head]}.{node.attr}"  # type: ignore[attr-defined]
+                    read.setdefault(head, set()).add(qualified)
+                elif head in module_level:
+                    qualified = f"{module}.{head}.{node.attr}"  # type: ignore[attr-defined]
+                    read.setdefault(head, set()).add(qualified)
+        elif kind is ast.Global:
+            shared.update(node.names)  # type: ignore[attr-defined]
+        elif kind is ast.Call:
+            func = node.func  # type: ignore[attr-defined]
+            last = func.attr if type(func) is ast.Attribute else getattr(func, "id", "")
+            if last == "dispose" and type(func) is ast.Attribute:
+                receiver = func.value.func if isinstance(func.value, ast.Call) else func.value
+                parts = _dotted(receiver)
+                if parts is not None:
+                    out.disposes.append(reader.read_name(parts) or ".".join(parts))
+            elif last in _ENGINE_CALLS and reader.builds_pooled_engine(node):  # type: ignore[arg-type]
+                out.builds_engine = True
+        elif kind is ast.Assign and any(
+            isinstance(t, ast.Attribute) and isinstance(t.value, ast.Name) and t.value.id == "self"
+            for t in node.targets  # type: ignore[attr-defined]
+        ):
+            value = node.value  # type: ignore[attr-defined]
+            if reader.builds_pooled_engine(value):
+                out.builds_on_self = True
+    for head, names in read.items():
+        if head not in local or head in shared:
+            out.reads.update(names)
+
+
+_SQLALCHEMY = frozenset({"sqlalchemy", "sqlmodel"})
+_FACTORIES = frozenset(
+    {"sessionmaker", "async_sessionmaker", "scoped_session", "async_scoped_session"}
+)
+# The last names of the calls ``builds_pooled_engine`` may accept.
+_ENGINE_CALLS = frozenset(
+    {q.rsplit(".", 1)[-1] for q in ASYNC_ENGINE_CONSTRUCTORS} | {"execution_options"}
+)
 
 
 _WRITE_METHODS = frozenset(

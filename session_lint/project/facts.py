@@ -92,10 +92,13 @@ class ProjectIndex:
     # names they alias (session_lint/project/removals.py): a scoped session bound to
     # one of these is removed somewhere (SL407).
     scoped_removals: tuple[str, ...] = ()
-    # (function, method or module-level name, the pooled engine it reaches or "",
-    # whether it disposes an engine), through calls (session_lint/project/effects.py):
-    # SL408 reports such an engine run on a new event loop per call.
-    engine_reach: tuple[tuple[str, str, bool], ...] = ()
+    # Pooled engines shared by a whole process (qualified), and (function, method
+    # or module-level name, position of the engine it reaches in ``pooled_engines``
+    # or -1, whether it disposes an engine), through calls
+    # (session_lint/project/effects.py): SL408 reports such an engine run on a new
+    # event loop per call.
+    pooled_engines: tuple[str, ...] = ()
+    engine_reach: tuple[tuple[str, int, bool], ...] = ()
     # Project files (relative paths) that may hold facts but that neither
     # CPython's parser nor libcst reads: the index learned only their imports.
     unparsed: tuple[str, ...] = ()
@@ -135,7 +138,11 @@ class ProjectIndex:
 
     @cached_property
     def reach_of(self) -> dict[str, tuple[str, bool]]:
-        return {name: (engine, disposes) for name, engine, disposes in self.engine_reach}
+        engines = self.pooled_engines
+        return {
+            name: (engines[at] if at >= 0 else "", disposes)
+            for name, at, disposes in self.engine_reach
+        }
 
     @cached_property
     def instance_of(self) -> dict[str, str]:

@@ -1050,6 +1050,8 @@ def scan(
         held_attributes=tuple(sorted((o, a, c) for (o, a), c in effects.attributes.items())),
         instances=tuple(sorted(effects.instances.items())),
         session_holders=tuple(sorted(effects.session_holders)),
+        pooled_engines=effects.pooled_engines,
+        engine_reach=tuple(sorted((k, *v) for k, v in effects.engine_reach.items())),
         scoped_removals=learn_removals(listing),
         # A maker's own keyword is not an override.
         expire_overrides=tuple(sorted(overrides - {"sessionmaker", "async_sessionmaker"})),

@@ -38,6 +38,7 @@ from session_lint.rules.SL404_unclosed_session import UnclosedSession
 from session_lint.rules.SL405_await_misuse import AwaitMisuse
 from session_lint.rules.SL406_scoped_session_shared_by_tasks import ScopedSessionSharedByTasks
 from session_lint.rules.SL407_scoped_session_never_removed import ScopedSessionNeverRemoved
+from session_lint.rules.SL408_engine_across_event_loops import EngineAcrossEventLoops
 from session_lint.rules.SL409_session_on_shared_object import SessionOnSharedObject
 from session_lint.rules.SL501_string_sql import StringSql
 from session_lint.rules.SL502_interpolated_sql import InterpolatedSql
@@ -76,6 +77,7 @@ ALL_RULES: tuple[type[Rule], ...] = (
     AwaitMisuse,
     ScopedSessionSharedByTasks,
     ScopedSessionNeverRemoved,
+    EngineAcrossEventLoops,
     SessionOnSharedObject,
     StringSql,
     InterpolatedSql,
