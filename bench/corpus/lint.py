@@ -38,8 +38,9 @@ from bench.corpus.fetch import ROOT, Tree
 EVIDENCE = re.compile(rb"\b(?:from|import)\s+(?:sqlalchemy|sqlmodel)\b")
 # Rules whose finding is its own evidence, in a file that may never import
 # SQLAlchemy: SL000 (the file does not parse), SL104 (a database driver's
-# ``connect()``), SL306 (calls of project helpers the index saw open a session).
-OWN_EVIDENCE = frozenset({"SL000", "SL104", "SL306"})
+# ``connect()``), SL306 (calls of project helpers the index saw open a session),
+# SL408 (a coroutine the index saw reach a pooled engine, run on a new loop).
+OWN_EVIDENCE = frozenset({"SL000", "SL104", "SL306", "SL408"})
 FIXABLE = ("safe", "unsafe")
 UNKNOWN_ROLE = "unknown"
 

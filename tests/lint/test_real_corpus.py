@@ -157,7 +157,7 @@ def test_precision_of_every_rule_that_fires(records: list[Record], reviews: list
 # Today's overall recall of the in-scope real problems of bench/corpus/truth.toml.
 # It can only go up: raise it when a change finds more, never lower it. The target
 # once the effects, transaction-state and lifetime rules have landed is 0.70.
-RECALL_FLOOR = 9 / 39  # 0.231: 9 of the 39 in-scope real problems
+RECALL_FLOOR = 10 / 39  # 0.256: 10 of the 39 in-scope real problems
 
 
 @pytest.fixture(scope="module")
