@@ -50,7 +50,15 @@ from session_lint.known import (
     is_slow_call,
     is_write_sql,
 )
-from session_lint.project.modules import absolute_import, imports_of, module_name, module_sources
+from session_lint.project.modules import (
+    absolute_import,
+    child_nodes,
+    import_statements,
+    imports_of,
+    module_name,
+    module_sources,
+    walk,
+)
 from session_lint.syntax import AST_LOCK, parse_ast
 
 # Methods of a session or connection that run a statement, and so begin its
@@ -589,7 +597,7 @@ def _read_file(
     openers: tuple[frozenset[str], frozenset[str]] = (frozenset(), frozenset()),
 ) -> _File:
     imports = imports_of(
-        [n for n in ast.walk(tree) if isinstance(n, (ast.Import, ast.ImportFrom))],
+        import_statements(tree),
         module,
         is_package,
     )
@@ -676,7 +684,7 @@ def _read_module_engines(tree: ast.Module, module: str, reader: _Reader, file: _
                 reader.module_level |= shared
                 assignments += [
                     (t, node.value)
-                    for node in ast.walk(statement)
+                    for node in walk(statement)
                     if isinstance(node, ast.Assign)
                     for t in node.targets
                     if isinstance(t, ast.Name) and t.id in shared
@@ -721,7 +729,7 @@ def _read_class(node: ast.ClassDef, qualified: str, reader: _Reader, file: _File
             and statement.name == "__init__"
         ):
             parameters = _parameters(statement)
-            for sub in ast.walk(statement):
+            for sub in walk(statement):
                 if not isinstance(sub, (ast.Assign, ast.AnnAssign)):
                     continue
                 targets = sub.targets if isinstance(sub, ast.Assign) else [sub.target]
@@ -828,13 +836,13 @@ def _read_function(
         for node in body
         if isinstance(node, ast.If) and _names_a(node.test, opt_in)
         for statement in node.body
-        for sub in ast.walk(statement)
+        for sub in walk(statement)
     }
     # A wait in an ``except`` handler is a retry's backoff after a failure (most
     # often after a rollback), not the function's normal work: it does not make
     # the function slow for its callers.
     handled = {
-        id(sub) for node in body if isinstance(node, ast.ExceptHandler) for sub in ast.walk(node)
+        id(sub) for node in body if isinstance(node, ast.ExceptHandler) for sub in walk(node)
     }
 
     def is_received(expr: ast.expr) -> bool:
@@ -879,7 +887,7 @@ def _read_function(
         for node in body
         if isinstance(node, ast.Try)
         for statement in node.finalbody
-        for sub in ast.walk(statement)
+        for sub in walk(statement)
         if isinstance(sub, ast.Call)
         and isinstance(sub.func, ast.Attribute)
         and sub.func.attr == "close"
@@ -1024,7 +1032,7 @@ def _writes(function: ast.FunctionDef | ast.AsyncFunctionDef) -> bool:
             and parts[-1].endswith("Session")
         )
     }
-    for node in ast.walk(function):
+    for node in walk(function):
         if not (
             isinstance(node, ast.Call)
             and isinstance(node.func, ast.Attribute)
@@ -1063,7 +1071,7 @@ def _opens_session_around_call(function: ast.FunctionDef | ast.AsyncFunctionDef)
         opened: set[str] = set()
         committed: set[str] = set()
         calls_it = False
-        for node in ast.walk(inner):
+        for node in walk(inner):
             if isinstance(node, (ast.With, ast.AsyncWith)):
                 opened.update(
                     item.optional_vars.id
@@ -1104,7 +1112,7 @@ def _opt_in_parameters(function: ast.FunctionDef | ast.AsyncFunctionDef) -> set[
 
 
 def _names_a(test: ast.expr, names: set[str]) -> bool:
-    return any(isinstance(n, ast.Name) and n.id in names for n in ast.walk(test))
+    return any(isinstance(n, ast.Name) and n.id in names for n in walk(test))
 
 
 def _depends_target(expr: ast.expr | None) -> list[str] | None:
@@ -1125,7 +1133,7 @@ def _own_nodes(function: ast.FunctionDef | ast.AsyncFunctionDef) -> Iterable[ast
         yield node
         if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.Lambda)):
             continue
-        stack.extend(reversed(list(ast.iter_child_nodes(node))))
+        stack.extend(reversed(child_nodes(node)))
 
 
 def _bind(

@@ -46,7 +46,14 @@ from session_lint.project.facts import (
     UNKNOWN,
     ProjectIndex,
 )
-from session_lint.project.modules import absolute_import, imports_of, module_name, module_sources
+from session_lint.project.modules import (
+    absolute_import,
+    import_statements,
+    imports_of,
+    module_name,
+    module_sources,
+    walk,
+)
 from session_lint.project.removals import learn_removals
 from session_lint.syntax import AST_LOCK, parse_ast
 
@@ -702,7 +709,7 @@ def _collect(
     and for a function the nodes a factory is recognised by."""
     relevant: list[ast.AST] = []
     gives = opens = False
-    for node in ast.walk(statement):
+    for node in walk(statement):
         if isinstance(node, ast.Call):
             module.calls.append(node)
         elif isinstance(node, (ast.Assign, ast.AnnAssign)):
@@ -915,7 +922,7 @@ def _learn_factory_objects(
         is_package = relative.endswith("__init__.py")
         imports = dict(module.imports) if module is not None else {}
         imports.update(_imports_from_bytes(source, name, is_package))
-        lazy = [n for n in ast.walk(tree) if isinstance(n, (ast.Import, ast.ImportFrom))]
+        lazy = import_statements(tree)
         imports.update(imports_of(lazy, name, is_package))
         _factory_objects_of(tree, name, imports, facts)
 

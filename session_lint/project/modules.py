@@ -3,10 +3,19 @@
 from __future__ import annotations
 
 import ast
+from collections import deque
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
-__all__ = ["absolute_import", "imports_of", "module_name", "module_sources"]
+__all__ = [
+    "absolute_import",
+    "child_nodes",
+    "import_statements",
+    "imports_of",
+    "module_name",
+    "module_sources",
+    "walk",
+]
 
 
 def module_name(relative: str) -> str | None:
@@ -69,3 +78,65 @@ def module_sources(files: Iterable[tuple[str, Path]]) -> Iterator[tuple[str, str
             yield relative, name, path.read_bytes()
         except OSError:
             continue
+
+
+# -- walking ``ast`` trees ------------------------------------------------------------
+# ``ast.walk`` and ``ast.iter_child_nodes`` go through a generator of (name, value)
+# pairs per node and test every field value; on a large project the index's walks
+# cost more than its parse (docs/architecture.md, "Large trees"). These give the
+# same nodes in the same order from per-type field lists, skipping the fields that
+# only ever hold a name, a number or a flag.
+_SCALAR_FIELDS = frozenset(
+    {"id", "arg", "attr", "name", "module", "level", "kind", "type_comment", "is_async",
+     "conversion", "simple", "tag"}
+)  # fmt: skip
+_NODE_FIELDS: dict[type, tuple[str, ...]] = {}
+# Fields that hold statements (or handlers and match cases, which hold statements).
+_STATEMENT_FIELDS = ("body", "handlers", "orelse", "finalbody", "cases")
+_BLOCK_FIELDS: dict[type, tuple[str, ...]] = {}
+
+
+def child_nodes(node: ast.AST) -> list[ast.AST]:
+    """``list(ast.iter_child_nodes(node))``, faster."""
+    kind = type(node)
+    names = _NODE_FIELDS.get(kind)
+    if names is None:
+        names = _NODE_FIELDS[kind] = tuple(f for f in kind._fields if f not in _SCALAR_FIELDS)
+    out: list[ast.AST] = []
+    for name in names:
+        value = getattr(node, name, None)
+        if type(value) is list:
+            out.extend(item for item in value if isinstance(item, ast.AST))
+        elif isinstance(value, ast.AST):
+            out.append(value)
+    return out
+
+
+def walk(node: ast.AST) -> Iterator[ast.AST]:
+    """``ast.walk(node)``: the same nodes in the same (breadth-first) order."""
+    todo = deque([node])
+    while todo:
+        current = todo.popleft()
+        todo.extend(child_nodes(current))
+        yield current
+
+
+def import_statements(tree: ast.AST) -> list[ast.Import | ast.ImportFrom]:
+    """The ``import`` statements anywhere in ``tree``, in ``ast.walk`` order, found
+    by walking statements only: expressions never hold a statement."""
+    out: list[ast.Import | ast.ImportFrom] = []
+    todo = deque([tree])
+    while todo:
+        current = todo.popleft()
+        if isinstance(current, (ast.Import, ast.ImportFrom)):
+            out.append(current)
+            continue
+        kind = type(current)
+        names = _BLOCK_FIELDS.get(kind)
+        if names is None:
+            names = _BLOCK_FIELDS[kind] = tuple(f for f in kind._fields if f in _STATEMENT_FIELDS)
+        for name in names:
+            value = getattr(current, name, None)
+            if type(value) is list:
+                todo.extend(value)
+    return out
