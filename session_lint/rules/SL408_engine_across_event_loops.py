@@ -310,9 +310,15 @@ class EngineAcrossEventLoops(Rule):
         for node in _own_nodes(function.body):
             if isinstance(node, cst.Call):
                 func = node.func
-                if isinstance(func, cst.Attribute) and func.attr.value == "dispose":
-                    disposes = disposes or self._is_engine(func.value, scope)
+                if (
+                    isinstance(func, cst.Attribute)
+                    and func.attr.value == "dispose"
+                    and self._is_engine(func.value, scope)
+                ):
+                    disposes = True
                     continue
+                # Otherwise a function's own ``dispose()`` (``session_runtime.dispose()``)
+                # is known by what it reaches, as any call.
                 found = self._reach(func, scope, depth + 1, seen)
                 if found is not None:
                     engine = engine or found[0]
