@@ -42,6 +42,7 @@ import ast
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 from session_lint.known import (
     ASYNC_ENGINE_CONSTRUCTORS,
@@ -71,6 +72,7 @@ _FLAGS = ("commits", "rolls_back", "uses_db")
 # Parameters and attributes that carry a session when nothing says otherwise.
 _SESSION_WORDS = frozenset({"session", "db", "db_session", "_session", "_db", "conn", "connection"})
 _MAX_CHAIN = 6  # names kept in a slow chain's message
+_T = TypeVar("_T")  # a fact kept per function
 
 
 @dataclass
@@ -308,18 +310,7 @@ def _propagate(files: list[_File], slow_calls: tuple[str, ...]) -> Effects:
                 opens=function.opens,
                 closes_every_path=not function.leaves_open,
             )
-    # Inherited methods under the subclass's name: ``Conversation.create_async``.
-    for owner in bases:
-        for inherited in _ancestors(owner, bases):
-            prefix = f"{inherited}."
-            for q, effect in list(out.items()):
-                if q.startswith(prefix) and "." not in q[len(prefix) :]:
-                    out.setdefault(f"{owner}.{q[len(prefix) :]}", effect)
-    # Re-exported functions under the names their importers use.
-    for alias in reexports:
-        target = followed(alias)
-        if target in out and alias not in out:
-            out[alias] = out[target]
+    _under_every_name(out, bases, reexports, followed)
     owners = {q.rsplit(".", 1)[0] for q in out}
     decorators = {d for file in files for d in file.session_decorators}
     wrapped = frozenset(
@@ -333,16 +324,7 @@ def _propagate(files: list[_File], slow_calls: tuple[str, ...]) -> Effects:
     reach = _engine_reach(files, functions, instances, edges, followed)
     pooled = tuple(sorted({engine for engine, _ in reach.values() if engine}))
     position = {engine: at for at, engine in enumerate(pooled)}
-    for owner in bases:  # inherited methods, as above
-        for inherited in _ancestors(owner, bases):
-            prefix = f"{inherited}."
-            for q, found in list(reach.items()):
-                if q.startswith(prefix) and "." not in q[len(prefix) :]:
-                    reach.setdefault(f"{owner}.{q[len(prefix) :]}", found)
-    for alias in reexports:
-        target = followed(alias)
-        if target in reach and alias not in reach:
-            reach[alias] = reach[target]
+    _under_every_name(reach, bases, reexports, followed)
     return Effects(
         out,
         # What a caller needs: objects with an effect, and clients of slow calls
@@ -424,6 +406,27 @@ def _engine_reach(
     out.update((q, (engine, q in disposing)) for q, engine in reached.items())
     out.update((q, ("", True)) for q in disposing if q not in out)
     return out
+
+
+def _under_every_name(
+    found: dict[str, _T],
+    bases: Mapping[str, list[str]],
+    reexports: Iterable[str],
+    followed: Callable[[str], str],
+) -> None:
+    """Add to ``found`` (facts by qualified function) the other names callers use:
+    inherited methods under the subclass's name (``Conversation.create_async``),
+    re-exported functions under their importers' names."""
+    for owner in bases:
+        for inherited in _ancestors(owner, bases):
+            prefix = f"{inherited}."
+            for q, fact in list(found.items()):
+                if q.startswith(prefix) and "." not in q[len(prefix) :]:
+                    found.setdefault(f"{owner}.{q[len(prefix) :]}", fact)
+    for alias in reexports:
+        target = followed(alias)
+        if target in found and alias not in found:
+            found[alias] = found[target]
 
 
 def _ancestors(owner: str, bases: Mapping[str, list[str]]) -> list[str]:

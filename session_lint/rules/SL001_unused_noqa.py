@@ -16,7 +16,7 @@ _SL_CODE = re.compile(r"SL[0-9]+")
 # What reads as meant for session-lint: SL and a digit, in any case (``sl101``,
 # ``SL1O1`` are typos of ours; ``SLF001`` is flake8-self's).
 _OURS = re.compile(r"SL[0-9]", re.IGNORECASE)
-# A ``# noqa`` comment that may list one of our codes (or a code spelled like one):
+# A noqa comment that may list one of our codes (or a code spelled like one):
 # every comment SL001 can report matches, so a file without one is never tokenized.
 _MAY_NAME_OURS = re.compile(rb"noqa[^\r\n]*sl[0-9]", re.IGNORECASE)
 

@@ -7,7 +7,7 @@ import libcst as cst
 
 from session_lint.core.context import FileContext, PendingFinding
 from session_lint.core.prefilter import SESSION, Clause, clauses
-from session_lint.core.scopes import BindingKind, Scope, ScopeKind
+from session_lint.core.scopes import BindingKind, Scope, ScopeKind, dotted_name
 from session_lint.core.walker import iter_nodes
 from session_lint.known import SESSION_CLASSES
 from session_lint.project.config import Config
@@ -272,7 +272,7 @@ class SessionOnSharedObject(Rule):
                 _Holder.INIT, attribute, call, top, place, is_async, owner=owner, creator=function
             )
         if _is_app_state(obj):
-            place = f"`{_spelled(target)}`, which lives as long as the app"
+            place = f"`{dotted_name(target) or target.attr.value}`, which lives as long as the app"
             return _Created(_Holder.STATE, attribute, call, top, place, is_async, creator=function)
         return None
 
@@ -474,16 +474,6 @@ def _is_app_state(expr: cst.BaseExpression) -> bool:
     if isinstance(owner, cst.Name):
         return owner.value in _APP_NAMES
     return isinstance(owner, cst.Attribute) and owner.attr.value in _APP_NAMES
-
-
-def _spelled(expr: cst.BaseExpression) -> str:
-    parts: list[str] = []
-    while isinstance(expr, cst.Attribute):
-        parts.append(expr.attr.value)
-        expr = expr.value
-    if isinstance(expr, cst.Name):
-        parts.append(expr.value)
-    return ".".join(reversed(parts))
 
 
 def _assign_targets(statement: cst.CSTNode) -> list[cst.BaseExpression]:
