@@ -120,7 +120,9 @@ def many_findings_file(dest: Path, functions: int) -> Path:
         "    s.commit()\n"
         for i in range(functions)
     ]
-    out = dest / f"many_findings_{functions}.py"
+    # A directory of its own: the project index covers the whole directory linted.
+    out = dest / f"many_findings_{functions}" / "handlers.py"
+    out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text("".join(parts), encoding="utf-8")
     return out
 
@@ -170,9 +172,9 @@ def many_findings_case(work: Path, ours: Path, runs: int) -> None:
                     str(ours / "session-lint"),
                     "--no-cache",
                     "--exit-zero",
-                    many_findings_file(work, n).name,
+                    ".",
                 ],
-                work,
+                many_findings_file(work, n).parent,
             )
             for n in sizes
         },
