@@ -15,7 +15,7 @@ The pipeline for a file:
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
 import libcst as cst
@@ -166,8 +166,13 @@ def analyze(
     apply_noqa: bool = True,
     use_prefilter: bool = True,
     planned: Plan | None = None,
+    parse_with: Callable[[bytes], cst.Module | Finding] | None = None,
 ) -> Analysis:
     """Every finding of the enabled rules on one file's bytes.
+
+    ``parse_with``: what parses the bytes, when a rule needs the tree (the language
+    server re-parses only what an edit changed: session_lint/editors/reparse.py);
+    :func:`parse` by default.
 
     ``planned``: the file's :class:`~session_lint.core.prefilter.Plan`, when the caller
     made it already (the runner does, sorting files). ``use_prefilter=False``
@@ -182,13 +187,13 @@ def analyze(
     # rejects.
     if use_prefilter and not planned.may_fire:
         if report_syntax and not _compiles_cheaply(source):
-            _parse_into(result, source, path, report_syntax)
+            _parse_into(result, source, path, report_syntax, parse)
         if not result.findings:  # SL000 cannot be silenced; SL001 can
             _add_unused_noqa(result, source, active, frozenset(), None)
             if apply_noqa:
                 result.findings = filter_noqa(result.findings, source)
         return result
-    module = _parse_into(result, source, path, report_syntax)
+    module = _parse_into(result, source, path, report_syntax, parse_with or parse)
     if module is None:
         return result
 
@@ -278,9 +283,13 @@ def _compiles_cheaply(source: bytes) -> bool:
 
 
 def _parse_into(
-    result: Analysis, source: bytes, path: str, report_syntax: bool
+    result: Analysis,
+    source: bytes,
+    path: str,
+    report_syntax: bool,
+    parse_with: Callable[[bytes], cst.Module | Finding],
 ) -> cst.Module | None:
-    parsed = parse(source)
+    parsed = parse_with(source)
     if isinstance(parsed, Finding):
         if report_syntax:
             result.findings.append(replace(parsed, path=path))

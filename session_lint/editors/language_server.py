@@ -251,7 +251,7 @@ class SessionLintServer(LanguageServer):
             self.show_once(str(exc))
             return None
         try:
-            analysis = self.warm.analyze(source, document.path, config)
+            analysis = self.warm.analyze(source, document.path, config, incremental=True)
         except Exception as exc:  # the server outlives any analysis
             self.log(
                 f"{document.path}: internal error: {type(exc).__name__}: {exc}",

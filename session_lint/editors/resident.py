@@ -16,8 +16,12 @@ import threading
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from session_lint.analyzer import Analysis, analyze
+import libcst as cst
+
+from session_lint.analyzer import Analysis, analyze, parse
 from session_lint.cli.runner import ensure_recursion_limit
+from session_lint.editors.reparse import Parsed, parsed, reparse
+from session_lint.finding import Finding
 from session_lint.project.config import Config, load_config, with_selection
 
 if TYPE_CHECKING:
@@ -33,6 +37,9 @@ class Selection:
     ignore: tuple[str, ...] | None = None
 
 
+_KEPT_PARSES = 16
+
+
 class WarmAnalysis:
     """Configs by directory, kept until :meth:`forget`; analyses one at a time."""
 
@@ -40,6 +47,9 @@ class WarmAnalysis:
         self._lock = threading.Lock()
         self._analysis = threading.Lock()
         self._configs: dict[tuple[str, str | None, str | None], Config] = {}
+        # The last parse of each buffer, to re-parse only what an edit changed
+        # (session_lint/editors/reparse.py); a few buffers are edited at a time.
+        self._parses: dict[str, Parsed] = {}
 
     def config_for(
         self,
@@ -67,11 +77,40 @@ class WarmAnalysis:
             self._configs.clear()
 
     def analyze(
-        self, source: bytes, path: str, config: Config, *, apply_noqa: bool = True
+        self,
+        source: bytes,
+        path: str,
+        config: Config,
+        *,
+        apply_noqa: bool = True,
+        incremental: bool = False,
     ) -> Analysis:
+        """``incremental``: the bytes are an edited buffer; parse only the statements
+        the edit changed since the last analysis of ``path`` (the language server)."""
         with self._analysis:
             ensure_recursion_limit()
-            return analyze(source, path, config, apply_noqa=apply_noqa)
+            parse_with = (lambda data: self._parse_edited(data, path)) if incremental else None
+            return analyze(source, path, config, apply_noqa=apply_noqa, parse_with=parse_with)
+
+    def _parse_edited(self, source: bytes, path: str) -> cst.Module | Finding:
+        try:
+            text = source.decode("utf-8")
+        except UnicodeDecodeError:
+            text = None
+        previous = self._parses.get(path)
+        spliced = reparse(previous, text) if previous is not None and text is not None else None
+        if spliced is not None:
+            self._parses[path] = spliced
+            return spliced.module
+        module = parse(source)
+        self._parses.pop(path, None)
+        if isinstance(module, cst.Module) and text is not None:
+            known = parsed(text, module)
+            if known is not None:
+                if len(self._parses) >= _KEPT_PARSES:
+                    self._parses.pop(next(iter(self._parses)))
+                self._parses[path] = known
+        return module
 
     def fix(self, source: bytes, path: str, config: Config, *, unsafe: bool) -> FixOutcome:
         # The fix layer pulls in libcst.codemod (a third of a cold start): only
