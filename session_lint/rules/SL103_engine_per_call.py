@@ -56,7 +56,8 @@ class EnginePerCall(Rule):
     event loop each time). A dispose in a `finally`, in an `except` handler, or
     registered as a callback (`stack.push_async_callback(engine.dispose)`) is on every
     path; a `poolclass=NullPool` engine connected only in `async with` blocks keeps no
-    connection once a block ends, whatever happens after it.
+    connection once a block ends, whatever happens after it; and a dispose before
+    anything used the engine has nothing to leave behind (engines connect lazily).
 
     ## Why is this bad?
     An engine is a connection pool. Building one per call opens fresh connections
@@ -216,12 +217,16 @@ class EnginePerCall(Rule):
         if name is None:
             return None
         disposes: list[cst.Call] = []
+        used = False  # connected before a dispose: an engine opens connections lazily
         for _, parents in _name_uses(function.body, name):
             if not parents or parents[-1] is _NESTED:
                 continue
             parent = parents[-1]
             if not (isinstance(parent, cst.Attribute) and parent.attr.value == "dispose"):
+                used = True
                 continue
+            if not used:
+                continue  # nothing ran on the engine yet: its pool holds nothing
             above = parents[-2] if len(parents) > 1 else None
             if not (isinstance(above, cst.Call) and above.func is parent):
                 return None  # handed on as a callback (an exit stack, ``atexit``...)
