@@ -38,6 +38,16 @@ SYNC_SESSIONMAKERS = frozenset(
     }
 )
 SESSIONMAKERS = ASYNC_SESSIONMAKERS | SYNC_SESSIONMAKERS
+# Scoped sessions: a registry of sessions keyed by what ``scopefunc`` returns.
+ASYNC_SCOPED_SESSIONS = frozenset(
+    {
+        "sqlalchemy.ext.asyncio.async_scoped_session",
+        "sqlalchemy.ext.asyncio.scoping.async_scoped_session",
+    }
+)
+SYNC_SCOPED_SESSIONS = frozenset(
+    {"sqlalchemy.orm.scoped_session", "sqlalchemy.orm.scoping.scoped_session"}
+)
 
 ASYNC_ENGINE_CONSTRUCTORS = frozenset(
     {

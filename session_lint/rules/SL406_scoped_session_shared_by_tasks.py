@@ -3,15 +3,11 @@ from __future__ import annotations
 import libcst as cst
 
 from session_lint.core.scopes import BindingKind
+from session_lint.known import ASYNC_SCOPED_SESSIONS
 from session_lint.project.roles import ALL_ROLES
 from session_lint.rules.base import Rule
+from session_lint.semantics.sessions import scopefunc_of
 
-SCOPED_SESSION = frozenset(
-    {
-        "sqlalchemy.ext.asyncio.async_scoped_session",
-        "sqlalchemy.ext.asyncio.scoping.async_scoped_session",
-    }
-)
 CONTEXT_VAR = frozenset({"contextvars.ContextVar"})
 
 
@@ -77,19 +73,9 @@ class ScopedSessionSharedByTasks(Rule):
     requires = (("ContextVar",),)
 
     def visit_Call(self, node: cst.Call) -> None:
-        if not self.ctx.resolves_to(node.func, SCOPED_SESSION):
+        if not self.ctx.resolves_to(node.func, ASYNC_SCOPED_SESSIONS):
             return
-        scopefunc = next(
-            (
-                a.value
-                for a in node.args
-                if a.keyword is not None and a.keyword.value == "scopefunc"
-            ),
-            None,
-        )
-        positional = [a for a in node.args if a.keyword is None and not a.star]
-        if scopefunc is None and len(positional) > 1:
-            scopefunc = positional[1].value
+        scopefunc = scopefunc_of(node)
         if scopefunc is None:
             return
         var = self._context_var_read(scopefunc)

@@ -5,19 +5,12 @@ import libcst as cst
 from session_lint.core.prefilter import SQLALCHEMY_IMPORT
 from session_lint.core.scopes import BindingKind, ScopeKind
 from session_lint.core.walker import subtree
+from session_lint.known import ASYNC_SCOPED_SESSIONS, SYNC_SCOPED_SESSIONS
 from session_lint.project.removals import removal_names
 from session_lint.project.roles import APP_AND_SCRIPT
 from session_lint.rules.base import Rule
+from session_lint.semantics.sessions import scopefunc_of
 
-ASYNC_SCOPED_SESSION = frozenset(
-    {
-        "sqlalchemy.ext.asyncio.async_scoped_session",
-        "sqlalchemy.ext.asyncio.scoping.async_scoped_session",
-    }
-)
-SYNC_SCOPED_SESSION = frozenset(
-    {"sqlalchemy.orm.scoped_session", "sqlalchemy.orm.scoping.scoped_session"}
-)
 CURRENT_TASK = frozenset({"asyncio.current_task", "asyncio.tasks.current_task"})
 
 
@@ -124,10 +117,10 @@ class ScopedSessionNeverRemoved(Rule):
     requires = (("current_task",), SQLALCHEMY_IMPORT)
 
     def visit_Call(self, node: cst.Call) -> None:
-        is_async = self.ctx.resolves_to(node.func, ASYNC_SCOPED_SESSION)
-        if not is_async and not self.ctx.resolves_to(node.func, SYNC_SCOPED_SESSION):
+        is_async = self.ctx.resolves_to(node.func, ASYNC_SCOPED_SESSIONS)
+        if not is_async and not self.ctx.resolves_to(node.func, SYNC_SCOPED_SESSIONS):
             return
-        scopefunc = _scopefunc(node)
+        scopefunc = scopefunc_of(node)
         if scopefunc is None or not self._task_scoped(scopefunc):
             return
         name = self._bound_name(node)
@@ -198,12 +191,3 @@ class ScopedSessionNeverRemoved(Rule):
             names = removal_names(source if source is not None else self.ctx.module.code.encode())
             self._here = names
         return name in names
-
-
-def _scopefunc(node: cst.Call) -> cst.BaseExpression | None:
-    """``scopefunc=`` or the second positional argument (both constructors)."""
-    for arg in node.args:
-        if arg.keyword is not None and arg.keyword.value == "scopefunc":
-            return arg.value
-    positional = [a for a in node.args if a.keyword is None and not a.star]
-    return positional[1].value if len(positional) > 1 else None

@@ -507,3 +507,13 @@ def _async_attribute(ctx: FileContext, expr: cst.Attribute, scope: Scope) -> boo
             if not isinstance(node, (cst.FunctionDef, cst.Lambda, cst.ClassDef)):
                 stack.extend(children(node))
     return False
+
+
+def scopefunc_of(call: cst.Call) -> cst.BaseExpression | None:
+    """What a scoped session's registry is keyed by: ``scopefunc=`` or the second
+    positional argument (``async_scoped_session`` and ``scoped_session`` alike)."""
+    for arg in call.args:
+        if arg.keyword is not None and arg.keyword.value == "scopefunc":
+            return arg.value
+    positional = [a for a in call.args if a.keyword is None and not a.star]
+    return positional[1].value if len(positional) > 1 else None
