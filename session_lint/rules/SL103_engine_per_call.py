@@ -18,6 +18,7 @@ from session_lint.project.config import Config
 from session_lint.project.roles import APP_ONLY
 from session_lint.rules.base import Rule
 from session_lint.semantics.index_names import project_function
+from session_lint.semantics.ownership import decorated_with
 
 # Calls that run a coroutine function once, as a program's entry point.
 _ENTRY_RUNNERS = frozenset({"asyncio.run", "anyio.run", "trio.run", "uvloop.run"})
@@ -266,13 +267,9 @@ class EnginePerCall(Rule):
             return True
         outer = scope.parent
         assert outer is not None
-        for decorator in function.decorators:
-            expr = decorator.decorator
-            if isinstance(expr, cst.Call):
-                expr = expr.func
-            # Decorators are evaluated in the enclosing scope, not the function's.
-            if self.ctx.resolves_to(expr, CACHE_DECORATORS, outer):
-                return True
+        # Decorators are evaluated in the enclosing scope, not the function's.
+        if decorated_with(self.ctx, function, CACHE_DECORATORS, outer):
+            return True
         return name in self._entry_functions()
 
     def _entry_functions(self) -> frozenset[str]:

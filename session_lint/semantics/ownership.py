@@ -114,12 +114,21 @@ def is_route_handler(ctx: FileContext, function: cst.FunctionDef, scope: Scope) 
 
 def is_test_code(ctx: FileContext, function: cst.FunctionDef, scope: Scope) -> bool:
     """pytest tests and fixtures own whatever transaction they set up."""
-    if function.name.value.startswith("test_"):
-        return True
+    return function.name.value.startswith("test_") or decorated_with(
+        ctx, function, FIXTURE_DECORATORS, scope
+    )
+
+
+def decorated_with(
+    ctx: FileContext, function: cst.FunctionDef, names: frozenset[str], scope: Scope
+) -> bool:
+    """A decorator of ``function``, called or not (``@cache``, ``@lru_cache(...)``),
+    resolves to one of ``names``; ``scope`` is where the function is defined, where
+    decorators are evaluated."""
     for decorator in function.decorators:
         expr = decorator.decorator
         target = expr.func if isinstance(expr, cst.Call) else expr
-        if ctx.resolves_to(target, FIXTURE_DECORATORS, scope):
+        if ctx.resolves_to(target, names, scope):
             return True
     return False
 
