@@ -41,6 +41,7 @@ from session_lint.project.evidence import has_evidence, module_of
 from session_lint.project.roles import role_of
 from session_lint.rules import ALL_RULES, Rule, SyntaxErrorRule
 from session_lint.rules.SL001_unused_noqa import UnusedNoqa, unused_noqa
+from session_lint.syntax import parsed_digest
 
 _ONLY_AST = 0x400  # ast.PyCF_ONLY_AST, without importing ast
 
@@ -110,19 +111,32 @@ class Plan:
     the process pool with its file)."""
 
     active: tuple[type[Rule], ...]  # every rule meant for the file, SL000 and SL001 included
-    walkers: tuple[type[Rule], ...]  # the rules that walk the tree
+    walkers: tuple[type[Rule], ...]  # the rules that walk the tree: those that may fire
     may_fire: bool  # whether some walker may fire: else the file is not parsed
 
 
-def plan(source: bytes, path: str, config: Config, rules: Sequence[type[Rule]]) -> Plan:
-    """The plan for one file's bytes (``rules``: the candidates, usually all)."""
+def plan(
+    source: bytes,
+    path: str,
+    config: Config,
+    rules: Sequence[type[Rule]],
+    *,
+    use_prefilter: bool = True,
+) -> Plan:
+    """The plan for one file's bytes (``rules``: the candidates, usually all;
+    ``use_prefilter=False``: every rule meant for the file walks it)."""
     active = enabled_rules(config, path, rules, source)
     walkers = [r for r in active if r is not SyntaxErrorRule and r is not UnusedNoqa]
     # Without evidence of SQLAlchemy, only rules that need none (``evidence``).
     if any(r.needs_evidence for r in walkers) and not has_evidence(source, path, config):
         walkers = [r for r in walkers if not r.needs_evidence]
-    may_fire = bool(walkers) and prefilter_for(walkers, config)(source)
-    return Plan(tuple(active), tuple(walkers), may_fire)
+    # Only the rules whose own tokens are in the file are walked.
+    if not use_prefilter:
+        return Plan(tuple(active), tuple(walkers), True)
+    if walkers:
+        passing = prefilter_for(walkers, config).passing(source)
+        walkers = [rule for rule, may in zip(walkers, passing, strict=True) if may]
+    return Plan(tuple(active), tuple(walkers), bool(walkers))
 
 
 def parse(source: bytes) -> cst.Module | Finding:
@@ -179,7 +193,8 @@ def analyze(
     parses every file: the tests use it to prove the prefilter sound."""
     result = Analysis(path)
     if planned is None:
-        planned = plan(source, path, config, ALL_RULES if rules is None else rules)
+        candidates = ALL_RULES if rules is None else rules
+        planned = plan(source, path, config, candidates, use_prefilter=use_prefilter)
     active, walkers = planned.active, planned.walkers
     report_syntax = SyntaxErrorRule in active
     # Without the prefilter every file is parsed, even one no rule walks (a test
@@ -274,7 +289,10 @@ def is_engine_module(path: str, config: Config) -> bool:
 
 def _compiles_cheaply(source: bytes) -> bool:
     """For prefiltered files: Python's own compiler is ~10x faster than libcst, so
-    use it to decide whether SL000 needs the full parse."""
+    use it to decide whether SL000 needs the full parse; a file the project index
+    parsed with it is not parsed again."""
+    if parsed_digest(source) is not None:
+        return True
     try:
         compile(source, "<prefilter>", "exec", dont_inherit=True, flags=_ONLY_AST)
     except (SyntaxError, ValueError, UnicodeDecodeError, RecursionError, MemoryError):

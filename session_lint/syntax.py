@@ -18,13 +18,37 @@ learns, and each keeps the statement on its lines, so positions stay right.
 from __future__ import annotations
 
 import ast
+import hashlib
 import threading
+from collections.abc import Iterable
 
 _ONLY_AST = ast.PyCF_ONLY_AST
 # CPython 3.11's AST constructor keeps its recursion depth in shared state: two
 # threads parsing at once (the corpus bench, a resident process) fail with
 # "SystemError: AST constructor recursion depth mismatch". One parse at a time.
 AST_LOCK = threading.Lock()
+# Digests of the sources CPython's parser accepted in this process (or in the
+# index's workers, which hand theirs back): a file the index parsed needs no
+# second parse to show that it compiles (``session_lint.analyzer``, the files no
+# rule reads). Bounded: a resident process sees many versions of a file.
+_PARSED: set[bytes] = set()
+_MAX_PARSED = 100_000
+
+
+def digest(source: bytes) -> bytes:
+    return hashlib.blake2b(source, digest_size=16).digest()
+
+
+def remember_parsed(digests: Iterable[bytes]) -> None:
+    if len(_PARSED) > _MAX_PARSED:
+        _PARSED.clear()
+    _PARSED.update(digests)
+
+
+def parsed_digest(source: bytes) -> bytes | None:
+    """The digest of ``source`` when CPython's parser accepted it here, else None."""
+    found = digest(source)
+    return found if found in _PARSED else None
 
 
 def compiles(source: bytes | str) -> bool:
@@ -56,11 +80,14 @@ def parse_ast(source: bytes, filename: str) -> ast.Module | None:
     parser reads it."""
     try:
         with AST_LOCK:
-            return ast.parse(source, filename)
+            tree = ast.parse(source, filename)
     except (ValueError, RecursionError, MemoryError):
         return None
     except SyntaxError:
         pass
+    else:
+        remember_parsed((digest(source),))
+        return tree
     from session_lint.older_syntax import older_syntax  # libcst: only on this path
 
     older = older_syntax(source, AST_LOCK)

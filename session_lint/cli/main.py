@@ -213,8 +213,12 @@ def _main(args: argparse.Namespace) -> int:
         raise UsageError("--stdin-filename is only used with '-' (standard input)")
     if args.statistics and args.format not in (*TEXT_FORMATS, "json", None):
         raise UsageError("--statistics works with --format concise, full or json")
+    jobs = args.jobs or default_jobs()
     config = load_config(
-        [args.stdin_filename or p for p in paths], args.config, use_cache=not args.no_cache
+        [args.stdin_filename or p for p in paths],
+        args.config,
+        use_cache=not args.no_cache,
+        jobs=jobs,
     )
     config = with_selection(config, select, ignore)
     if args.no_respect_gitignore:
@@ -226,7 +230,7 @@ def _main(args: argparse.Namespace) -> int:
         diff=args.diff,
         unsafe_fixes=args.unsafe_fixes,
         use_cache=not args.no_cache,
-        jobs=args.jobs or default_jobs(),
+        jobs=jobs,
         write_roots=(*paths, config.root),
     )
     if paths == [STDIN]:

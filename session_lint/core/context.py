@@ -67,6 +67,15 @@ class FileContext:
     # so what the file imports, and so what a fix may import, is known once per file.
     _imports_cache: tuple[str, ...] | None = field(default=None, repr=False)
     _importable: dict[str, bool] = field(default_factory=dict, repr=False)
+    _relative: str | None = field(default=None, repr=False)
+
+    @property
+    def relative_path(self) -> str:
+        """The file's path relative to the project root (``Config.relative``, which
+        resolves symlinks: asked once per file, not once per name resolved)."""
+        if self._relative is None:
+            self._relative = self.config.relative(self.path)
+        return self._relative
 
     # -- text ----------------------------------------------------------------
     def may_mention(self, word: str) -> bool:

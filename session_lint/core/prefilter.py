@@ -7,6 +7,8 @@ file. A token is found as a substring (``Session`` is in ``AsyncSession``), or,
 written :class:`Whole`, only where it stands as a whole identifier: a configured
 session name such as ``db`` is compared with names (a parameter, ``self.db``),
 while as a substring it is in ``pdb``, ``dbapi`` and half of SQLAlchemy's source.
+A token written :class:`Pattern` is a regular expression on the bytes: for what
+no fixed string says, such as an SQL keyword in any case.
 Groups may name what the config decides (:data:`SESSION`,
 :data:`SESSION_OR_CONNECTION`); :func:`clauses` expands them.
 
@@ -32,6 +34,12 @@ class Whole(NamedTuple):
     name: str
 
 
+class Pattern(NamedTuple):
+    """A token found by a regular expression (on bytes; flags inline, scoped)."""
+
+    regex: str
+
+
 class Placeholder(enum.Enum):
     """A group the config decides (see :func:`clauses`)."""
 
@@ -39,7 +47,7 @@ class Placeholder(enum.Enum):
     SESSION_OR_CONNECTION = "session-or-connection"
 
 
-Token = str | Whole
+Token = str | Whole | Pattern
 Group = tuple[Token, ...]
 Clause = tuple[Group, ...]
 # A group as a rule declares it: tokens, or one placeholder.
@@ -64,6 +72,8 @@ _NAMES = re.compile(_NAME_CHAR + rb"+")
 
 def pattern(token: Token) -> bytes:
     """The regular expression (on bytes) that finds ``token``."""
+    if isinstance(token, Pattern):
+        return token.regex.encode()
     if isinstance(token, Whole):
         word = re.escape(token.name.encode())
         return rb"(?<!" + _NAME_CHAR + rb")" + word + rb"(?!" + _NAME_CHAR + rb")"
@@ -132,7 +142,7 @@ class Declares(Protocol):
 
 
 class Prefilter:
-    """A cheap, sound test on a file's bytes: can any of these rules fire on it?
+    """A cheap, sound test on a file's bytes: which of these rules can fire on it?
 
     Each distinct group is answered at most once per file, lazily: its substring
     tokens by one regular expression, its whole names by a look-up in the file's
@@ -141,41 +151,62 @@ class Prefilter:
 
     def __init__(self, rules: Sequence[Declares], config: Config) -> None:
         groups: dict[Group, int] = {}
-        seen: set[tuple[int, ...]] = set()
+        # Per rule, its clauses as group ids, fewest groups first: most files are
+        # decided by the first clause's answers.
+        self._rules: list[list[tuple[int, ...]]] = []
         for rule in rules:
+            seen: set[tuple[int, ...]] = set()
             for clause in rule.prefilter(config):
                 ids: list[int] = []
                 for group in clause:
                     key = tuple(sorted(set(group), key=str))
                     ids.append(groups.setdefault(key, len(groups)))
                 seen.add(tuple(sorted(set(ids))))
+            self._rules.append(sorted(seen, key=len))
         self._tests: list[tuple[re.Pattern[bytes] | None, frozenset[bytes]]] = []
         for group in groups:
             plain = [pattern(t) for t in group if not isinstance(t, Whole)]
             whole = frozenset(t.name.encode() for t in group if isinstance(t, Whole))
             self._tests.append((re.compile(b"|".join(plain)) if plain else None, whole))
-        # Fewest groups first: most files are decided by the first clause's answers.
-        self._clauses = sorted(seen, key=len)
 
     def __call__(self, source: bytes) -> bool:
-        answers: dict[int, bool] = {}
-        names: set[bytes] | None = None
-        for clause in self._clauses:
-            for gid in clause:
-                hit = answers.get(gid)
-                if hit is None:
-                    regex, whole = self._tests[gid]
-                    hit = regex is not None and regex.search(source) is not None
-                    if not hit and whole:
-                        if names is None:
-                            names = set(_NAMES.findall(source))
-                        hit = not whole.isdisjoint(names)
-                    answers[gid] = hit
-                if not hit:
-                    break
-            else:
-                return True
-        return False
+        """Whether any of the rules can fire on ``source``."""
+        answers = _Answers(self._tests, source)
+        return any(answers.holds(clauses) for clauses in self._rules)
+
+    def passing(self, source: bytes) -> list[bool]:
+        """For each rule, in order, whether it can fire on ``source``: a rule that
+        cannot is not walked, even on a file another rule makes the analysis parse."""
+        answers = _Answers(self._tests, source)
+        return [answers.holds(clauses) for clauses in self._rules]
+
+
+class _Answers:
+    """One file's answers to the groups, each found once, when first asked."""
+
+    def __init__(
+        self, tests: list[tuple[re.Pattern[bytes] | None, frozenset[bytes]]], source: bytes
+    ) -> None:
+        self._tests = tests
+        self._source = source
+        self._answers: dict[int, bool] = {}
+        self._names: set[bytes] | None = None
+
+    def holds(self, clauses: list[tuple[int, ...]]) -> bool:
+        """Whether some clause has every group present."""
+        return any(all(self._has(gid) for gid in clause) for clause in clauses)
+
+    def _has(self, gid: int) -> bool:
+        hit = self._answers.get(gid)
+        if hit is None:
+            regex, whole = self._tests[gid]
+            hit = regex is not None and regex.search(self._source) is not None
+            if not hit and whole:
+                if self._names is None:
+                    self._names = set(_NAMES.findall(self._source))
+                hit = not whole.isdisjoint(self._names)
+            self._answers[gid] = hit
+        return hit
 
 
 def prefilter_for(rules: Sequence[Declares], config: Config) -> Prefilter:

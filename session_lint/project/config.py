@@ -407,22 +407,24 @@ def load_config(
     cwd: str | None = None,
     use_cache: bool = True,
     index: bool = True,
+    jobs: int = 1,
 ) -> Config:
     """The config for these paths, with its project index (``index=False``: without;
     the caller adds it with :func:`with_project_index`); ``cwd`` stands for the
-    working directory (the analysis server answers for processes that have their own)."""
+    working directory (the analysis server answers for processes that have their own);
+    ``jobs``: the processes that may build the index."""
     here = Path(cwd) if cwd else Path.cwd()
     if explicit:
         path = here / explicit
         if not path.is_file():
             raise ConfigError(f"{explicit}: config file not found")
         config = load_config_file(path)
-        return with_project_index(config, use_cache=use_cache) if index else config
+        return with_project_index(config, use_cache=use_cache, jobs=jobs) if index else config
     if cwd:
         paths = [str(here if p == "-" else here / p) for p in paths]
     found = find_config_file(paths)
     config = load_config_file(found) if found else Config(root=default_root(paths, here))
-    return with_project_index(config, use_cache=use_cache) if index else config
+    return with_project_index(config, use_cache=use_cache, jobs=jobs) if index else config
 
 
 _PROJECT_MARKERS = ("pyproject.toml", "setup.py", "setup.cfg", ".git")
@@ -460,9 +462,10 @@ def with_selection(
     return config
 
 
-def with_project_index(config: Config, *, use_cache: bool = True) -> Config:
+def with_project_index(config: Config, *, use_cache: bool = True, jobs: int = 1) -> Config:
     """The config with the index of its project (see ``project_index``); without
-    ``use_cache`` the index is neither read from nor written to the cache."""
+    ``use_cache`` the index is neither read from nor written to the cache; ``jobs``
+    processes may read the files (forked: only a command line asks for more than one)."""
     from session_lint.project.index import build_index
 
     patterns = (*config.exclude, *config.extend_exclude)
@@ -470,7 +473,9 @@ def with_project_index(config: Config, *, use_cache: bool = True) -> Config:
     def excluded(relative: str) -> bool:
         return any(glob_match(relative, p) for p in patterns)
 
-    index = build_index(config.root, excluded, use_cache=use_cache, slow_calls=config.slow_calls)
+    index = build_index(
+        config.root, excluded, use_cache=use_cache, slow_calls=config.slow_calls, jobs=jobs
+    )
     if any(
         glob_match(path, pattern)
         for path in index.engine_builders

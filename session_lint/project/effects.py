@@ -57,10 +57,10 @@ from session_lint.project.modules import (
     import_statements,
     imports_of,
     module_name,
-    module_sources,
     walk,
 )
-from session_lint.syntax import AST_LOCK, parse_ast
+from session_lint.project.parallel import map_forked
+from session_lint.syntax import AST_LOCK, parse_ast, parsed_digest, remember_parsed
 
 # Methods of a session or connection that run a statement, and so begin its
 # transaction when none is open (autobegin).
@@ -176,40 +176,52 @@ def learn_effects(
     factories: Collection[str] = (),
     attribute_factories: Collection[str] = (),
     trees: Mapping[str, ast.Module] | None = None,
+    jobs: int = 1,
 ) -> Effects:
     """Effect summaries of the project's functions and methods, by qualified name.
-    ``trees``: whole-file trees the index already parsed, by relative path."""
+    ``trees``: whole-file trees the index already parsed, by relative path. The
+    other files are read and parsed by ``jobs`` processes (session_lint/project/parallel.py)
+    while this one reads those trees."""
     known = trees or {}
     files = list(files)
+    openers = (frozenset(factories), frozenset(attribute_factories))
 
-    def sources() -> Iterator[tuple[str, str, ast.Module | None]]:
+    def read_tree(relative: str, name: str, tree: ast.Module) -> _File:
+        is_package = relative.endswith("__init__.py")
+        return _read_file(tree, name, is_package, session_types, slow_calls, openers)
+
+    def read_path(item: tuple[str, Path]) -> tuple[_File | None, bytes | None]:
+        """The file's summary (None: nothing to read), and the digest of its bytes
+        when CPython parsed them (``syntax.remember_parsed``)."""
+        relative, path = item
+        name = module_name(relative)
+        try:
+            source = path.read_bytes() if name is not None else b""
+        except OSError:
+            return None, None
+        if name is None or (
+            b"def " not in source
+            and not (b"import" in source and relative.endswith("__init__.py"))
+        ):
+            return None, None  # neither functions nor a package's re-exports
+        tree = parse_ast(source, relative)
+        if tree is None:
+            return None, None
+        return read_tree(relative, name, tree), parsed_digest(source)
+
+    from_trees: list[_File] = []
+
+    def read_known() -> None:
         for relative, _ in files:
             tree = known.get(relative)
             name = module_name(relative)
             if tree is not None and name is not None:
-                yield relative, name, tree
-        unparsed = [(relative, path) for relative, path in files if relative not in known]
-        for relative, name, source in module_sources(unparsed):
-            if b"def " not in source and not (
-                b"import" in source and relative.endswith("__init__.py")
-            ):
-                continue  # neither functions nor a package's re-exports
-            yield relative, name, parse_ast(source, relative)
+                from_trees.append(read_tree(relative, name, tree))
 
-    parsed: list[_File] = []
-    for relative, name, tree in sources():
-        if tree is not None:
-            parsed.append(
-                _read_file(
-                    tree,
-                    name,
-                    relative.endswith("__init__.py"),
-                    session_types,
-                    slow_calls,
-                    (frozenset(factories), frozenset(attribute_factories)),
-                )
-            )
-    return _propagate(parsed, slow_calls)
+    unparsed = [(relative, path) for relative, path in files if relative not in known]
+    read = map_forked(read_path, unparsed, jobs, read_known)
+    remember_parsed(digest for _, digest in read if digest is not None)
+    return _propagate([*from_trees, *(f for f, _ in read if f is not None)], slow_calls)
 
 
 def file_engine_reach(source: bytes, relative: str) -> dict[str, tuple[str, bool]]:
@@ -833,20 +845,36 @@ def _read_function(
     built_on_session: set[str] = set()  # ``repo = UserRepository(session)``
     # ``if owns_transaction: await session.commit()``: the caller decides, unless
     # the parameter says commit by default (``commit: bool = True``).
-    opt_in = _opt_in_parameters(function)
-    guarded = {
-        id(sub)
-        for node in body
-        if isinstance(node, ast.If) and _names_a(node.test, opt_in)
-        for statement in node.body
-        for sub in walk(statement)
-    }
-    # A wait in an ``except`` handler is a retry's backoff after a failure (most
-    # often after a rollback), not the function's normal work: it does not make
-    # the function slow for its callers.
-    handled = {
-        id(sub) for node in body if isinstance(node, ast.ExceptHandler) for sub in walk(node)
-    }
+    # Both sets are made when first needed: most functions neither commit nor wait.
+    guarded: set[int] | None = None
+    handled: set[int] | None = None
+
+    def is_guarded(call: ast.Call) -> bool:
+        nonlocal guarded
+        if guarded is None:
+            opt_in = _opt_in_parameters(function)
+            guarded = {
+                id(sub)
+                for node in body
+                if isinstance(node, ast.If) and _names_a(node.test, opt_in)
+                for statement in node.body
+                for sub in walk(statement)
+            }
+        return id(call) in guarded
+
+    def is_handled(call: ast.Call) -> bool:
+        # A wait in an ``except`` handler is a retry's backoff after a failure (most
+        # often after a rollback), not the function's normal work: it does not make
+        # the function slow for its callers.
+        nonlocal handled
+        if handled is None:
+            handled = {
+                id(sub)
+                for node in body
+                if isinstance(node, ast.ExceptHandler)
+                for sub in walk(node)
+            }
+        return id(call) in handled
 
     def is_received(expr: ast.expr) -> bool:
         if isinstance(expr, ast.Name):
@@ -913,7 +941,7 @@ def _read_function(
         func = node.func
         if isinstance(func, ast.Attribute) and is_received(func.value):
             if func.attr == "commit":
-                out.commits = out.commits or id(node) not in guarded
+                out.commits = out.commits or not is_guarded(node)
             elif func.attr == "rollback":
                 out.rolls_back = True
             elif func.attr in STATEMENT_METHODS:
@@ -923,7 +951,7 @@ def _read_function(
         if called is None:
             continue
         if is_slow_call(called, reader.slow_calls):
-            if out.slow is None and id(node) not in handled:
+            if out.slow is None and not is_handled(node):
                 out.slow = called
             continue
         passes = any(is_received(a) for a in node.args) or any(
@@ -1035,6 +1063,8 @@ def _writes(function: ast.FunctionDef | ast.AsyncFunctionDef) -> bool:
             and parts[-1].endswith("Session")
         )
     }
+    if not sessions:
+        return False
     for node in walk(function):
         if not (
             isinstance(node, ast.Call)

@@ -1009,9 +1009,11 @@ def scan(
     root: Path,
     files: list[tuple[str, Path]] | None = None,
     slow_calls: tuple[str, ...] = DEFAULT_SLOW_CALLS,
+    jobs: int = 1,
 ) -> ProjectIndex:
     """The index of the project under ``root``: facts about sessions, factories and
-    engine modules; dependency facts are added by :func:`build_index`."""
+    engine modules; dependency facts are added by :func:`build_index`. ``jobs``:
+    the processes that read the files for the effect summaries."""
     overrides: set[str] = set()
     listing = _project_files(root) if files is None else files
     modules = _parse_modules(listing, overrides)
@@ -1024,7 +1026,13 @@ def scan(
             break
     trees = {m.relative: m.tree for m in modules if m.whole}
     effects = learn_effects(
-        listing, facts.types, slow_calls, set(facts.factories), set(facts.attributes), trees
+        listing,
+        facts.types,
+        slow_calls,
+        set(facts.factories),
+        set(facts.attributes),
+        trees,
+        jobs=jobs,
     )
     # ``@with_async_session async def delete_nodes(..., session)``: called without
     # a session, each call opens one and commits, as a committing helper does.
@@ -1084,24 +1092,26 @@ def build_index(
     *,
     use_cache: bool = True,
     slow_calls: tuple[str, ...] = DEFAULT_SLOW_CALLS,
+    jobs: int = 1,
 ) -> ProjectIndex:
     """The index of the project at ``root`` (the config file's directory, or the
     working directory), from the on-disk cache when no file changed since.
     ``excluded`` takes a path relative to the root: what the config keeps out of
-    linting is not the project's code either."""
+    linting is not the project's code either. ``jobs``: the processes that may
+    read the files (the command line's ``--jobs``)."""
     base = Path(root)
     files = _project_files(base)
     if excluded is not None:
         files = [(relative, path) for relative, path in files if not excluded(relative)]
     if not use_cache:
-        return _with_dependencies(scan(base, files, slow_calls), base)
+        return _with_dependencies(scan(base, files, slow_calls, jobs), base)
     key = _index_key(base, files, slow_calls)
     entry = base / ".session_lint_cache" / _INDEX_CACHE / f"{key}.json"
     try:
         return _from_json(json.loads(entry.read_text(encoding="utf-8")))
     except (OSError, ValueError, TypeError, KeyError):
         pass
-    index = _with_dependencies(scan(base, files, slow_calls), base)
+    index = _with_dependencies(scan(base, files, slow_calls, jobs), base)
     _store(entry, index)
     return index
 

@@ -1,13 +1,13 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import dataclass
 
 import libcst as cst
 
 from session_lint.core.context import FileContext
 from session_lint.core.prefilter import SESSION_OR_CONNECTION, Clause, Whole, clauses
 from session_lint.core.scopes import BindingKind, Scope
-from session_lint.core.walker import children
 from session_lint.known import is_slow_call
 from session_lint.project.config import Config
 from session_lint.project.effects import STATEMENT_METHODS
@@ -160,9 +160,50 @@ class SlowAwaitInTransaction(Rule):
     def __init__(self, ctx: FileContext) -> None:
         super().__init__(ctx)
         self._reported: set[int] = set()
+        # The functions being walked, innermost last: the autobegun transactions of
+        # each are followed call by call as the one walk of the file reaches them.
+        self._functions: list[_Function] = []
+
+    # -- the walk ------------------------------------------------------------------
+    def visit_Call(self, node: cst.Call) -> None:
+        function = self._in_body()
+        if function is not None:
+            self._autobegun(node, function)
+        self._explicit(node)
+
+    def visit_FunctionDef(self, node: cst.FunctionDef) -> None:
+        scope = self.ctx.scope
+        function = _Function(node.body, len(self.ctx.ancestors), scope, {}, {})
+        self._opened_by_dependencies(node, scope, function.open_)
+        self._functions.append(function)
+
+    def leave_FunctionDef(self, original_node: cst.FunctionDef) -> None:
+        self._functions.pop()
+
+    def leave_With(self, original_node: cst.With) -> None:
+        # A ``with`` block that bound sessions, or began their transactions, ends.
+        function = self._in_body()
+        if function is not None:
+            for name in _ended_by(original_node):
+                function.open_.pop(name, None)
+
+    def _in_body(self) -> _Function | None:
+        """The function whose body (not a nested definition's, a lambda's, a
+        decorator's or a default's) holds the node being visited."""
+        if not self._functions:
+            return None
+        function = self._functions[-1]
+        ancestors = self.ctx.ancestors
+        if (
+            self.ctx.scope is not function.scope
+            or len(ancestors) <= function.depth
+            or ancestors[function.depth] is not function.body
+        ):
+            return None
+        return function
 
     # -- explicit transaction blocks -----------------------------------------------
-    def visit_Call(self, node: cst.Call) -> None:
+    def _explicit(self, node: cst.Call) -> None:
         if id(node) in self._reported or not enclosing_transactions(self.ctx):
             return
         call = self._slow(node, self.ctx.scope)
@@ -184,32 +225,24 @@ class SlowAwaitInTransaction(Rule):
         return None
 
     # -- autobegun transactions ----------------------------------------------------
-    def visit_FunctionDef(self, node: cst.FunctionDef) -> None:
-        scope = self.ctx.scope
-        open_: dict[str, str] = {}  # key -> what began its transaction
-        keys: dict[str, bool] = {}  # session expressions seen -> tracked
-        self._opened_by_dependencies(node, scope, open_)
-        for call in _events(node.body):
-            if isinstance(call, tuple):  # a ``with`` block that bound these names ends
-                for name in call:
-                    open_.pop(name, None)
-                continue
-            session, method = self._session_method(call, scope, keys)
-            if session is not None:
-                if method in _CLOSES:
-                    open_.pop(session, None)
-                elif method in STATEMENT_METHODS:
-                    open_.setdefault(session, f"{session}.{method}()")
-                continue
-            effect = call_effect(self.ctx, call, scope)
-            # Whether the call waits matters only while a transaction is open.
-            slow = self._slow(call, scope) if open_ and id(call) not in self._reported else None
-            if slow is not None:
-                key, opener = next(iter(open_.items()))
-                self._reported.add(id(call))
-                self.report(call, self.autobegun_message.format(call=slow, key=key, opener=opener))
-            if effect is not None:
-                self._apply(effect, call, scope, keys, open_)
+    def _autobegun(self, call: cst.Call, function: _Function) -> None:
+        scope, open_, keys = function.scope, function.open_, function.keys
+        session, method = self._session_method(call, scope, keys)
+        if session is not None:
+            if method in _CLOSES:
+                open_.pop(session, None)
+            elif method in STATEMENT_METHODS:
+                open_.setdefault(session, f"{session}.{method}()")
+            return
+        effect = call_effect(self.ctx, call, scope)
+        # Whether the call waits matters only while a transaction is open.
+        slow = self._slow(call, scope) if open_ and id(call) not in self._reported else None
+        if slow is not None:
+            key, opener = next(iter(open_.items()))
+            self._reported.add(id(call))
+            self.report(call, self.autobegun_message.format(call=slow, key=key, opener=opener))
+        if effect is not None:
+            self._apply(effect, call, scope, keys, open_)
 
     def _opened_by_dependencies(
         self, function: cst.FunctionDef, scope: Scope, open_: dict[str, str]
@@ -333,22 +366,17 @@ class SlowAwaitInTransaction(Rule):
         )
 
 
-def _events(body: cst.BaseSuite) -> Iterator[cst.Call | tuple[str, ...]]:
-    """The function's calls in source order, and where a ``with`` block that bound
-    names ends (those names): nested definitions are left out."""
-    stack: list[cst.CSTNode | tuple[str, ...]] = [body]
-    while stack:
-        node = stack.pop()
-        if isinstance(node, tuple):
-            yield node
-            continue
-        if isinstance(node, (cst.FunctionDef, cst.ClassDef, cst.Lambda)):
-            continue
-        if isinstance(node, cst.Call):
-            yield node
-        if isinstance(node, cst.With):
-            stack.append(tuple(_ended_by(node)))
-        stack.extend(reversed(children(node)))
+@dataclass
+class _Function:
+    """A function being walked: its body, its depth in the walk, its scope, the
+    sessions whose transaction is open (key -> what began it) and the session
+    expressions seen (key -> whether tracked)."""
+
+    body: cst.BaseSuite
+    depth: int
+    scope: Scope
+    open_: dict[str, str]
+    keys: dict[str, bool]
 
 
 def _ended_by(node: cst.With) -> Iterator[str]:

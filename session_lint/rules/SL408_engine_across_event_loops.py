@@ -6,8 +6,11 @@ from collections.abc import Iterator, Sequence
 import libcst as cst
 
 from session_lint.core.context import FileContext
+from session_lint.core.prefilter import Clause, Whole, clauses
 from session_lint.core.scopes import BindingKind, Scope, ScopeKind, dotted_name, function_scope
 from session_lint.core.walker import children
+from session_lint.known import ASYNC_ENGINE_CONSTRUCTORS
+from session_lint.project.config import Config
 from session_lint.project.effects import file_engine_reach
 from session_lint.project.roles import APP_AND_SCRIPT
 from session_lint.rules.base import Rule
@@ -52,6 +55,7 @@ _KNOWN_REACH: dict[str, tuple[str, bool]] = {
     },
     **{f"{module}.dispose": ("", True) for module in (_RUNTIME, f"{_RUNTIME}.session")},
 }
+_OWN_ENGINE_WORDS = (_RUNTIME, *sorted({n.rsplit(".", 1)[1] for n in ASYNC_ENGINE_CONSTRUCTORS}))
 _MAX_DEPTH = 4
 _COMPREHENSIONS = (cst.ListComp, cst.SetComp, cst.GeneratorExp, cst.DictComp)
 _EXITS = (cst.Return, cst.Raise, cst.Break, cst.Continue)
@@ -190,8 +194,20 @@ class EngineAcrossEventLoops(Rule):
     )
     roles = APP_AND_SCRIPT  # see ## Where it runs
     tokens = ("asyncio", "anyio", "uvloop", "async_to_sync", "AsyncToSync")
+    # Every runner is spelled with one of these: ``asyncio.run``, ``anyio.run``,
+    # ``uvloop.run`` (an alias is imported as ``run``), ``run_until_complete``,
+    # ``async_to_sync``/``AsyncToSync``. ``asyncio`` alone is in most async files.
+    _RUNNER_WORDS = (Whole("run"), "run_until_complete", "async_to_sync", "AsyncToSync")
     # The engine may be in another module: the file itself need not mention SQLAlchemy.
     needs_evidence = False
+
+    @classmethod
+    def prefilter(cls, config: Config) -> tuple[Clause, ...]:
+        if config.project.pooled_engines:
+            return clauses(config, cls.tokens, cls._RUNNER_WORDS)
+        # No pooled engine in the index: only session_runtime's engines, or one the
+        # file builds itself (``_reach_of``), can be reached.
+        return clauses(config, cls.tokens, cls._RUNNER_WORDS, _OWN_ENGINE_WORDS)
 
     def __init__(self, ctx: FileContext) -> None:
         super().__init__(ctx)
@@ -348,7 +364,7 @@ class EngineAcrossEventLoops(Rule):
             source = self.ctx.source
             if source is None:
                 source = self.ctx.module.code.encode(self.ctx.module.encoding, "surrogateescape")
-            local = file_engine_reach(source, self.ctx.config.relative(self.ctx.path))
+            local = file_engine_reach(source, self.ctx.relative_path)
             self._reach_map = {**_KNOWN_REACH, **local, **self.ctx.config.project.reach_of}
         return self._reach_map
 

@@ -23,7 +23,7 @@ __all__ = ["ASYNC", "COMMITS", "NO_COMMIT", "UNKNOWN", "project_factory"]
 
 def file_module(ctx: FileContext) -> tuple[str, bool]:
     """The dotted module name of the file being linted, and whether it is a package."""
-    return module_of(ctx.config.relative(ctx.path))
+    return module_of(ctx.relative_path)
 
 
 def absolute(ctx: FileContext, qualified: str) -> str:
