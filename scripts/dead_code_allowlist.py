@@ -21,6 +21,7 @@ exc_type  # positions: __exit__'s arguments
 # The walker dispatches visit_<Node>/leave_<Node> by name (session_lint/core/walker.py).
 _.visit_Comment
 _.leave_Module  # SL409 matches a file's sessions with their users after the walk
+_.leave_With  # SL305: a with block that bound sessions ends
 _.visit_TrailingWhitespace
 _.leave_TrailingWhitespace
 _.visit_SimpleString
