@@ -15,6 +15,7 @@ The pipeline for a file:
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
@@ -97,12 +98,22 @@ def enabled_rules(
     ignored = config.ignored_for(path) or ("\0",)
     role = role_of(path, config, source)  # once per file, not once per rule
     return [
-        r
-        for r in rules
-        if config.is_enabled(r.code, opt_in=r.opt_in)
-        and not r.code.startswith(ignored)
-        and role in r.roles_in(config)
+        rule
+        for rule, roles in _selected(config, tuple(rules))
+        if not rule.code.startswith(ignored) and role in roles
     ]
+
+
+@functools.lru_cache(maxsize=32)
+def _selected(
+    config: Config, rules: tuple[type[Rule], ...]
+) -> tuple[tuple[type[Rule], frozenset[str]], ...]:
+    """The selected rules, each with its roles: the same for every file."""
+    return tuple(
+        (rule, rule.roles_in(config))
+        for rule in rules
+        if config.is_enabled(rule.code, opt_in=rule.opt_in)
+    )
 
 
 @dataclass(frozen=True)

@@ -161,7 +161,7 @@ class Config:
         if path == "-":
             return path
         try:
-            real, root = os.path.realpath(path), _real_root(self.root)
+            real, root = _realpath(path, os.getcwd()), _real_root(self.root)
         except (OSError, ValueError):
             return Path(path).as_posix()
         if real == root:
@@ -190,6 +190,14 @@ def _real_root(root: str) -> str:
 @functools.lru_cache(maxsize=64)
 def _real_absolute(root: str) -> str:
     return os.path.realpath(root)
+
+
+# Planning a file asks for its relative path three times (its role, its ignores,
+# its evidence): resolve each path once. Keyed on the working directory, which
+# a relative path follows.
+@functools.lru_cache(maxsize=8192)
+def _realpath(path: str, cwd: str) -> str:
+    return os.path.realpath(path)
 
 
 def _specificity(code: str, prefixes: Iterable[str]) -> int | None:

@@ -6,7 +6,7 @@ from collections.abc import Iterator, Sequence
 import libcst as cst
 
 from session_lint.core.context import FileContext
-from session_lint.core.prefilter import Clause, Whole, clauses
+from session_lint.core.prefilter import Called, Clause, Whole, clauses
 from session_lint.core.scopes import Scope, ScopeKind, block_suites, suite_statements
 from session_lint.core.walker import iter_nodes
 from session_lint.known import is_write_sql
@@ -173,10 +173,15 @@ class NonAtomicUnitOfWork(Rule):
         methods = tuple(
             Whole(name) for name in sorted(_committing_names(config) | _sql_helper_names(config))
         )
+        # And a finding is a run of two such calls: two calls of these names.
+        called = frozenset(
+            _last_names(config) | _committing_names(config) | _sql_helper_names(config)
+        )
+        twice = (Called(called, 2),)
         return (
-            *clauses(config, names, tuple(Whole(m) for m in sorted(modules))),
-            *clauses(config, names, OPENER_WORDS),
-            *(clauses(config, methods) if methods else ()),
+            *clauses(config, names, tuple(Whole(m) for m in sorted(modules)), twice),
+            *clauses(config, names, OPENER_WORDS, twice),
+            *(clauses(config, methods, twice) if methods else ()),
         )
 
     def __init__(self, ctx: FileContext) -> None:

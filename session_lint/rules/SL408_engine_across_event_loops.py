@@ -6,7 +6,7 @@ from collections.abc import Iterator, Sequence
 import libcst as cst
 
 from session_lint.core.context import FileContext
-from session_lint.core.prefilter import Clause, Whole, clauses
+from session_lint.core.prefilter import Clause, Pattern, clauses
 from session_lint.core.scopes import BindingKind, Scope, ScopeKind, dotted_name, function_scope
 from session_lint.core.walker import children
 from session_lint.known import ASYNC_ENGINE_CONSTRUCTORS
@@ -194,10 +194,18 @@ class EngineAcrossEventLoops(Rule):
     )
     roles = APP_AND_SCRIPT  # see ## Where it runs
     tokens = ("asyncio", "anyio", "uvloop", "async_to_sync", "AsyncToSync")
-    # Every runner is spelled with one of these: ``asyncio.run``, ``anyio.run``,
-    # ``uvloop.run`` (an alias is imported as ``run``), ``run_until_complete``,
-    # ``async_to_sync``/``AsyncToSync``. ``asyncio`` alone is in most async files.
-    _RUNNER_WORDS = (Whole("run"), "run_until_complete", "async_to_sync", "AsyncToSync")
+    # Every runner is spelled so: ``asyncio.run`` (``uvloop.run``, ``anyio.run``,
+    # ``runners.run``, also passed as a value: ``submit(asyncio.run, ...)``), a
+    # module imported under another name (``import asyncio as aio``), ``run``
+    # imported from one of them, ``run_until_complete``, ``async_to_sync``. The
+    # words alone are in most async files (``asyncio``, ``run``).
+    _RUNNER_WORDS = (
+        Pattern(
+            r"(?:asyncio|anyio|uvloop|runners)\s*\.\s*run\b|run_until_complete|async_to_sync"
+            r"|AsyncToSync|\bimport\s+(?:asyncio|anyio|uvloop)\s+as\b"
+            r"|\bfrom\s+(?:asyncio|anyio|uvloop)[\w.]*\s+import\b[^;]*?\brun\b"
+        ),
+    )
     # The engine may be in another module: the file itself need not mention SQLAlchemy.
     needs_evidence = False
 
