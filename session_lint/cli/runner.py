@@ -294,10 +294,16 @@ def run(paths: Sequence[str], config: Config, options: Options) -> RunResult:
         # Each file's plan, made once: the analysis takes it from here. The
         # analyzer (and libcst) is imported only when some file missed the cache.
         from session_lint.analyzer import plan
+        from session_lint.project.parallel import map_forked
         from session_lint.rules import ALL_RULES
 
-        for index in pending:
-            planned = plans[index] = plan(sources[index], paths[index], config, ALL_RULES)
+        def plan_of(index: int) -> Plan:
+            return plan(sources[index], paths[index], config, ALL_RULES)
+
+        # On a large tree the plans (a search of every file's bytes) are spread
+        # over the workers too: the workers see the bytes, only the plans travel.
+        for index, planned in zip(pending, map_forked(plan_of, pending, options.jobs), strict=True):
+            plans[index] = planned
             (heavy if planned.may_fire else cheap).append(index)
 
     def cheap_work() -> None:

@@ -429,12 +429,19 @@ def _under_every_name(
     """Add to ``found`` (facts by qualified function) the other names callers use:
     inherited methods under the subclass's name (``Conversation.create_async``),
     re-exported functions under their importers' names."""
+    # ``found`` by owner (``Class`` -> its members' facts), kept in step with it:
+    # scanning all of ``found`` per class and ancestor was quadratic.
+    members: dict[str, dict[str, _T]] = {}
+    for qualified, fact in found.items():
+        owner, _, member = qualified.rpartition(".")
+        members.setdefault(owner, {})[member] = fact
     for owner in bases:
         for inherited in _ancestors(owner, bases):
-            prefix = f"{inherited}."
-            for q, fact in list(found.items()):
-                if q.startswith(prefix) and "." not in q[len(prefix) :]:
-                    found.setdefault(f"{owner}.{q[len(prefix) :]}", fact)
+            for member, fact in list(members.get(inherited, {}).items()):
+                name = f"{owner}.{member}"
+                if name not in found:  # the nearest ancestor's comes first
+                    found[name] = fact
+                    members.setdefault(owner, {})[member] = fact
     for alias in reexports:
         target = followed(alias)
         if target in found and alias not in found:
