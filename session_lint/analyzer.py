@@ -24,6 +24,7 @@ from libcst.metadata import CodeRange
 
 from session_lint.core import guard
 from session_lint.core.context import FileContext, PendingFinding
+from session_lint.core.memo import StatementMemo
 from session_lint.core.noqa import filter_noqa
 from session_lint.core.positions import node_positions, statement_positions
 from session_lint.core.prefilter import prefilter_for
@@ -192,12 +193,14 @@ def analyze(
     use_prefilter: bool = True,
     planned: Plan | None = None,
     parse_with: Callable[[bytes], cst.Module | Finding] | None = None,
+    memo: StatementMemo | None = None,
 ) -> Analysis:
     """Every finding of the enabled rules on one file's bytes.
 
     ``parse_with``: what parses the bytes, when a rule needs the tree (the language
     server re-parses only what an edit changed: session_lint/editors/reparse.py);
-    :func:`parse` by default.
+    :func:`parse` by default. ``memo``: what the last analysis of the same buffer
+    computed per statement (session_lint/core/memo.py), used and kept up to date.
 
     ``planned``: the file's :class:`~session_lint.core.prefilter.Plan`, when the caller
     made it already (the runner does, sorting files). ``use_prefilter=False``
@@ -231,6 +234,7 @@ def analyze(
         [],
         is_engine_module(path, config),
         source=source,
+        memo=memo,
     )
     errors: list[str] = []
     crashed: set[str] = set()
@@ -253,7 +257,9 @@ def analyze(
         errors.append(f"{path}: internal error: file is nested too deeply to analyse")
     result.errors.extend(errors)
     if ctx.reports:
-        result.findings.extend(_positioned(ctx.reports, module, source, path, result))
+        result.findings.extend(_positioned(ctx.reports, module, source, path, result, memo))
+    if memo is not None:
+        memo.keep_only(module)
     _add_unused_noqa(result, source, active, frozenset(crashed), module)
     if apply_noqa:
         result.findings = filter_noqa(result.findings, source)
@@ -329,7 +335,10 @@ def _parse_into(
 
 
 def _locate(
-    reports: list[PendingFinding], module: cst.Module, source: bytes
+    reports: list[PendingFinding],
+    module: cst.Module,
+    source: bytes,
+    memo: StatementMemo | None,
 ) -> Mapping[cst.CSTNode, CodeRange]:
     """Positions for the reported nodes: from the top-level statements they were
     reported in when that is exact and covers them all, else from the whole module."""
@@ -342,20 +351,25 @@ def _locate(
         text = source.decode(module.encoding)  # what libcst parsed
     except (UnicodeDecodeError, LookupError):
         return node_positions(module)
-    found = statement_positions(module, text, tops.values())
+    found = statement_positions(module, text, tops.values(), memo)
     if found is not None and all(report.node in found for report in reports):
         return found
     return node_positions(module)
 
 
 def _positioned(
-    reports: list[PendingFinding], module: cst.Module, source: bytes, path: str, result: Analysis
+    reports: list[PendingFinding],
+    module: cst.Module,
+    source: bytes,
+    path: str,
+    result: Analysis,
+    memo: StatementMemo | None = None,
 ) -> list[Finding]:
     try:
         # Deep but valid trees (long implicit string concatenations) need more
         # than the default limit; the CLI has raised it already.
         with guard.recursion_limit():
-            positions = _locate(reports, module, source)
+            positions = _locate(reports, module, source, memo)
     except RecursionError:
         result.errors.append(
             f"{path}: internal error: file is nested too deeply to locate findings"

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 
 import libcst as cst
 
+from session_lint.core.memo import StatementMemo
 from session_lint.core.scopes import (
     BindingKind,
     Scope,
@@ -53,6 +54,12 @@ class FileContext:
     # Whether a URL literal of the file points at a transaction pooler; computed on
     # the first ask (``semantics.pooler.file_has_pooler_url``).
     pooler_url_in_file: bool | None = None
+    # Per-statement results kept from the last analysis of this buffer (the language
+    # server's; session_lint/core/memo.py), or None.
+    memo: StatementMemo | None = None
+    # The transactions each ``with`` block begins (``semantics.transactions``), by the
+    # block's identity, the block kept alive.
+    block_keys: dict[int, tuple[cst.With, list[str]]] = field(default_factory=dict, repr=False)
     _where_cache: tuple[cst.CSTNode | None, Scope, Scope, frozenset[str]] | None = field(
         default=None, repr=False
     )

@@ -21,12 +21,15 @@ from __future__ import annotations
 import ast
 import re
 from collections.abc import Collection, Iterator, Mapping
+from functools import partial
 from itertools import chain
 from types import TracebackType
 
 import libcst as cst
 from libcst._position import CodePosition, CodeRange
 from libcst.metadata.position_provider import NEWLINE_RE, PositionProvidingCodegenState
+
+from session_lint.core.memo import StatementMemo
 
 _Span = tuple[int, int, int, int]
 # Where libcst's code is not the source (libcst 1.x, measured): a form feed or a
@@ -176,7 +179,10 @@ def node_positions(module: cst.Module) -> Positions:
 
 
 def statement_positions(
-    module: cst.Module, text: str, statements: Collection[cst.CSTNode]
+    module: cst.Module,
+    text: str,
+    statements: Collection[cst.CSTNode],
+    memo: StatementMemo | None = None,
 ) -> Positions | None:
     """Positions of every node in those of ``statements`` that are top-level
     statements of ``module`` (by identity), equal to :func:`node_positions`' answers
@@ -189,7 +195,8 @@ def statement_positions(
     text before it. Its place in the text: where its code occurs after the previous
     statement located, if that is the only place; among several, the one on the line
     Python's own parser puts the statement on. Costs one pass over the statements
-    asked for, plus a ``compile`` to an AST when some code is repeated.
+    asked for (none for a statement ``memo`` kept: session_lint/core/memo.py), plus a
+    ``compile`` to an AST when some code is repeated.
     """
     wanted = {id(s) for s in statements}
     body = module.body
@@ -213,7 +220,14 @@ def statement_positions(
     for index, statement in enumerate(body):
         if id(statement) not in wanted:
             continue
-        spans, tokens = _generate(statement, module)
+        if memo is None:
+            spans, tokens = _generate(statement, module)
+        else:
+            # The pass writes the statement with the module's indent and newline.
+            variant = f"{module.default_indent!r}{module.default_newline!r}"
+            spans, tokens = memo.positions.get(
+                statement, variant, partial(_generate, statement, module)
+            )
         code = "".join(tokens)
         haystack = text
         if index == last and not module.has_trailing_newline:

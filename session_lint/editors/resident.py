@@ -20,6 +20,7 @@ import libcst as cst
 
 from session_lint.analyzer import Analysis, analyze, parse
 from session_lint.cli.runner import ensure_recursion_limit
+from session_lint.core.memo import StatementMemo
 from session_lint.editors.reparse import Parsed, parsed, reparse
 from session_lint.finding import Finding
 from session_lint.project.config import Config, load_config, with_selection
@@ -50,6 +51,9 @@ class WarmAnalysis:
         # The last parse of each buffer, to re-parse only what an edit changed
         # (session_lint/editors/reparse.py); a few buffers are edited at a time.
         self._parses: dict[str, Parsed] = {}
+        # What the last analysis of each buffer computed per statement, for the
+        # statements an edit keeps (session_lint/core/memo.py).
+        self._memos: dict[str, StatementMemo] = {}
 
     def config_for(
         self,
@@ -89,8 +93,20 @@ class WarmAnalysis:
         the edit changed since the last analysis of ``path`` (the language server)."""
         with self._analysis:
             ensure_recursion_limit()
-            parse_with = (lambda data: self._parse_edited(data, path)) if incremental else None
-            return analyze(source, path, config, apply_noqa=apply_noqa, parse_with=parse_with)
+            if not incremental:
+                return analyze(source, path, config, apply_noqa=apply_noqa)
+            memo = self._memos.pop(path, None) or StatementMemo()
+            if len(self._memos) >= _KEPT_PARSES:
+                self._memos.pop(next(iter(self._memos)))
+            self._memos[path] = memo  # the most recent last
+            return analyze(
+                source,
+                path,
+                config,
+                apply_noqa=apply_noqa,
+                parse_with=lambda data: self._parse_edited(data, path),
+                memo=memo,
+            )
 
     def _parse_edited(self, source: bytes, path: str) -> cst.Module | Finding:
         try:

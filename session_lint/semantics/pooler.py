@@ -12,6 +12,7 @@ URL text is parsed with ``urllib.parse`` only.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 from urllib.parse import parse_qsl, urlsplit
 
 import libcst as cst
@@ -189,14 +190,29 @@ def file_has_pooler_url(ctx: FileContext) -> bool:
 
 def _scan_for_pooler_urls(ctx: FileContext) -> bool:
     module_scope = ctx.scope.module
-    stack: list[cst.CSTNode] = [ctx.module]
+    for statement in ctx.module.body:
+        # The string literals of a statement the language server kept from the last
+        # analysis are known (session_lint/core/memo.py); what they resolve to is not.
+        if ctx.memo is None:
+            strings = _strings_in(statement)
+        else:
+            strings = ctx.memo.strings.get(statement, "", partial(_strings_in, statement))
+        for node in strings:
+            if url_text(ctx, node, module_scope).pooler_evidence():
+                return True
+    return False
+
+
+def _strings_in(statement: cst.CSTNode) -> list[cst.BaseExpression]:
+    """The outermost string literals of ``statement`` (a concatenation, not its parts)."""
+    out: list[cst.BaseExpression] = []
+    stack: list[cst.CSTNode] = [statement]
     while stack:
         node = stack.pop()
         if isinstance(node, (cst.SimpleString, cst.FormattedString, cst.ConcatenatedString)):
-            if url_text(ctx, node, module_scope).pooler_evidence():
-                return True
+            out.append(node)
             continue
         stack.extend(children(node))
-    return False
+    return out
 
 

@@ -118,8 +118,19 @@ def enclosing_transactions(ctx: FileContext) -> list[tuple[cst.With, str]]:
             inner = chain[i + 1] if i + 1 < len(chain) else None
             if inner is not node.body:
                 continue
-            out.extend((node, key) for key in transaction_keys(ctx, node))
+            out.extend((node, key) for key in _keys_of_block(ctx, node))
     return out
+
+
+def _keys_of_block(ctx: FileContext, node: cst.With) -> list[str]:
+    """``transaction_keys`` of a block, once per block: every call in its body asks
+    (the block's scope is the same for all of them: they are within its function)."""
+    cached = ctx.block_keys.get(id(node))
+    if cached is not None and cached[0] is node:
+        return cached[1]
+    keys = transaction_keys(ctx, node)
+    ctx.block_keys[id(node)] = (node, keys)
+    return keys
 
 
 def owning_begin_block(ctx: FileContext, key: str) -> cst.With | None:

@@ -124,3 +124,30 @@ def test_the_language_server_path_gives_the_full_analysis(tmp_path: Path) -> Non
         slow = warm.analyze(edited, path, config)
         assert [f.sort_key() for f in fast.findings] == [f.sort_key() for f in slow.findings]
         assert fast.findings, "the sample keeps its findings"
+
+
+def test_kept_statements_memo_follows_the_edits(tmp_path: Path) -> None:
+    """What the language server keeps per statement between edits (positions, the
+    string literals SL204 reads for a pooler URL: session_lint/core/memo.py) never
+    outlives the statement: an edit that drops the pooler URL drops the finding, and
+    every step equals a full analysis."""
+    head = "from sqlalchemy.ext.asyncio import create_async_engine\n\nimport settings\n\n"
+    url = 'URL = "postgresql+asyncpg://app@db.example:{port}/app"\n\n\n'
+    tail = "def make():\n    return create_async_engine(settings.url)\n"
+    warm = WarmAnalysis()
+    config = Config()
+    path = str(tmp_path / "db.py")
+    steps = [
+        head + url.format(port=6543) + tail,
+        head + url.format(port=6543) + "\n\n" + tail,  # lines before the finding move
+        head + url.format(port=5432) + "\n\n" + tail,  # the pooler URL is gone
+        head + url.format(port=6543) + "\n\n" + tail + "\n\nx = 1\n",
+    ]
+    seen = []
+    for text in steps:
+        fast = warm.analyze(text.encode(), path, config, incremental=True)
+        slow = warm.analyze(text.encode(), path, config)
+        assert [f.sort_key() for f in fast.findings] == [f.sort_key() for f in slow.findings]
+        seen.append([(f.code, f.line) for f in fast.findings if f.code == "SL204"])
+    assert seen[0] and seen[1] and not seen[2] and seen[3]
+    assert seen[0][0][1] + 2 == seen[1][0][1]  # the finding moved down two lines
