@@ -21,6 +21,7 @@ from libcst.metadata import CodeRange, MetadataWrapper, PositionProvider
 from session_lint import analyzer
 from session_lint.analyzer import analyze
 from session_lint.core import positions
+from session_lint.core.memo import StatementMemo
 from session_lint.core.positions import Positions, node_positions, statement_positions
 from tests.lint.fixture_files import ROOT, all_fixtures, load
 
@@ -186,9 +187,12 @@ def test_findings_are_placed_as_by_the_whole_module_pass(
     taken: list[bool] = []
 
     def counted(
-        module: cst.Module, text: str, statements: Collection[cst.CSTNode]
+        module: cst.Module,
+        text: str,
+        statements: Collection[cst.CSTNode],
+        memo: StatementMemo | None = None,
     ) -> Positions | None:
-        found = statement_positions(module, text, statements)
+        found = statement_positions(module, text, statements, memo)
         taken.append(found is not None)
         return found
 
