@@ -195,13 +195,14 @@ def learn_effects(
         when CPython parsed them (``syntax.remember_parsed``)."""
         relative, path = item
         name = module_name(relative)
+        if name is None:
+            return None, None
         try:
-            source = path.read_bytes() if name is not None else b""
+            source = path.read_bytes()
         except OSError:
             return None, None
-        if name is None or (
-            b"def " not in source
-            and not (b"import" in source and relative.endswith("__init__.py"))
+        if b"def " not in source and not (
+            b"import" in source and relative.endswith("__init__.py")
         ):
             return None, None  # neither functions nor a package's re-exports
         tree = parse_ast(source, relative)
