@@ -26,6 +26,7 @@ from session_lint.core import guard
 from session_lint.core.context import FileContext, PendingFinding
 from session_lint.core.memo import StatementMemo
 from session_lint.core.noqa import filter_noqa
+from session_lint.core.parsing import parse_module
 from session_lint.core.positions import node_positions, statement_positions
 from session_lint.core.prefilter import prefilter_for
 from session_lint.core.scopes import (
@@ -161,7 +162,7 @@ def parse(source: bytes) -> cst.Module | Finding:
         line, column = too_complex.line, too_complex.column
         return Finding.at("", line, column, SyntaxErrorRule, too_complex.message)
     try:
-        return cst.parse_module(source)
+        return parse_module(source)
     except cst.ParserSyntaxError as exc:
         line, column = exc.raw_line, exc.raw_column + 1
         message = f"file does not parse: {exc.message}"
@@ -283,7 +284,7 @@ def _add_unused_noqa(
     if found and module is None:
         # Skipped by the prefilter: parsed now, only to offer the fixes.
         try:
-            module = cst.parse_module(source)
+            module = parse_module(source)
         except Exception:
             module = None
         else:

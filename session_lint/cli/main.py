@@ -18,6 +18,7 @@ from dataclasses import fields
 from typing import TextIO
 
 from session_lint import __version__
+from session_lint.cli.collection import batch_collection, settle
 from session_lint.cli.runner import (
     FileResult,
     Options,
@@ -153,7 +154,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SystemExit as exc:  # --help, --version, or a usage error (argparse printed it)
         return exc.code if isinstance(exc.code, int) else USAGE_ERROR
     try:
-        return _main(args)
+        with batch_collection():
+            return _main(args)
     except (UsageError, ConfigError) as exc:
         _error(str(exc))
         return USAGE_ERROR
@@ -240,6 +242,7 @@ def _main(args: argparse.Namespace) -> int:
     if args.add_noqa and (args.fix or args.diff):
         raise UsageError("--add-noqa cannot be combined with --fix or --diff")
     discovery = discover(paths, config, force_exclude=args.force_exclude)
+    settle()  # the config and the index live until the end of the run
     result = run(discovery.files, config, options)
     errors = [*discovery.errors, *result.errors]
     if args.add_noqa:

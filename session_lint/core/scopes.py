@@ -101,11 +101,15 @@ class Scope:
 
 def dotted_name(node: cst.BaseExpression | None) -> str | None:
     """``a.b.c`` for a Name/Attribute chain, else None."""
+    # Exact types (no parsed node is of a subclass of these): ``isinstance`` on a
+    # libcst class goes through ``ABCMeta``, and this runs for most calls.
+    if type(node) is cst.Name:
+        return node.value
     parts: list[str] = []
-    while isinstance(node, cst.Attribute):
+    while type(node) is cst.Attribute:
         parts.append(node.attr.value)
         node = node.value
-    if isinstance(node, cst.Name):
+    if type(node) is cst.Name:
         parts.append(node.value)
         return ".".join(reversed(parts))
     return None
@@ -113,7 +117,7 @@ def dotted_name(node: cst.BaseExpression | None) -> str | None:
 
 def strip_await(expr: cst.BaseExpression) -> cst.BaseExpression:
     """``await x`` -> ``x``; anything else as it is."""
-    return expr.expression if isinstance(expr, cst.Await) else expr
+    return expr.expression if type(expr) is cst.Await else expr
 
 
 def _import_module_name(node: cst.ImportFrom) -> str:

@@ -30,6 +30,7 @@ from dataclasses import dataclass
 import libcst as cst
 
 from session_lint.core import guard
+from session_lint.core.parsing import parse_module
 
 
 @dataclass(frozen=True)
@@ -120,7 +121,7 @@ def _parse(text: str) -> cst.Module | None:
     if guard.check(source) is not None:
         return None
     try:
-        return cst.parse_module(source)
+        return parse_module(source)
     except Exception:  # a syntax error, or anything libcst refuses: parse it all
         return None
 

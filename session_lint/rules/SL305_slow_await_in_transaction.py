@@ -234,15 +234,19 @@ class SlowAwaitInTransaction(Rule):
             elif method in STATEMENT_METHODS:
                 open_.setdefault(session, f"{session}.{method}()")
             return
-        effect = call_effect(self.ctx, call, scope)
         # Whether the call waits matters only while a transaction is open.
         slow = self._slow(call, scope) if open_ and id(call) not in self._reported else None
         if slow is not None:
             key, opener = next(iter(open_.items()))
             self._reported.add(id(call))
             self.report(call, self.autobegun_message.format(call=slow, key=key, opener=opener))
-        if effect is not None:
-            self._apply(effect, call, scope, keys, open_)
+        # What the callee does matters only to the sessions handed to it: most calls
+        # hand none, and resolving the callee is the costly part.
+        handed = list(self._handed(call, scope, keys))
+        if handed:
+            effect = call_effect(self.ctx, call, scope)
+            if effect is not None:
+                self._apply(effect, handed, open_)
 
     def _opened_by_dependencies(
         self, function: cst.FunctionDef, scope: Scope, open_: dict[str, str]
@@ -266,17 +270,10 @@ class SlowAwaitInTransaction(Rule):
             for session in sessions or (_REQUEST_SESSION,):
                 open_.setdefault(session, opener)
 
-    def _apply(
-        self,
-        effect: CallEffect,
-        call: cst.Call,
-        scope: Scope,
-        keys: dict[str, bool],
-        open_: dict[str, str],
-    ) -> None:
+    def _apply(self, effect: CallEffect, handed: list[str], open_: dict[str, str]) -> None:
         """A project function handed a session: it may commit it, or run a
         statement on it (a repository method reading through ``self.session``)."""
-        for key in list(self._handed(call, scope, keys)):
+        for key in handed:
             if effect.commits or effect.rolls_back:
                 open_.pop(key, None)
             elif effect.uses_db:

@@ -6,7 +6,7 @@ from collections.abc import Iterator, Sequence
 import libcst as cst
 
 from session_lint.core.context import FileContext
-from session_lint.core.prefilter import Clause, Pattern, clauses
+from session_lint.core.prefilter import Clause, Pattern, Token, clauses
 from session_lint.core.scopes import BindingKind, Scope, ScopeKind, dotted_name, function_scope
 from session_lint.core.walker import children
 from session_lint.known import ASYNC_ENGINE_CONSTRUCTORS
@@ -199,12 +199,17 @@ class EngineAcrossEventLoops(Rule):
     # module imported under another name (``import asyncio as aio``), ``run``
     # imported from one of them, ``run_until_complete``, ``async_to_sync``. The
     # words alone are in most async files (``asyncio``, ``run``).
-    _RUNNER_WORDS = (
-        Pattern(
-            r"(?:asyncio|anyio|uvloop|runners)\s*\.\s*run\b|run_until_complete|async_to_sync"
-            r"|AsyncToSync|\bimport\s+(?:asyncio|anyio|uvloop)\s+as\b"
-            r"|\bfrom\s+(?:asyncio|anyio|uvloop)[\w.]*\s+import\b[^;]*?\brun\b"
+    # Each pattern starts with a literal: it is searched for that first (core/prefilter.py).
+    _RUNNER_WORDS: tuple[Token, ...] = (
+        *(
+            Pattern(rf"{module}\s*\.\s*run\b")
+            for module in ("asyncio", "anyio", "uvloop", "runners")
         ),
+        "run_until_complete",
+        "async_to_sync",
+        "AsyncToSync",
+        Pattern(r"import\s+(?:asyncio|anyio|uvloop)\s+as\b"),
+        Pattern(r"from\s+(?:asyncio|anyio|uvloop)[\w.]*\s+import\b[^;]*?\brun\b"),
     )
     # The engine may be in another module: the file itself need not mention SQLAlchemy.
     needs_evidence = False

@@ -51,6 +51,10 @@ ENDING_METHODS = frozenset({"commit", "rollback", "close", "reset", "invalidate"
 WRITE_METHODS = frozenset({"add", "add_all", "delete", "merge", "flush"})
 
 _SCOPE_NODES = (cst.FunctionDef, cst.ClassDef, cst.Lambda)
+# The same as a set of exact types, for the loops over every ancestor of a node
+# (``isinstance`` on a libcst class goes through ``ABCMeta``; no parsed node is of
+# a subclass of these).
+_SCOPE_TYPES = frozenset(_SCOPE_NODES)
 
 
 def session_key(expr: cst.BaseExpression) -> str | None:
@@ -72,7 +76,7 @@ class MethodCall:
 
 def method_call(expr: cst.BaseExpression) -> MethodCall | None:
     expr = strip_await(expr)
-    if isinstance(expr, cst.Call) and isinstance(expr.func, cst.Attribute):
+    if type(expr) is cst.Call and type(expr.func) is cst.Attribute:
         return MethodCall(expr, expr.func.value, expr.func.attr.value)
     return None
 
@@ -103,7 +107,7 @@ def function_ancestors(ctx: FileContext) -> Sequence[cst.CSTNode]:
     innermost function, class or lambda."""
     chain = ctx.ancestor_chain()
     for i in range(len(chain) - 1, -1, -1):
-        if isinstance(chain[i], _SCOPE_NODES):
+        if type(chain[i]) in _SCOPE_TYPES:
             return chain[i + 1 :]
     return chain
 
@@ -114,7 +118,7 @@ def enclosing_transactions(ctx: FileContext) -> list[tuple[cst.With, str]]:
     chain = function_ancestors(ctx)
     out: list[tuple[cst.With, str]] = []
     for i, node in enumerate(chain):
-        if isinstance(node, cst.With):
+        if type(node) is cst.With:
             inner = chain[i + 1] if i + 1 < len(chain) else None
             if inner is not node.body:
                 continue
