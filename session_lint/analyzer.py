@@ -37,7 +37,7 @@ from session_lint.core.scopes import (
     module_scope,
     scope_at,
 )
-from session_lint.core.walker import Dispatcher
+from session_lint.core.walker import Dispatcher, preorder
 from session_lint.finding import Finding
 from session_lint.project.config import Config
 from session_lint.project.evidence import has_evidence, module_of
@@ -253,7 +253,11 @@ def analyze(
         dispatcher.add(rule(ctx))
     dispatcher.add(tracker, visits=False)
     try:
-        dispatcher.walk(module)
+        if memo is None:
+            dispatcher.walk(module)
+        else:
+            nodes = memo.nodes
+            dispatcher.walk(module, lambda s: nodes.get(s, "", lambda: preorder(s, 1)))
     except RecursionError:
         errors.append(f"{path}: internal error: file is nested too deeply to analyse")
     result.errors.extend(errors)

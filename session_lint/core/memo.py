@@ -4,8 +4,9 @@ kept from one analysis of a buffer to the next.
 The language server re-parses only the statements an edit touched and keeps the
 others' nodes (session_lint/editors/reparse.py). Anything that depends on nothing
 but a kept statement's nodes is then the same as last time: the positions of its
-nodes (a code generation pass, ``core/positions``) and the string literals in it
-(SL204's scan for a pooler URL, ``semantics/pooler``). Entries are keyed by the
+nodes (a code generation pass, ``core/positions``), the string literals in it
+(SL204's scan for a pooler URL, ``semantics/pooler``) and the order the walk
+visits its nodes in (``core/walker``). Entries are keyed by the
 statement's identity and hold the statement, so an identity is never reused while
 its entry lives; :meth:`StatementMemo.keep_only` drops the statements a new tree
 no longer has. The command line analyses each file once and keeps nothing.
@@ -50,9 +51,12 @@ class StatementMemo:
     def __init__(self) -> None:
         self.positions: _PerStatement[Generated] = _PerStatement()
         self.strings: _PerStatement[list[cst.BaseExpression]] = _PerStatement()
+        # Its nodes in the walk's order, with their depths (``core/walker.preorder``).
+        self.nodes: _PerStatement[list[tuple[cst.CSTNode, int]]] = _PerStatement()
 
     def keep_only(self, module: cst.Module) -> None:
         """Forget every statement that is not one of ``module``'s."""
         ids = {id(statement) for statement in module.body}
         self.positions.keep_only(ids)
         self.strings.keep_only(ids)
+        self.nodes.keep_only(ids)

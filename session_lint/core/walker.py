@@ -10,7 +10,8 @@ library, same nodes, source order.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from itertools import chain
 
 import libcst as cst
 
@@ -41,6 +42,9 @@ _SKIPPED = frozenset(
         "whitespace",
         "trailing_whitespace",
         "first_line",
+        "first_colon",
+        "second_colon",
+        "leading_whitespace",
     }
 )
 # Source order where dataclass field order differs from it.
@@ -49,6 +53,11 @@ _ORDER: dict[type[cst.CSTNode], tuple[str, ...]] = {
     cst.ClassDef: ("decorators", "name", "bases", "keywords", "body"),
     cst.Parameters: ("posonly_params", "params", "star_arg", "kwonly_params", "star_kwarg"),
     cst.IfExp: ("body", "test", "orelse"),
+    cst.ImportFrom: ("relative", "module", "names"),
+    cst.Arg: ("keyword", "value"),
+    cst.ExceptHandler: ("type", "name", "body"),
+    cst.ExceptStarHandler: ("type", "name", "body"),
+    cst.MatchCase: ("pattern", "guard", "body"),
 }
 _FIELDS: dict[type[cst.CSTNode], tuple[str, ...]] = {}
 
@@ -125,6 +134,19 @@ def iter_nodes(node: cst.CSTNode) -> Iterator[cst.CSTNode]:
 Handler = Callable[[cst.CSTNode], object]
 
 
+_HANDLER_NAMES: dict[type, tuple[str, ...]] = {}
+
+
+def _handler_names(owner_type: type) -> tuple[str, ...]:
+    """The ``visit_``/``leave_`` attributes of a class, in ``dir`` order, once per
+    class (``dir`` is costly: the language server registers every rule per edit)."""
+    names = _HANDLER_NAMES.get(owner_type)
+    if names is None:
+        names = tuple(a for a in dir(owner_type) if a.startswith(("visit_", "leave_")))
+        _HANDLER_NAMES[owner_type] = names
+    return names
+
+
 class Dispatcher:
     """Calls ``visit_<NodeType>``/``leave_<NodeType>`` of many visitors in one walk.
 
@@ -143,7 +165,7 @@ class Dispatcher:
     def add(self, owner: object, *, visits: bool = True, leaves: bool = True) -> None:
         """Register ``owner``'s handlers after those already added (visit and leave
         can be registered separately to run first on the way in, last on the way out)."""
-        for attr in dir(type(owner)):
+        for attr in _handler_names(type(owner)):
             if visits and attr.startswith("visit_"):
                 self._visit.setdefault(attr[6:], []).append((owner, getattr(owner, attr)))
             elif leaves and attr.startswith("leave_"):
@@ -165,24 +187,56 @@ class Dispatcher:
                 self._drop(owner)
                 self._on_error(owner, exc)
 
-    def walk(self, root: cst.CSTNode) -> None:
+    def walk(
+        self,
+        root: cst.CSTNode,
+        order_of: Callable[[cst.CSTNode], Order] | None = None,
+    ) -> None:
+        """Visit ``root`` and every node under it, in source order, each node's leave
+        after its whole subtree. ``order_of``: the :func:`preorder` of each child of
+        ``root`` at depth 1, when the caller keeps them (the language server keeps
+        the unchanged statements' between edits: session_lint/core/memo.py)."""
+        if order_of is None:
+            events: Iterable[tuple[cst.CSTNode, int]] = _preorder(root, 0)
+        else:
+            events = chain(((root, 0),), *(order_of(kid) for kid in children(root)))
         visit, leave, ancestors = self._visit, self._leave, self.ancestors
-        # (node, depth); depth < 0 marks the leave event of node at depth ~depth.
-        stack: list[tuple[cst.CSTNode, int]] = [(root, 0)]
-        while stack:
-            node, depth = stack.pop()
-            name = type(node).__name__
-            if depth < 0:
-                del ancestors[~depth + 1 :]
-                self._call(leave[name], node)
-                continue
+        # The nodes whose leave is due once the walk is out of their subtree.
+        pending: list[tuple[cst.CSTNode, int]] = []
+        for node, depth in events:
+            while pending and pending[-1][1] >= depth:
+                self._leave_one(*pending.pop())
             del ancestors[depth:]
             ancestors.append(node)
+            name = type(node).__name__
             handlers = visit.get(name)
             if handlers:
                 self._call(handlers, node)
             if name in leave:
-                stack.append((node, ~depth))
-            kids = children(node)
-            if kids:
-                stack.extend((kid, depth + 1) for kid in reversed(kids))
+                pending.append((node, depth))
+        while pending:
+            self._leave_one(*pending.pop())
+
+    def _leave_one(self, node: cst.CSTNode, depth: int) -> None:
+        del self.ancestors[depth + 1 :]
+        self._call(self._leave[type(node).__name__], node)
+
+
+# A subtree's nodes in the walk's order (source order), each with its depth.
+Order = list[tuple[cst.CSTNode, int]]
+
+
+def preorder(node: cst.CSTNode, depth: int) -> Order:
+    """``node`` (at ``depth``) and every node under it, in the walk's order."""
+    return list(_preorder(node, depth))
+
+
+def _preorder(node: cst.CSTNode, depth: int) -> Iterator[tuple[cst.CSTNode, int]]:
+    stack = [(node, depth)]
+    while stack:
+        current, level = stack.pop()
+        yield current, level
+        kids = children(current)
+        if kids:
+            level += 1
+            stack.extend((kid, level) for kid in reversed(kids))
