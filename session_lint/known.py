@@ -6,6 +6,7 @@ Both the public import path and the defining module are listed: code imports
 
 from __future__ import annotations
 
+import functools
 import re
 
 ASYNC_SESSION_CLASSES = frozenset(
@@ -184,16 +185,37 @@ def is_slow_call(name: str, patterns: tuple[str, ...]) -> bool:
     """Whether a call of ``name`` (a qualified name) matches one of ``patterns``:
     equal to a name, or under a ``prefix.*`` wildcard and not the building of a
     client or a value (a capitalised last part is a class: ``httpx.Timeout``)."""
-    for pattern in patterns:
-        if pattern.endswith(".*"):
-            prefix = pattern[:-1]
-            if name.startswith(prefix) and len(name) > len(prefix):
-                last = name.rsplit(".", 1)[-1]
-                if last not in _NOT_SLOW_LAST and not last[:1].isupper() and not last.startswith("_"):
-                    return True
-        elif name == pattern:
-            return True
+    found = _by_head(patterns).get(name.partition(".")[0])
+    if found is None:
+        return False
+    names, prefixes = found
+    if name in names:
+        return True
+    for prefix in prefixes:
+        if name.startswith(prefix) and len(name) > len(prefix):
+            last = name.rsplit(".", 1)[-1]
+            if last not in _NOT_SLOW_LAST and not last[:1].isupper() and not last.startswith("_"):
+                return True
     return False
+
+
+@functools.lru_cache(maxsize=16)
+def _by_head(patterns: tuple[str, ...]) -> dict[str, tuple[frozenset[str], tuple[str, ...]]]:
+    """The patterns by the first part of the names they match (a name and its
+    pattern share it: a wildcard's prefix ends with a dot), as (the names, the
+    prefixes of the wildcards): the index asks for every call of the project."""
+    names: dict[str, set[str]] = {}
+    prefixes: dict[str, list[str]] = {}
+    for pattern in patterns:
+        head = pattern.partition(".")[0]
+        if pattern.endswith(".*"):
+            prefixes.setdefault(head, []).append(pattern[:-1])
+        else:
+            names.setdefault(head, set()).add(pattern)
+    return {
+        head: (frozenset(names.get(head, ())), tuple(prefixes.get(head, ())))
+        for head in {*names, *prefixes}
+    }
 
 
 # Session and connection classes a parameter's annotation may name.

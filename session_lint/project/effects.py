@@ -849,6 +849,19 @@ def _read_function(
             if names:
                 clients[name] = names[0]
     body = list(_own_nodes(function))
+    # The few kinds of node the passes below look at, in source order: one pass
+    # over the body instead of one per kind (the index reads every function).
+    binders: list[ast.AST] = []  # with statements and assignments
+    calls: list[ast.Call] = []
+    tries: list[ast.Try] = []
+    for node in body:
+        kind = type(node)
+        if kind is ast.Call:
+            calls.append(node)  # type: ignore[arg-type]
+        elif kind is ast.Assign or kind is ast.With or kind is ast.AsyncWith:
+            binders.append(node)
+        elif kind is ast.Try:
+            tries.append(node)  # type: ignore[arg-type]
     _read_engine_use(body, reader, out, function)
     built_on_session: set[str] = set()  # ``repo = UserRepository(session)``
     # ``if owns_transaction: await session.commit()``: the caller decides, unless
@@ -908,7 +921,7 @@ def _read_function(
                 target = _depends_target(element)
                 if target is not None:
                     out.calls.append(_Call(reader.qualify(target), True))
-    for node in body:  # names bound to a constructed object: ``client = httpx.AsyncClient()``
+    for node in binders:  # names bound to a constructed object: ``client = httpx.AsyncClient()``
         if isinstance(node, (ast.With, ast.AsyncWith)):
             for item in node.items:
                 _bind(item.optional_vars, item.context_expr, reader, clients)
@@ -923,8 +936,7 @@ def _read_function(
                 built_on_session.add(node.targets[0].id)
     closed_finally = {
         sub.func.value.id
-        for node in body
-        if isinstance(node, ast.Try)
+        for node in tries
         for statement in node.finalbody
         for sub in walk(statement)
         if isinstance(sub, ast.Call)
@@ -932,7 +944,7 @@ def _read_function(
         and sub.func.attr == "close"
         and isinstance(sub.func.value, ast.Name)
     }
-    for node in body:
+    for node in binders:
         if isinstance(node, (ast.With, ast.AsyncWith)):
             out.opens = out.opens or any(reader.opens_session(i.context_expr) for i in node.items)
         elif (
@@ -943,9 +955,7 @@ def _read_function(
         ):
             out.opens = True
             out.leaves_open = out.leaves_open or node.targets[0].id not in closed_finally
-    for node in body:
-        if not isinstance(node, ast.Call):
-            continue
+    for node in calls:
         func = node.func
         if isinstance(func, ast.Attribute) and is_received(func.value):
             if func.attr == "commit":

@@ -590,3 +590,19 @@ def test_helpers_that_commit_their_own_session_are_sl306(tmp_path: Path) -> None
     config = load_config([str(tmp_path)])
     assert config.project.committing_helpers == ("app.crud.add_tag", "app.crud.delete_items")
     assert codes(tmp_path, "app/routes.py") == [(6, "SL306")]
+
+
+def test_the_index_walks_the_nodes_ast_walk_gives_less_contexts_and_operators() -> None:
+    import ast
+
+    from session_lint.project.modules import child_nodes, walk
+
+    left_out = (ast.expr_context, ast.operator, ast.boolop, ast.unaryop, ast.cmpop)
+    root = Path(__file__).resolve().parents[2] / "session_lint"
+    for path in sorted(root.rglob("*.py")):
+        tree = ast.parse(path.read_bytes())
+        expected = [n for n in ast.walk(tree) if not isinstance(n, left_out)]
+        assert list(walk(tree)) == expected, path
+        for node in expected[:200]:
+            children = [n for n in ast.iter_child_nodes(node) if not isinstance(n, left_out)]
+            assert child_nodes(node) == children, path
