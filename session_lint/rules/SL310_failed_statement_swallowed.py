@@ -147,6 +147,8 @@ class FailedStatementSwallowed(Rule):
         function = self.ctx.function
         if function is None:
             return
+        if not any(_catches_database_errors(self, h.type) for h in node.handlers):
+            return  # what the try runs matters only to a handler that catches it
         statements = list(self._statements(node.body))
         if not statements:
             return
@@ -193,12 +195,14 @@ class FailedStatementSwallowed(Rule):
             key = self._key(func.value)
             if key is not None:
                 return key, f"{key}.{func.attr.value}()"
+        # A project function handed a session: what it does is asked only then
+        # (resolving a callee is the costly part, and most calls hand none).
+        key = next((k for arg in call.args if (k := self._key(arg.value)) is not None), None)
+        if key is None:
+            return None
         effect = call_effect(self.ctx, call, self.ctx.scope)
         if effect is not None and effect.uses_db:
-            for arg in call.args:
-                key = self._key(arg.value)
-                if key is not None:
-                    return key, f"{effect.name}()"
+            return key, f"{effect.name}()"
         return None
 
     def _key(self, expr: cst.BaseExpression) -> str | None:
