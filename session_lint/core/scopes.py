@@ -154,7 +154,8 @@ def _bind_target(
 
 
 def _scan_small(scope: Scope, stmt: cst.BaseSmallStatement) -> None:
-    if isinstance(stmt, cst.Import):
+    # Exact types: ``isinstance`` on a libcst class goes through ``ABCMeta``.
+    if type(stmt) is cst.Import:
         for alias in stmt.names:
             full = dotted_name(alias.name) or ""
             if alias.asname is not None and isinstance(alias.asname.name, cst.Name):
@@ -164,7 +165,7 @@ def _scan_small(scope: Scope, stmt: cst.BaseSmallStatement) -> None:
             else:
                 top = full.split(".", 1)[0]
                 scope.add(Binding(top, BindingKind.IMPORT, stmt, qualified_name=top))
-    elif isinstance(stmt, cst.ImportFrom):
+    elif type(stmt) is cst.ImportFrom:
         if isinstance(stmt.names, cst.ImportStar):
             return
         module = _import_module_name(stmt)
@@ -177,10 +178,10 @@ def _scan_small(scope: Scope, stmt: cst.BaseSmallStatement) -> None:
             scope.add(
                 Binding(bound, BindingKind.IMPORT, stmt, qualified_name=f"{module}{sep}{name}")
             )
-    elif isinstance(stmt, cst.Assign):
+    elif type(stmt) is cst.Assign:
         for target in stmt.targets:
             _bind_target(scope, target.target, BindingKind.ASSIGNMENT, stmt, value=stmt.value)
-    elif isinstance(stmt, cst.AnnAssign):
+    elif type(stmt) is cst.AnnAssign:
         _bind_target(
             scope,
             stmt.target,
@@ -189,11 +190,11 @@ def _scan_small(scope: Scope, stmt: cst.BaseSmallStatement) -> None:
             value=stmt.value,
             annotation=stmt.annotation.annotation,
         )
-    elif isinstance(stmt, cst.AugAssign):
+    elif type(stmt) is cst.AugAssign:
         _bind_target(scope, stmt.target, BindingKind.OTHER, stmt)
-    elif isinstance(stmt, cst.Global):
+    elif type(stmt) is cst.Global:
         scope.global_names.update(n.name.value for n in stmt.names)
-    elif isinstance(stmt, cst.Nonlocal):
+    elif type(stmt) is cst.Nonlocal:
         scope.nonlocal_names.update(n.name.value for n in stmt.names)
 
 

@@ -106,8 +106,11 @@ def children(node: cst.CSTNode) -> list[cst.CSTNode]:
     return out
 
 
-# Nested scopes: what runs inside them runs at another time.
+# Nested scopes: what runs inside them runs at another time. As a set of exact
+# types for the loops over every node (``isinstance`` on a libcst class goes
+# through ``ABCMeta``; no parsed node is of a subclass of these).
 _SCOPE_NODES = (cst.FunctionDef, cst.ClassDef, cst.Lambda)
+SCOPE_TYPES = frozenset(_SCOPE_NODES)
 
 
 def subtree(node: cst.CSTNode) -> Iterator[cst.CSTNode]:
@@ -126,7 +129,7 @@ def iter_nodes(node: cst.CSTNode) -> Iterator[cst.CSTNode]:
     while stack:
         current = stack.pop()
         yield current
-        if current is not node and isinstance(current, _SCOPE_NODES):
+        if current is not node and type(current) in SCOPE_TYPES:
             continue
         stack.extend(reversed(children(current)))
 

@@ -179,11 +179,12 @@ class FailedStatementSwallowed(Rule):
         savepoint."""
         saved: set[int] = set()
         for sub in iter_nodes(body):
-            if isinstance(sub, cst.With) and any(
+            # Exact types: ``isinstance`` on a libcst class goes through ``ABCMeta``.
+            if type(sub) is cst.With and any(
                 _method(item.item) == "begin_nested" for item in sub.items
             ):
                 saved.update(id(n) for n in iter_nodes(sub.body))
-            if not isinstance(sub, cst.Call) or id(sub) in saved:
+            if type(sub) is not cst.Call or id(sub) in saved:
                 continue
             found = self._statement(sub)
             if found is not None:

@@ -22,7 +22,7 @@ import libcst as cst
 
 from session_lint.core.context import FileContext
 from session_lint.core.scopes import BindingKind, dotted_name, strip_await
-from session_lint.core.walker import children, iter_nodes
+from session_lint.core.walker import SCOPE_TYPES, children, iter_nodes
 from session_lint.known import EXECUTE_METHODS, TEXT_FUNCTIONS, WRITE_CONSTRUCTORS, is_write_sql
 from session_lint.semantics.sessions import (
     is_connection,
@@ -49,12 +49,6 @@ AUTOBEGIN_METHODS = EXECUTE_METHODS | {
 # Methods after which no transaction is open any more.
 ENDING_METHODS = frozenset({"commit", "rollback", "close", "reset", "invalidate"})
 WRITE_METHODS = frozenset({"add", "add_all", "delete", "merge", "flush"})
-
-_SCOPE_NODES = (cst.FunctionDef, cst.ClassDef, cst.Lambda)
-# The same as a set of exact types, for the loops over every ancestor of a node
-# (``isinstance`` on a libcst class goes through ``ABCMeta``; no parsed node is of
-# a subclass of these).
-_SCOPE_TYPES = frozenset(_SCOPE_NODES)
 
 
 def session_key(expr: cst.BaseExpression) -> str | None:
@@ -107,7 +101,7 @@ def function_ancestors(ctx: FileContext) -> Sequence[cst.CSTNode]:
     innermost function, class or lambda."""
     chain = ctx.ancestor_chain()
     for i in range(len(chain) - 1, -1, -1):
-        if type(chain[i]) in _SCOPE_TYPES:
+        if type(chain[i]) in SCOPE_TYPES:
             return chain[i + 1 :]
     return chain
 
@@ -184,6 +178,17 @@ _STATEMENT_HOLDERS = (
     cst.Finally,
     cst.MatchCase,
 )
+# Whether a node type holds statements and is not a nested scope, by exact type
+# (``isinstance`` on libcst's abstract classes goes through ``ABCMeta``).
+_ENTERED: dict[type, bool] = {}
+
+
+def _entered(node_type: type) -> bool:
+    entered = _ENTERED.get(node_type)
+    if entered is None:
+        entered = issubclass(node_type, _STATEMENT_HOLDERS) and node_type not in SCOPE_TYPES
+        _ENTERED[node_type] = entered
+    return entered
 
 
 def blocks_and_withs(body: cst.IndentedBlock) -> Iterator[cst.IndentedBlock | cst.With]:
@@ -193,9 +198,9 @@ def blocks_and_withs(body: cst.IndentedBlock) -> Iterator[cst.IndentedBlock | cs
     stack: list[cst.CSTNode] = [body]
     while stack:
         node = stack.pop()
-        if isinstance(node, (cst.IndentedBlock, cst.With)):
+        if type(node) is cst.IndentedBlock or type(node) is cst.With:
             yield node
-        if isinstance(node, _STATEMENT_HOLDERS) and not isinstance(node, _SCOPE_NODES):
+        if _entered(type(node)):
             stack.extend(reversed(children(node)))
 
 
@@ -211,7 +216,7 @@ def walk_with_ancestors(
         del path[depth:]
         yield node, path
         path.append(node)
-        if isinstance(node, _SCOPE_NODES):
+        if type(node) in SCOPE_TYPES:
             continue
         stack.extend((kid, depth + 1) for kid in reversed(children(node)))
 
