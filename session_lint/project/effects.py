@@ -848,7 +848,7 @@ def _read_function(
             names = reader.annotation_names(annotation)
             if names:
                 clients[name] = names[0]
-    body = list(_own_nodes(function))
+    body = _own_nodes(function)
     # The few kinds of node the passes below look at, in source order: one pass
     # over the body instead of one per kind (the index reads every function).
     binders: list[ast.AST] = []  # with statements and assignments
@@ -1176,15 +1176,20 @@ def _depends_target(expr: ast.expr | None) -> list[str] | None:
     return _dotted(expr.args[0])
 
 
-def _own_nodes(function: ast.FunctionDef | ast.AsyncFunctionDef) -> Iterable[ast.AST]:
-    """The function's nodes in source order, nested definitions left out."""
+_NESTED = (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.Lambda)
+
+
+def _own_nodes(function: ast.FunctionDef | ast.AsyncFunctionDef) -> list[ast.AST]:
+    """The function's nodes in source order, nested definitions left out (a list
+    built in one loop: the index reads every function of the project)."""
+    out: list[ast.AST] = []
     stack: list[ast.AST] = list(reversed(function.body))
     while stack:
         node = stack.pop()
-        yield node
-        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.Lambda)):
-            continue
-        stack.extend(reversed(child_nodes(node)))
+        out.append(node)
+        if not isinstance(node, _NESTED):
+            stack.extend(reversed(child_nodes(node)))
+    return out
 
 
 def _bind(
