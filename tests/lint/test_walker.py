@@ -79,6 +79,44 @@ def test_libcsts_order_of_visits_and_leaves() -> None:
         module.visit(theirs)
         # libcst also enters the whitespace and punctuation nodes the walk skips.
         assert [e for e in theirs.events if e[1] in walked] == ours, path
+        skipped = {type(n).__name__ for n in _all_nodes(module) if id(n) not in walked}
+        assert not skipped & MEANINGFUL, (path, skipped & MEANINGFUL)
+
+
+# Node types a rule may look for: the walk must never leave one out.
+MEANINGFUL = frozenset(
+    t.__name__
+    for t in NODE_TYPES
+    if issubclass(
+        t,
+        (
+            cst.BaseExpression,
+            cst.BaseStatement,
+            cst.BaseSmallStatement,
+            cst.BaseSuite,
+            cst.Arg,
+            cst.Param,
+            cst.Decorator,
+            cst.WithItem,
+            cst.ImportAlias,
+            cst.Annotation,
+            cst.ExceptHandler,
+            cst.MatchCase,
+        ),
+    )
+)
+
+
+def _all_nodes(module: cst.Module) -> list[cst.CSTNode]:
+    found: list[cst.CSTNode] = []
+
+    class Every(cst.CSTVisitor):
+        def on_visit(self, node: cst.CSTNode) -> bool:
+            found.append(node)
+            return True
+
+    module.visit(Every())
+    return found
 
 
 def test_ancestors_end_with_the_node() -> None:
