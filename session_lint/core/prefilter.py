@@ -189,10 +189,11 @@ class Prefilter:
     """A cheap, sound test on a file's bytes: which of these rules can fire on it?
 
     Each distinct group is answered at most once per file, lazily: its substring
-    tokens by ``in``, its patterns by one regular expression, its counted calls
-    by a search per name the file holds, its whole names by a look-up in the file's
-    set of identifiers (made once per file, and only when a group has whole
-    names: a hundred alternatives with look-arounds cost more than the parse)."""
+    tokens by ``in``, its patterns each by its own regular expression, its counted
+    calls by a search per name the file holds, its whole names by a search per
+    name when they are few, else by a look-up in the file's set of identifiers
+    (made once per file, and only when a group has many whole names: a hundred
+    alternatives with look-arounds cost more than the parse)."""
 
     def __init__(self, rules: Sequence[Declares], config: Config) -> None:
         groups: dict[Group, int] = {}
@@ -211,7 +212,7 @@ class Prefilter:
         self._tests: list[_Test] = []
         for group in groups:
             # Fixed strings by ``in`` (3-5x faster than a regular expression of
-            # alternatives), patterns by one regular expression.
+            # alternatives).
             literals = tuple(t.encode() for t in group if isinstance(t, str))
             plain = [pattern(t) for t in group if isinstance(t, Pattern)]
             whole = frozenset(t.name.encode() for t in group if isinstance(t, Whole))
@@ -241,8 +242,8 @@ class Prefilter:
 
 
 class _Test(NamedTuple):
-    """How one group is looked for: its fixed strings, its patterns in one regular
-    expression, its whole names, its counted calls."""
+    """How one group is looked for: its fixed strings, its patterns (each compiled
+    alone), its whole names, its counted calls."""
 
     literals: tuple[bytes, ...]
     regexes: tuple[re.Pattern[bytes], ...]
