@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from session_lint.cli.main import main
+from session_lint.cli.main import entry
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    entry()

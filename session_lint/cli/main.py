@@ -15,7 +15,7 @@ import tempfile
 import traceback
 from collections.abc import Sequence
 from dataclasses import fields
-from typing import TextIO
+from typing import NoReturn, TextIO
 
 from session_lint import __version__
 from session_lint.cli.collection import batch_collection, settle
@@ -140,6 +140,23 @@ def _positive_int(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
     return value
+
+
+def entry() -> NoReturn:
+    """The ``session-lint`` command (and ``python -m session_lint``): :func:`main`,
+    then the process ends without tearing the interpreter down. Freeing the
+    project index, the rules' caches and every module one object at a time took
+    about 0.3 s, a tenth of a cold run on a large tree (docs/architecture.md,
+    "Large trees"); nothing is left to do by then: every file written was written
+    atomically and closed, the worker pools are shut down, and the output is
+    flushed here. Tests call :func:`main`, which returns."""
+    code = main()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (BrokenPipeError, OSError, ValueError):  # closed, or a closed pipe
+            pass
+    os._exit(code)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -607,4 +624,4 @@ def _error(message: str) -> None:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    entry()

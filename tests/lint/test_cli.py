@@ -632,3 +632,48 @@ def test_a_crashing_worker_costs_one_file(tmp_path: Path, monkeypatch: pytest.Mo
         "(libcst's parser can crash on extremely deeply nested code)"
     ]
     assert sorted(f.path for f in result.findings) == sorted(str(tmp_path / n) for n in names[:-1])
+
+
+def test_the_command_ends_without_teardown_and_keeps_all_its_output(tmp_path: Path) -> None:
+    """``session-lint`` ends with ``os._exit`` after flushing (``cli.main.entry``):
+    a large report arrives whole, with the exit code ``main`` returned."""
+    (tmp_path / "pyproject.toml").write_text('[project]\nname = "app"\n')
+    lines = ["from sqlalchemy.ext.asyncio import AsyncSession\n"]
+    for i in range(600):
+        lines.append(
+            f"\n\nasync def handler_{i}(s: AsyncSession) -> None:\n"
+            f'    await s.execute("SELECT {i}")\n'
+            "    s.commit()\n"
+        )
+    (tmp_path / "many.py").write_text("".join(lines), encoding="utf-8")
+    done = cli("--no-cache", "--format", "json", "many.py", cwd=tmp_path)
+    assert done.returncode == 1, done.stderr
+    findings = json.loads(done.stdout)  # cut short, it would not parse
+    assert len(findings) >= 1200
+    assert {f["code"] for f in findings} >= {"SL403", "SL501"}
+    clean = cli("--no-cache", "--exit-zero", "--format", "json", "many.py", cwd=tmp_path)
+    assert clean.returncode == 0 and json.loads(clean.stdout) == findings
+
+
+def test_the_command_into_a_closed_pipe_ends_quietly(tmp_path: Path) -> None:
+    (tmp_path / "pyproject.toml").write_text('[project]\nname = "app"\n')
+    body = "".join(
+        f"\n\nasync def h{i}(s: AsyncSession) -> None:\n    s.commit()\n" for i in range(2000)
+    )
+    source = "from sqlalchemy.ext.asyncio import AsyncSession\n" + body
+    (tmp_path / "many.py").write_text(source, encoding="utf-8")
+    reader = subprocess.Popen(
+        [sys.executable, "-m", "session_lint", "--no-cache", "many.py"],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+    assert reader.stdout is not None and reader.stderr is not None
+    first = reader.stdout.read(200)  # like ``| head -c 200``: then the pipe closes
+    reader.stdout.close()
+    error = reader.stderr.read().decode()
+    code = reader.wait(timeout=120)
+    assert first.startswith(b"many.py:")
+    assert code in (0, 1), error
+    assert "Traceback" not in error and "Exception ignored" not in error, error
