@@ -225,7 +225,8 @@ class Prefilter:
             # it first, which an alternation of patterns is not.
             regexes = tuple(re.compile(p) for p in plain)
             if any(not name.isascii() for t in group if isinstance(t, Called) for name in t.names):
-                # Not found as a name of ASCII characters (``_NAMES``): found everywhere.
+                # The call search's name boundaries are ASCII (``_NAME_CHAR``): a
+                # name with other characters is taken as found everywhere.
                 regexes = (re.compile(b""),)
             self._tests.append(_Test(literals, regexes, whole, called))
 

@@ -6,7 +6,7 @@ import libcst as cst
 
 from session_lint.core.prefilter import SQLALCHEMY_IMPORT, Clause, clauses
 from session_lint.core.scopes import BindingKind, Scope, ScopeKind
-from session_lint.core.walker import children, subtree
+from session_lint.core.walker import SCOPE_TYPES, children, subtree
 from session_lint.known import (
     ASYNC_ENGINE_CONSTRUCTORS,
     CACHE_DECORATORS,
@@ -446,7 +446,7 @@ def _name_uses(body: cst.CSTNode, name: str) -> Iterator[tuple[cst.Name, list[cs
             if node.value == name and not _is_not_a_read(node, parents):
                 yield node, [*parents, _NESTED] if nested else parents
             continue
-        inner = nested or isinstance(node, (cst.FunctionDef, cst.ClassDef, cst.Lambda))
+        inner = nested or type(node) in SCOPE_TYPES
         chain = [*parents, node]
         stack.extend((child, chain, inner) for child in reversed(children(node)))
 

@@ -8,7 +8,7 @@ import libcst as cst
 from session_lint.core.context import FileContext
 from session_lint.core.prefilter import Clause, Pattern, Token, clauses
 from session_lint.core.scopes import BindingKind, Scope, ScopeKind, dotted_name, function_scope
-from session_lint.core.walker import children
+from session_lint.core.walker import children, iter_nodes
 from session_lint.known import ASYNC_ENGINE_CONSTRUCTORS
 from session_lint.project.config import Config
 from session_lint.project.effects import file_engine_reach
@@ -336,7 +336,7 @@ class EngineAcrossEventLoops(Rule):
         reach = self._reach_of()
         engine = ""
         disposes = False
-        for node in _own_nodes(function.body):
+        for node in iter_nodes(function.body):  # nested scopes' insides left out
             if isinstance(node, cst.Call):
                 func = node.func
                 if (
@@ -517,17 +517,6 @@ def _exits_after(path: list[cst.CSTNode]) -> bool:
             ):
                 return True
     return False
-
-
-def _own_nodes(body: cst.CSTNode) -> Iterator[cst.CSTNode]:
-    """The nodes of a function body, nested functions, classes and lambdas left out."""
-    stack = list(reversed(children(body)))
-    while stack:
-        node = stack.pop()
-        yield node
-        if isinstance(node, (cst.FunctionDef, cst.ClassDef, cst.Lambda)):
-            continue
-        stack.extend(reversed(children(node)))
 
 
 def _all_calls(module: cst.Module) -> Iterator[cst.Call]:
