@@ -24,7 +24,7 @@ from __future__ import annotations
 import enum
 import functools
 import re
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import NamedTuple, Protocol
 
 from session_lint.project.config import Config
@@ -276,17 +276,29 @@ class _Answers:
             if not hit and 0 < len(whole) <= _FEW_NAMES:
                 hit = any(_holds_whole(name, source) for name in whole)
             elif not hit and whole:
-                if self._names is None:
-                    self._names = set(_NAMES.findall(self._source))
-                hit = not whole.isdisjoint(self._names)
+                hit = not whole.isdisjoint(self._identifiers())
             if not hit and called:
                 # Counted only for the names the file holds (usually none or a few).
                 hit = any(
-                    sum(_calls_of(name, source) for name in names if name in source) >= times
+                    sum(_calls_of(name, source) for name in self._held(names)) >= times
                     for names, times in called
                 )
             self._answers[gid] = hit
         return hit
+
+    def _identifiers(self) -> set[bytes]:
+        if self._names is None:
+            self._names = set(_NAMES.findall(self._source))
+        return self._names
+
+    def _held(self, names: frozenset[bytes]) -> Iterable[bytes]:
+        """The names that stand whole in the file: a called name ends where a name
+        character does not follow, as an identifier does. A few names are each
+        looked for; more (a project's hundred committing helpers) in the file's
+        identifiers, listed once (a search of the bytes per name cost more)."""
+        if len(names) <= _FEW_NAMES:
+            return [name for name in names if name in self._source]
+        return names & self._identifiers()
 
 
 def prefilter_for(rules: Sequence[Declares], config: Config) -> Prefilter:

@@ -39,28 +39,35 @@ def has_evidence(source: bytes, path: str, config: Config) -> bool:
         return True
     if _imports_configured_factory(source, config):
         return True
-    project = config.project
-    evidence_modules = frozenset(project.evidence_modules)
-    if not (evidence_modules or project.types or project.factories):
+    evidence_modules, named, importers = _evidence_of(config)
+    if not importers:
         return False
     current, is_package = module_of(config.relative(path))
     for match in _FROM_IMPORT.finditer(source):
         module = absolute_import(match.group(1).decode("ascii", "replace"), current, is_package)
-        names = re.findall(rb"\w+", match.group(2))
-        for raw in names:
+        if module not in importers:
+            continue  # neither an evidence module nor one that holds a type or factory
+        for raw in re.findall(rb"\w+", match.group(2)):
             name = raw.decode("ascii", "replace")
-            if name == "as":
-                continue
-            full = f"{module}.{name}"
-            if module in evidence_modules or full in evidence_modules:
-                return True
-            if full in project.types or full in project.factories:
+            if name != "as" and (module in evidence_modules or f"{module}.{name}" in named):
                 return True
     for match in _IMPORT.finditer(source):
         for raw in re.findall(rb"[\w.]+", match.group(1)):
             if raw.decode("ascii", "replace") in evidence_modules:
                 return True
     return False
+
+
+@functools.lru_cache(maxsize=16)
+def _evidence_of(config: Config) -> tuple[frozenset[str], frozenset[str], frozenset[str]]:
+    """The project's evidence modules; what an import names to be evidence (those
+    modules, the session types and factories); and the modules an import of
+    evidence is from (those modules, and the modules that hold what it names): an
+    import from any other module is not looked at name by name."""
+    project = config.project
+    modules = frozenset(project.evidence_modules)
+    named = frozenset({*modules, *project.types, *project.factories})
+    return modules, named, modules | {name.rpartition(".")[0] for name in named}
 
 
 def _imports_configured_factory(source: bytes, config: Config) -> bool:

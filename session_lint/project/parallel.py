@@ -1,4 +1,5 @@
-"""One map over forked worker processes, for the project index's per-file work.
+"""Forked worker processes for the project index's work: one map over files, and
+one task run beside the rest.
 
 The index reads every file of the project before any file is linted; on one core
 that was a third of a cold run on a large tree (docs/architecture.md, "Large
@@ -15,7 +16,10 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable, Sequence
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
+
+if TYPE_CHECKING:
+    from multiprocessing.connection import Connection
 
 Item = TypeVar("Item")
 Result = TypeVar("Result")
@@ -68,3 +72,45 @@ def map_forked(
         return [function(item) for item in items]
     finally:
         _function = None
+
+
+def in_background(function: Callable[[], Result], jobs: int) -> Callable[[], Result]:
+    """Start ``function()`` in a forked process when ``jobs`` allows one more, and
+    return what waits for its result. Without a process (one job, a platform that
+    does not fork, a process that fails or dies) the result is computed here, when
+    asked for: the same result, later."""
+    if jobs < 2 or not sys.platform.startswith("linux"):
+        return function
+    import multiprocessing
+
+    context = multiprocessing.get_context("fork")
+    try:
+        receiver, sender = context.Pipe(duplex=False)
+        # A forked process takes the function as it is (nothing is pickled but the
+        # result), and multiprocessing flushes this process's output before forking.
+        process = context.Process(target=_send, args=(function, sender), daemon=True)
+        process.start()
+    except OSError:
+        return function
+    sender.close()
+
+    def result() -> Result:
+        try:
+            done, value = receiver.recv()
+        except (EOFError, OSError):
+            done, value = False, None
+        finally:
+            receiver.close()
+            process.join()
+        return value if done else function()  # type: ignore[no-any-return]
+
+    return result
+
+
+def _send(function: Callable[[], object], sender: Connection) -> None:
+    try:
+        value: tuple[bool, object] = (True, function())
+    except BaseException:  # computed again in the parent, which reports what it must
+        value = (False, None)
+    sender.send(value)
+    sender.close()

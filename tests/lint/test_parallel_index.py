@@ -16,7 +16,7 @@ from session_lint.analyzer import analyze, plan
 from session_lint.project.config import Config, load_config
 from session_lint.project.effects import learn_effects
 from session_lint.project.index import build_index
-from session_lint.project.parallel import MIN_ITEMS, map_forked
+from session_lint.project.parallel import MIN_ITEMS, in_background, map_forked
 from session_lint.rules import ALL_RULES, RULES_BY_CODE
 from session_lint.syntax import digest, parse_ast, parsed_digest
 
@@ -43,10 +43,17 @@ async def refresh_{i}(user_id: int) -> None:
         await fetch_profile_{i}(user_id)
 '''
 _DB = """
-from sqlalchemy.ext.asyncio import async_sessionmaker, create_async_engine
+from asyncio import current_task
+
+from sqlalchemy.ext.asyncio import async_scoped_session, async_sessionmaker, create_async_engine
 
 engine = create_async_engine("postgresql+asyncpg://app@db/app")
 async_session = async_sessionmaker(engine, expire_on_commit=False)
+scoped = async_scoped_session(async_session, scopefunc=current_task)
+
+
+async def close_scoped() -> None:
+    await scoped.remove()
 """
 
 
@@ -74,6 +81,37 @@ def test_map_forked_runs_here_below_the_threshold_or_with_one_job() -> None:
     assert ran == ["a", "b"]  # ``meanwhile`` runs exactly once either way
 
 
+def test_in_background_gives_the_result_from_another_process() -> None:
+    result = in_background(lambda: (os.getpid(), [1, 2]), 2)
+    pid, value = result()
+    assert value == [1, 2]
+    if sys.platform.startswith("linux"):
+        assert pid != os.getpid()
+
+
+def test_in_background_with_one_job_runs_here_when_asked() -> None:
+    ran: list[int] = []
+    result = in_background(lambda: ran.append(os.getpid()) or "done", 1)
+    assert ran == []
+    assert result() == "done"
+    assert ran == [os.getpid()]
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="forks on Linux only")
+@pytest.mark.parametrize("how", ["raises", "dies"])
+def test_a_background_task_that_fails_is_done_again_here(how: str) -> None:
+    parent = os.getpid()
+
+    def task() -> int:
+        if os.getpid() != parent:  # only in the forked process
+            if how == "dies":
+                os._exit(3)
+            raise RuntimeError("fails in the child")
+        return 42
+
+    assert in_background(task, 2)() == 42
+
+
 def test_an_index_read_by_two_processes_equals_one_read_by_one(tmp_path: Path) -> None:
     _project(tmp_path, MIN_ITEMS + 10)
     one = build_index(str(tmp_path), use_cache=False, jobs=1)
@@ -85,6 +123,7 @@ def test_an_index_read_by_two_processes_equals_one_read_by_one(tmp_path: Path) -
     assert effects["app.service_3.fetch_profile_3"][0]
     assert effects["app.service_70.save_70"][1]
     assert two.pooled_engines == ("app.db.engine",)
+    assert two.scoped_removals == ("scoped",)  # learned beside the rest
 
 
 def test_effects_read_by_two_processes_keep_every_file(tmp_path: Path) -> None:

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from session_lint.analyzer import analyze
-from session_lint.core.prefilter import prefilter_for
+from session_lint.core.prefilter import Called, Clause, Prefilter, prefilter_for
 from session_lint.project.config import Config
 from session_lint.rules import ALL_RULES, SyntaxErrorRule
 from tests.lint.fixture_files import ROOT, load
@@ -79,3 +80,30 @@ def test_prefilter_loses_no_finding_on_generated_files(
     assert [(f.line, f.column, f.code) for f in filtered.findings] == [
         (f.line, f.column, f.code) for f in full.findings
     ]
+
+
+class _CallsTwice:
+    """A rule that may fire where the file calls its names twice in all."""
+
+    def __init__(self, names: frozenset[str]) -> None:
+        self.names = names
+
+    def prefilter(self, config: Config) -> tuple[Clause, ...]:
+        return (((Called(self.names, 2),),),)
+
+
+@pytest.mark.parametrize("many", [False, True])  # searched name by name, or in the identifiers
+@pytest.mark.parametrize(
+    ("source", "expected"),
+    [
+        (b"a_1(x)\nb = a_1 (y)\n", True),
+        (b"a_1  # a comment\n(x)\nobj.a_2(y)\n", True),
+        (b"a_1(x)\n", False),  # once
+        (b"xa_1(x)\nxa_1(y)\na_1x(z)\n", False),  # part of another name
+        (b"a_1 = 1\nprint(a_1, a_2)\n", False),  # named, not called
+    ],
+)
+def test_counted_calls_are_of_whole_names(source: bytes, expected: bool, many: bool) -> None:
+    names = frozenset({"a_1", "a_2", *(f"other_{i}" for i in range(30 if many else 0))})
+    prefilter = Prefilter([_CallsTwice(names)], Config(root="."))
+    assert prefilter(source) is expected

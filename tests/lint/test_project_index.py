@@ -226,6 +226,10 @@ def test_the_index_is_part_of_the_config_fingerprint(tmp_path: Path) -> None:
         ("app/api/a.py", "from ..db.session import get_db\n", True),
         ("app/a.py", "import app.db.session\n", True),
         ("app/a.py", "from app.ws import open_session\n", False),
+        # A module that exports a session type, imported from its package.
+        ("app/a.py", "from app import db\n", True),
+        ("app/api/a.py", "from .. import db\n", True),
+        ("app/a.py", "from app import ws\n", False),
         ("app/a.py", "from websockets import WebsocketSession\nsession = 1\n", False),
         ("app/a.py", "# sqlalchemy is mentioned in a comment only\n", False),
     ],
