@@ -172,7 +172,9 @@ def parse(source: bytes) -> cst.Module | Finding:
         except SyntaxError as py_exc:
             line, column = py_exc.lineno or line, py_exc.offset or column
             message = f"file does not parse: SyntaxError: {py_exc.msg}"
-        except (ValueError, RecursionError, MemoryError):
+        except ValueError as py_exc:  # NUL bytes before Python 3.11.4 (then a SyntaxError)
+            message = f"file is not Python source: {py_exc}"
+        except (RecursionError, MemoryError):
             pass
     except (SyntaxError, UnicodeDecodeError, LookupError) as exc:
         # Encoding problems surface as one of these from libcst's decoding step.
