@@ -14,6 +14,7 @@ language server, flake8) may run threads, and forking one is unsafe.
 
 from __future__ import annotations
 
+import contextlib
 import sys
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, TypeVar
@@ -86,13 +87,18 @@ def in_background(function: Callable[[], Result], jobs: int) -> Callable[[], Res
     context = multiprocessing.get_context("fork")
     try:
         receiver, sender = context.Pipe(duplex=False)
-        # A forked process takes the function as it is (nothing is pickled but the
-        # result), and multiprocessing flushes this process's output before forking.
-        process = context.Process(target=_send, args=(function, sender), daemon=True)
-        process.start()
     except OSError:
         return function
-    sender.close()
+    # A forked process takes the function as it is (nothing is pickled but the
+    # result), and multiprocessing flushes this process's output before forking.
+    process = context.Process(target=_send, args=(function, sender, receiver), daemon=True)
+    try:
+        process.start()
+    except OSError:
+        receiver.close()
+        return function
+    finally:
+        sender.close()  # the child's copy is the one that writes
 
     def result() -> Result:
         try:
@@ -107,10 +113,16 @@ def in_background(function: Callable[[], Result], jobs: int) -> Callable[[], Res
     return result
 
 
-def _send(function: Callable[[], object], sender: Connection) -> None:
+def _send(function: Callable[[], object], sender: Connection, receiver: Connection) -> None:
+    # Only the parent reads: with the child's copy of the reading end closed, a
+    # parent that is gone makes the send fail instead of block on a full pipe.
+    receiver.close()
     try:
         value: tuple[bool, object] = (True, function())
     except BaseException:  # computed again in the parent, which reports what it must
         value = (False, None)
-    sender.send(value)
+    # A parent that stopped early (an error, Ctrl-C) reads nothing: end in silence,
+    # not with a traceback on the terminal after the command has ended.
+    with contextlib.suppress(OSError):
+        sender.send(value)
     sender.close()

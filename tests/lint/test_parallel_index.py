@@ -6,6 +6,7 @@ index parsed is not parsed again to show it compiles."""
 from __future__ import annotations
 
 import os
+import subprocess
 import sys
 import textwrap
 from pathlib import Path
@@ -110,6 +111,22 @@ def test_a_background_task_that_fails_is_done_again_here(how: str) -> None:
         return 42
 
     assert in_background(task, 2)() == 42
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="forks on Linux only")
+def test_a_background_task_whose_parent_stopped_ends_in_silence() -> None:
+    # The parent exits at once (an error, Ctrl-C); the child's result, larger than
+    # a pipe holds, has no reader: the child must neither hang nor print a traceback.
+    script = (
+        "import os, time\n"
+        "from session_lint.project.parallel import in_background\n"
+        "in_background(lambda: time.sleep(0.3) or b'x' * 1_000_000, 2)\n"
+        "os._exit(0)\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120
+    )  # waits for the child too: it holds the same stderr
+    assert (proc.returncode, proc.stderr) == (0, "")
 
 
 def test_an_index_read_by_two_processes_equals_one_read_by_one(tmp_path: Path) -> None:
