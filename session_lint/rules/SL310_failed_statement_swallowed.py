@@ -147,7 +147,8 @@ class FailedStatementSwallowed(Rule):
         function = self.ctx.function
         if function is None:
             return
-        if not any(_catches_database_errors(self, h.type) for h in node.handlers):
+        catching = [h for h in node.handlers if _catches_database_errors(self, h.type)]
+        if not catching:
             return  # what the try runs matters only to a handler that catches it
         statements = list(self._statements(node.body))
         if not statements:
@@ -159,7 +160,7 @@ class FailedStatementSwallowed(Rule):
             for item in sub.items
             if item.asname is not None and isinstance(item.asname.name, cst.Name)
         }
-        for handler in node.handlers:
+        for handler in catching:
             if not self._swallows(handler, statements) or self._leaves_after(node, handler):
                 continue
             for key, call in statements:
@@ -223,8 +224,8 @@ class FailedStatementSwallowed(Rule):
 
     # -- the handler ----------------------------------------------------------------
     def _swallows(self, handler: cst.ExceptHandler, statements: Sequence[tuple[str, str]]) -> bool:
-        if not _catches_database_errors(self, handler.type):
-            return False
+        """Whether ``handler`` (one that catches database errors) carries on without
+        ending the transaction of any of ``statements``."""
         keys = {key for key, _ in statements}
         for sub in iter_nodes(handler.body):
             if isinstance(sub, (cst.Raise, cst.Return)):
